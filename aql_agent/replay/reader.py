@@ -1,0 +1,748 @@
+"""Streaming replay-log reader: header, records, steps, episodes, and a fast path to column arrays.
+
+Every problem with the bytes is a `ReplayLogError` naming the file and offset. A log that stops early
+(a crash, a copy cut short) yields every complete record before the cut and a `ReplayLogWarning`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import msgpack
+import numpy as np
+from gymnasium import spaces
+
+from aql_agent.errors import ReplayLogError, ReplayLogWarning, SpaceError, require_exists
+from aql_agent.replay import format as fmt
+from aql_agent.spaces import Leaf, SpaceCodec, Value, assemble_leaves, space_from_spec
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a log says about itself: environment, agents and their spaces, who played, when."""
+
+    env_id: str
+    agents: list[str]
+    observation_spaces: dict[str, spaces.Space]
+    action_spaces: dict[str, spaces.Space]
+    players: dict[str, dict]
+    info_keys: list[str]
+    recorder: dict
+    created: str
+    metadata: dict
+    version: tuple[int, int]
+    raw: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One agent's transition: it saw `observation`, took `action`, and got the rest back."""
+
+    episode: int
+    agent: str
+    observation: Value
+    action: Value
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict | None
+
+
+@dataclass
+class AgentEpisode:
+    """One agent's part of an episode, stacked into arrays."""
+
+    observations: Value
+    actions: Value
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    infos: list[dict | None]
+    final_observation: Value | None
+    outcome: str | None
+    episode_return: float
+
+
+@dataclass
+class Episode:
+    """An episode as it was recorded; `complete` is False when the log ends before its end record."""
+
+    index: int
+    seed: int | None
+    metadata: dict
+    agents: dict[str, AgentEpisode]
+    complete: bool
+    end_metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class EpisodeSummary:
+    """An episode's start and end records, without its steps."""
+
+    index: int
+    seed: int | None
+    metadata: dict
+    complete: bool = False
+    returns: dict[str, float] = field(default_factory=dict)
+    lengths: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, str | None] = field(default_factory=dict)
+    final_observations: dict[str, Value | None] = field(default_factory=dict)
+    end_metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class AgentColumns:
+    """All steps of one agent as contiguous arrays, in log order; `episode` maps each step to its episode."""
+
+    episode: np.ndarray
+    observations: Value
+    actions: Value
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    infos: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.episode)
+
+
+@dataclass
+class LogColumns:
+    """A whole log as arrays: the result of `ReplayReader.columns()`."""
+
+    header: Header
+    agents: dict[str, AgentColumns]
+    episodes: list[EpisodeSummary]
+    finalised: bool
+
+
+@dataclass
+class _Chunk:
+    offset: int
+    count: int
+    raw: bytes
+    verified: bool
+
+
+def _header_from_record(record: Any, path: str) -> Header:
+    def bad(message: str) -> ReplayLogError:
+        return ReplayLogError(message, path, len(fmt.FILE_MAGIC))
+
+    if not isinstance(record, (list, tuple)) or len(record) < 2 or record[0] != fmt.HEADER:
+        raise bad("the first record is not a header record")
+    head = record[1]
+    if not isinstance(head, dict) or head.get("format") != fmt.FORMAT_NAME:
+        raise bad(f"not an {fmt.FORMAT_NAME} log (the header's 'format' is missing or different)")
+    version = head.get("version")
+    if not (isinstance(version, list) and len(version) == 2 and all(isinstance(v, int) for v in version)):
+        raise bad("the header's 'version' must be [major, minor]")
+    if version[0] != fmt.FORMAT_VERSION[0]:
+        raise bad(f"format version {version[0]}.{version[1]} is not readable by this aql-agent (it reads "
+                  f"{fmt.FORMAT_VERSION[0]}.x): use a matching aql-agent release")
+    agents = head.get("agents")
+    if not isinstance(agents, list) or not agents:
+        raise bad("the header's 'agents' must be a non-empty list")
+    ids, obs, act, players = [], {}, {}, {}
+    for entry in agents:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise bad("each header agent needs a string 'id'")
+        agent = entry["id"]
+        if agent in obs:
+            raise bad(f"agent id {agent!r} appears twice in the header")
+        try:
+            obs[agent] = space_from_spec(entry.get("observation_space"), f"observation space of {agent!r}")
+            act[agent] = space_from_spec(entry.get("action_space"), f"action space of {agent!r}")
+        except SpaceError as exc:
+            raise bad(str(exc)) from None
+        ids.append(agent)
+        players[agent] = entry.get("player") if isinstance(entry.get("player"), dict) else {}
+    info_keys = head.get("info_keys", [])
+    if not isinstance(info_keys, list) or not all(isinstance(k, str) for k in info_keys):
+        raise bad("the header's 'info_keys' must be a list of strings")
+    if not isinstance(head.get("env_id"), str):
+        raise bad("the header's 'env_id' must be a string")
+
+    def as_map(key: str) -> dict:
+        value = head.get(key, {})
+        return value if isinstance(value, dict) else {}
+
+    return Header(env_id=head["env_id"], agents=ids, observation_spaces=obs, action_spaces=act, players=players,
+                  info_keys=info_keys, recorder=as_map("recorder"), created=str(head.get("created", "")),
+                  metadata=as_map("metadata"), version=(version[0], version[1]), raw=head)
+
+
+class _StepTemplate:
+    """The fixed byte layout of canonical step records of agents with one pair of spaces.
+
+    A run of records that all match it is read as one (rows, record_length) uint8 array: no per-record
+    unpacking. Every structure byte is checked, so a non-matching record simply ends the run.
+    """
+
+    def __init__(self, agent_ids: list[int], obs: SpaceCodec, act: SpaceCodec):
+        self.agent_ids = np.asarray(agent_ids, dtype=np.uint8)
+        parts: list[bytes | tuple[str, Any]] = [bytes((0x98, fmt.STEP)), ("agent", None)]
+        parts += [("obs", p) if isinstance(p, Leaf) else p for p in obs.layout()]
+        parts += [("act", p) if isinstance(p, Leaf) else p for p in act.layout()]
+        parts += [b"\xcb", ("reward", None), ("terminated", None), ("truncated", None), b"\xc0"]
+        sizes = {"agent": 1, "reward": 8, "terminated": 1, "truncated": 1}
+        struct_offsets: list[int] = []
+        struct_values: list[int] = []
+        self.slots: dict[str, list[tuple[int, Leaf]]] = {"obs": [], "act": []}
+        self.offsets: dict[str, int] = {}
+        offset = 0
+        for part in parts:
+            if isinstance(part, bytes):
+                struct_offsets += range(offset, offset + len(part))
+                struct_values += part
+                offset += len(part)
+            elif part[0] in self.slots:
+                self.slots[part[0]].append((offset, part[1]))
+                offset += part[1].nbytes
+            else:
+                self.offsets[part[0]] = offset
+                offset += sizes[part[0]]
+        self.length = offset
+        self.struct_offsets = np.asarray(struct_offsets, dtype=np.intp)
+        self.struct_values = np.asarray(struct_values, dtype=np.uint8)
+
+    def matching_rows(self, rows: np.ndarray) -> int:
+        """How many leading rows are canonical step records of this template."""
+        ok = (rows[:, self.struct_offsets] == self.struct_values).all(axis=1)
+        ok &= np.isin(rows[:, self.offsets["agent"]], self.agent_ids)
+        ok &= (rows[:, self.offsets["terminated"]] | 1) == 0xC3
+        ok &= (rows[:, self.offsets["truncated"]] | 1) == 0xC3
+        return len(ok) if ok.all() else int(np.argmin(ok))
+
+    def extract(self, rows: np.ndarray) -> dict[str, Any]:
+        def field(offset: int, nbytes: int, dtype: np.dtype, shape: tuple[int, ...] = ()) -> np.ndarray:
+            return np.ascontiguousarray(rows[:, offset:offset + nbytes]).view(dtype).reshape(len(rows), *shape)
+
+        result: dict[str, Any] = {
+            "agent": rows[:, self.offsets["agent"]].astype(np.int64),
+            "reward": field(self.offsets["reward"], 8, np.dtype(">f8")).astype(np.float64),
+            "terminated": rows[:, self.offsets["terminated"]] == 0xC3,
+            "truncated": rows[:, self.offsets["truncated"]] == 0xC3,
+        }
+        for name, slots in self.slots.items():
+            result[name] = {leaf.key: field(off, leaf.nbytes, leaf.dtype, leaf.shape) for off, leaf in slots}
+        return result
+
+
+class _ColumnBuilder:
+    """Collects one agent's steps, from fast-path blocks and from single decoded records."""
+
+    def __init__(self, obs: SpaceCodec, act: SpaceCodec, info_keys: list[str]):
+        self.obs, self.act, self.info_keys = obs, act, info_keys
+        self.blocks: list[dict[str, Any]] = []
+        self.pending: list[tuple] = []
+
+    def add_block(self, episode: int, block: dict[str, Any], mask: np.ndarray | None) -> None:
+        self._flush_pending()
+        if mask is not None:
+            block = {k: ({kk: vv[mask] for kk, vv in v.items()} if isinstance(v, dict) else v[mask])
+                     for k, v in block.items()}
+        n = len(block["reward"])
+        if n:
+            block["episode"] = np.full(n, episode, dtype=np.int64)
+            block["info"] = [None] * n
+            self.blocks.append(block)
+
+    def add_record(self, episode: int, record: tuple) -> None:
+        self.pending.append((episode, record))
+
+    def _flush_pending(self) -> None:
+        if not self.pending:
+            return
+        records = [r for _, r in self.pending]
+        obs_leaves = [self.obs.split_leaves(r[2]) for r in records]
+        act_leaves = [self.act.split_leaves(r[3]) for r in records]
+
+        def stack(codec: SpaceCodec, per_record: list[list[bytes]]) -> dict[str, np.ndarray]:
+            return {leaf.key: np.frombuffer(b"".join(p[i] for p in per_record), leaf.dtype)
+                    .reshape(len(per_record), *leaf.shape) for i, leaf in enumerate(codec.leaves)}
+
+        self.blocks.append({
+            "episode": np.asarray([e for e, _ in self.pending], dtype=np.int64),
+            "obs": stack(self.obs, obs_leaves), "act": stack(self.act, act_leaves),
+            "reward": np.asarray([r[4] for r in records], dtype=np.float64),
+            "terminated": np.asarray([r[5] for r in records], dtype=bool),
+            "truncated": np.asarray([r[6] for r in records], dtype=bool),
+            "info": [r[7] for r in records],
+        })
+        self.pending = []
+
+    def finish(self) -> AgentColumns:
+        self._flush_pending()
+        blocks = self.blocks
+
+        def concat(name: str, codec: SpaceCodec) -> Value:
+            cols = {leaf.key: (np.concatenate([b[name][leaf.key] for b in blocks]) if blocks
+                               else np.zeros((0, *leaf.shape), leaf.dtype).newbyteorder("="))
+                    for leaf in codec.leaves}
+            return assemble_leaves(codec.leaves, {k: v.astype(v.dtype.newbyteorder("="), copy=False)
+                                                  for k, v in cols.items()})
+
+        def flat(name: str, dtype: type) -> np.ndarray:
+            return np.concatenate([b[name] for b in blocks]) if blocks else np.zeros(0, dtype)
+
+        infos = [i for b in blocks for i in b["info"]]
+        info_columns = {}
+        for key in self.info_keys:
+            values = [None if i is None else i.get(key) for i in infos]
+            if all(v is None for v in values):
+                continue
+            try:
+                column = np.asarray(values)
+                if column.dtype == object:
+                    raise ValueError
+            except ValueError:
+                column = np.empty(len(values), dtype=object)
+                column[:] = values
+            info_columns[key] = column
+        return AgentColumns(episode=flat("episode", np.int64), observations=concat("obs", self.obs),
+                            actions=concat("act", self.act), rewards=flat("reward", np.float64),
+                            terminated=flat("terminated", bool), truncated=flat("truncated", bool),
+                            infos=info_columns)
+
+
+def _unpacker(size: int) -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, max_buffer_size=max(size, 1))
+
+
+class ReplayReader:
+    """Reads a replay log lazily: `header` at once, then records, steps or episodes chunk by chunk.
+
+    `recover=True` skips chunks that fail their checksum (with a warning naming what was lost) instead of
+    raising: for salvaging a damaged log, never for normal reading.
+    """
+
+    def __init__(self, path: str | os.PathLike, recover: bool = False):
+        self.path = os.fspath(path)
+        self.recover = recover
+        require_exists(self.path, "replay log")
+        if os.path.isdir(self.path):
+            raise ReplayLogError("is a directory, not a replay log", self.path)
+        with open(self.path, "rb") as f:
+            magic = f.read(len(fmt.FILE_MAGIC))
+            if magic != fmt.FILE_MAGIC:
+                raise ReplayLogError("not an aql replay log (wrong magic bytes at the start)", self.path, 0)
+            first = next(self._chunks_from(f), None)
+        if first is None:
+            raise ReplayLogError("the log has no header (it was cut off right after the magic bytes)", self.path)
+        records = self._unpack_all(first)
+        if not records:
+            raise ReplayLogError("the header record is cut off", self.path, first.offset)
+        self.header = _header_from_record(records[0], self.path)
+        self._obs_codecs = [SpaceCodec(self.header.observation_spaces[a], f"observation of {a!r}")
+                            for a in self.header.agents]
+        self._act_codecs = [SpaceCodec(self.header.action_spaces[a], f"action of {a!r}")
+                            for a in self.header.agents]
+        self.finalised: bool | None = None  # known once the whole log has been read
+
+    # -- chunks ------------------------------------------------------------------------------------------
+    def _chunks_from(self, f: BinaryIO) -> Iterator[_Chunk]:
+        offset = f.tell()
+        while True:
+            head = f.read(fmt.CHUNK_HEADER_SIZE)
+            if not head:
+                return
+            if len(head) < fmt.CHUNK_HEADER_SIZE:
+                self._warn(f"the log is cut off inside a chunk header at byte {offset}; "
+                           "every record before it was read")
+                return
+            magic, codec, count, stored_len, raw_len, payload_crc = fmt.CHUNK_HEADER.unpack(head[:-4])
+            header_ok = magic == fmt.CHUNK_MAGIC and fmt.crc32(head[:-4]) == int.from_bytes(head[-4:], "little")
+            problem = None
+            if not header_ok:
+                problem = "corrupt chunk header (bad magic or checksum)"
+            elif codec not in fmt.CODECS.values():
+                problem = f"unknown chunk codec {codec}"
+            elif raw_len > fmt.MAX_CHUNK_BYTES or stored_len > fmt.MAX_CHUNK_BYTES:
+                problem = f"chunk claims {max(raw_len, stored_len)} bytes, over the {fmt.MAX_CHUNK_BYTES} limit"
+            if problem is not None:
+                offset = self._skip_or_raise(f, offset, problem)
+                if offset < 0:
+                    return
+                continue
+            stored = f.read(stored_len)
+            if len(stored) < stored_len:
+                yield from self._salvage(offset, codec, count, stored, raw_len)
+                return
+            if fmt.crc32(stored) != payload_crc:
+                offset = self._skip_or_raise(f, offset, f"chunk of {count} records fails its checksum")
+                if offset < 0:
+                    return
+                continue
+            raw = self._decompress(codec, stored, raw_len, offset)
+            yield _Chunk(offset, count, raw, verified=True)
+            offset += fmt.CHUNK_HEADER_SIZE + stored_len
+
+    def _decompress(self, codec: int, stored: bytes, raw_len: int, offset: int) -> bytes:
+        if codec == fmt.CODEC_NONE:
+            raw = stored
+        else:
+            import zstandard
+
+            try:
+                raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=raw_len)
+            except zstandard.ZstdError as exc:
+                raise ReplayLogError(f"chunk does not decompress ({exc})", self.path, offset) from None
+        if len(raw) != raw_len:
+            raise ReplayLogError(f"chunk holds {len(raw)} bytes, its header says {raw_len}", self.path, offset)
+        return raw
+
+    def _salvage(self, offset: int, codec: int, count: int, stored: bytes, raw_len: int) -> Iterator[_Chunk]:
+        """The log ends inside this chunk's payload: keep the records that are there in full."""
+        raw = stored
+        if codec == fmt.CODEC_ZSTD:
+            import zstandard
+
+            try:
+                raw = zstandard.ZstdDecompressor().decompressobj().decompress(stored)
+            except zstandard.ZstdError:
+                raw = b""
+        self._warn(f"the log is cut off inside the chunk at byte {offset} ({len(stored)} of its bytes are "
+                   "there); the complete records in it are read without checksum verification")
+        yield _Chunk(offset, count, raw[:raw_len], verified=False)
+
+    def _skip_or_raise(self, f: BinaryIO, offset: int, problem: str) -> int:
+        """In recover mode, find the next intact chunk header and return its offset (-1 at the end)."""
+        if not self.recover:
+            raise ReplayLogError(problem + " (the log is damaged here; ReplayReader(path, recover=True) "
+                                 "skips damaged chunks)", self.path, offset)
+        f.seek(offset + 1)
+        data = f.read()
+        start = 0
+        while True:
+            found = data.find(fmt.CHUNK_MAGIC, start)
+            if found < 0 or found + fmt.CHUNK_HEADER_SIZE > len(data):
+                self._warn(f"{problem} at byte {offset}; no intact chunk follows, the rest of the log is lost")
+                return -1
+            head = data[found:found + fmt.CHUNK_HEADER_SIZE]
+            if fmt.crc32(head[:-4]) == int.from_bytes(head[-4:], "little"):
+                new_offset = offset + 1 + found
+                self._warn(f"{problem} at byte {offset}; skipped {new_offset - offset} bytes to the next intact chunk")
+                f.seek(new_offset)
+                return new_offset
+            start = found + 1
+
+    def _warn(self, message: str) -> None:
+        warnings.warn(ReplayLogWarning(f"{self.path}: {message}"), stacklevel=4)
+
+    def _chunks(self) -> Iterator[_Chunk]:
+        with open(self.path, "rb") as f:
+            f.seek(len(fmt.FILE_MAGIC))
+            yield from self._chunks_from(f)
+
+    def _unpack_all(self, chunk: _Chunk) -> list:
+        unpacker = _unpacker(len(chunk.raw))
+        unpacker.feed(chunk.raw)
+        records = []
+        try:
+            for _ in range(chunk.count):
+                records.append(unpacker.unpack())
+        except msgpack.OutOfData:
+            if chunk.verified:
+                raise ReplayLogError(f"chunk holds fewer records than its header's {chunk.count}", self.path,
+                                     chunk.offset) from None
+        except Exception as exc:  # any msgpack decoding failure of checksummed bytes: a writer bug
+            if chunk.verified:
+                raise ReplayLogError(f"record {len(records)} of the chunk is not valid msgpack ({exc})", self.path,
+                                     chunk.offset) from None
+        if chunk.verified and unpacker.tell() != len(chunk.raw):
+            raise ReplayLogError("chunk has bytes after its last record", self.path, chunk.offset)
+        return records
+
+    # -- records -----------------------------------------------------------------------------------------
+    def _check(self, record: Any, chunk: _Chunk, index: int) -> tuple:
+        if not isinstance(record, (list, tuple)) or not record or record[0] not in fmt.RECORD_LENGTHS:
+            raise ReplayLogError(f"record {index} of the chunk is not a known record", self.path, chunk.offset)
+        kind = record[0]
+        if len(record) < fmt.RECORD_LENGTHS[kind]:
+            raise ReplayLogError(f"{fmt.RECORD_NAMES[kind]} record {index} of the chunk has {len(record)} fields, "
+                                 f"needs {fmt.RECORD_LENGTHS[kind]}", self.path, chunk.offset)
+        if kind == fmt.STEP:
+            agent, reward, terminated, truncated, info = record[1], record[4], record[5], record[6], record[7]
+            if not (isinstance(agent, int) and 0 <= agent < len(self.header.agents)
+                    and isinstance(reward, (int, float)) and not isinstance(reward, bool)
+                    and isinstance(terminated, bool) and isinstance(truncated, bool)
+                    and (info is None or isinstance(info, dict))):
+                raise ReplayLogError(f"step record {index} of the chunk has fields of the wrong types",
+                                     self.path, chunk.offset)
+        elif kind in (fmt.EPISODE_START, fmt.EPISODE_END):
+            if not isinstance(record[1], int) or not isinstance(record[3], dict):
+                raise ReplayLogError(f"{fmt.RECORD_NAMES[kind]} record {index} has fields of the wrong types",
+                                     self.path, chunk.offset)
+            if kind == fmt.EPISODE_START and not (record[2] is None or isinstance(record[2], int)):
+                raise ReplayLogError(f"episode_start record {index} has a non-integer seed", self.path, chunk.offset)
+            if kind == fmt.EPISODE_END and not isinstance(record[2], dict):
+                raise ReplayLogError(f"episode_end record {index} has no per-agent map", self.path, chunk.offset)
+        return tuple(record)
+
+    def records(self) -> Iterator[tuple]:
+        """Every record after the header as a checked tuple (see docs/replay-log.md for the fields)."""
+        self.finalised = False
+        for n, chunk in enumerate(self._chunks()):
+            records = self._unpack_all(chunk)
+            for index, record in enumerate(records[1:] if n == 0 else records, start=1 if n == 0 else 0):
+                record = self._check(record, chunk, index)
+                if self.finalised:
+                    raise ReplayLogError("records after the end-of-log record", self.path, chunk.offset)
+                if record[0] == fmt.HEADER:
+                    raise ReplayLogError("a second header record", self.path, chunk.offset)
+                if record[0] == fmt.LOG_END:
+                    self.finalised = True
+                yield record
+        if not self.finalised:
+            self._warn("the log has no end-of-log record: its writer did not finish (crashed or still running); "
+                       "every complete record was read")
+
+    def _decode(self, codec: SpaceCodec, wire: Any, where: str) -> Value:
+        try:
+            return codec.decode(wire)
+        except SpaceError as exc:
+            raise ReplayLogError(f"{where}: {exc}", self.path) from None
+
+    def _episode_state(self) -> Iterator[tuple[str, tuple, int | None]]:
+        """Records with the episode they belong to; enforces start/step/end order."""
+        episode: int | None = None
+        for record in self.records():
+            kind = record[0]
+            if kind == fmt.EPISODE_START:
+                if episode is not None:
+                    raise ReplayLogError(f"episode {record[1]} starts before episode {episode} ended", self.path)
+                episode = record[1]
+            elif kind == fmt.STEP and episode is None:
+                raise ReplayLogError("a step record outside any episode", self.path)
+            elif kind == fmt.EPISODE_END:
+                if episode != record[1]:
+                    raise ReplayLogError(f"end record for episode {record[1]}, but the open episode is {episode}",
+                                         self.path)
+            yield fmt.RECORD_NAMES[kind], record, episode
+            if kind == fmt.EPISODE_END:
+                episode = None
+
+    def _step(self, record: tuple, episode: int) -> Step:
+        index = record[1]
+        return Step(episode=episode, agent=self.header.agents[index],
+                    observation=self._decode(self._obs_codecs[index], record[2], "step observation"),
+                    action=self._decode(self._act_codecs[index], record[3], "step action"),
+                    reward=float(record[4]), terminated=record[5], truncated=record[6], info=record[7])
+
+    def steps(self) -> Iterator[Step]:
+        """Every step of every agent, in recorded order, decoded to arrays."""
+        for kind, record, episode in self._episode_state():
+            if kind == "step":
+                yield self._step(record, episode)
+
+    def _summary_of_end(self, summary: EpisodeSummary, record: tuple) -> None:
+        summary.complete = True
+        summary.end_metadata = record[3]
+        for i, agent in enumerate(self.header.agents):
+            entry = record[2].get(agent)
+            if not isinstance(entry, dict):
+                entry = {}
+            final = entry.get("final_observation")
+            summary.final_observations[agent] = (None if final is None else
+                                                 self._decode(self._obs_codecs[i], final, "final observation"))
+            outcome = entry.get("outcome")
+            summary.outcomes[agent] = outcome if outcome in fmt.OUTCOMES else None
+            ret = entry.get("return")
+            summary.returns[agent] = float(ret) if isinstance(ret, (int, float)) else float("nan")
+            length = entry.get("length")
+            summary.lengths[agent] = length if isinstance(length, int) else -1
+
+    def episodes(self) -> Iterator[Episode]:
+        """Episodes one at a time (memory holds one episode). The last may be incomplete."""
+        agents = self.header.agents
+        summary: EpisodeSummary | None = None
+        steps: dict[str, list[Step]] = {}
+        for step_or_record in self._with_steps():
+            if isinstance(step_or_record, Step):
+                steps[step_or_record.agent].append(step_or_record)
+                continue
+            record = step_or_record
+            if record[0] == fmt.EPISODE_START:
+                summary = EpisodeSummary(index=record[1], seed=record[2], metadata=record[3])
+                steps = {a: [] for a in agents}
+            elif record[0] == fmt.EPISODE_END:
+                self._summary_of_end(summary, record)
+                yield self._episode(summary, steps)
+                summary = None
+        if summary is not None:
+            yield self._episode(summary, steps)
+
+    def _with_steps(self) -> Iterator[Step | tuple]:
+        for kind, record, episode in self._episode_state():
+            yield self._step(record, episode) if kind == "step" else record
+
+    def _episode(self, summary: EpisodeSummary, steps: dict[str, list[Step]]) -> Episode:
+        parts = {}
+        for i, agent in enumerate(self.header.agents):
+            agent_steps = steps[agent]
+            rewards = np.asarray([s.reward for s in agent_steps], dtype=np.float64)
+            parts[agent] = AgentEpisode(
+                observations=_stack([s.observation for s in agent_steps], self._obs_codecs[i]),
+                actions=_stack([s.action for s in agent_steps], self._act_codecs[i]),
+                rewards=rewards,
+                terminated=np.asarray([s.terminated for s in agent_steps], dtype=bool),
+                truncated=np.asarray([s.truncated for s in agent_steps], dtype=bool),
+                infos=[s.info for s in agent_steps],
+                final_observation=summary.final_observations.get(agent),
+                outcome=summary.outcomes.get(agent),
+                episode_return=float(rewards.sum()),
+            )
+        return Episode(index=summary.index, seed=summary.seed, metadata=summary.metadata, agents=parts,
+                       complete=summary.complete, end_metadata=summary.end_metadata)
+
+    # -- the fast path -----------------------------------------------------------------------------------
+    def _templates(self) -> dict[int, _StepTemplate]:
+        """One template per distinct (observation, action) space pair, shared by the agents that have it."""
+        groups: dict[tuple, list[int]] = {}
+        for i, agent in enumerate(self.header.agents):
+            key = (repr(self.header.raw["agents"][i]["observation_space"]),
+                   repr(self.header.raw["agents"][i]["action_space"]))
+            groups.setdefault(key, []).append(i)
+        templates = {}
+        if len(self.header.agents) <= 0x7F:
+            for ids in groups.values():
+                template = _StepTemplate(ids, self._obs_codecs[ids[0]], self._act_codecs[ids[0]])
+                templates.update({i: template for i in ids})
+        return templates
+
+    def columns(self) -> LogColumns:
+        """The whole log as per-agent arrays, fast: runs of canonical step records are read as numpy views."""
+        agents = self.header.agents
+        templates = self._templates()
+        builders = [_ColumnBuilder(self._obs_codecs[i], self._act_codecs[i], self.header.info_keys)
+                    for i in range(len(agents))]
+        episodes: list[EpisodeSummary] = []
+        state = {"episode": None, "finalised": False}
+        for n, chunk in enumerate(self._chunks()):
+            self._columns_of_chunk(chunk, n == 0, templates, builders, episodes, state)
+        self.finalised = state["finalised"]
+        if not self.finalised:
+            self._warn("the log has no end-of-log record: its writer did not finish (crashed or still running); "
+                       "every complete record was read")
+        return LogColumns(header=self.header, agents={a: b.finish() for a, b in zip(agents, builders)},
+                          episodes=episodes, finalised=self.finalised)
+
+    def _columns_of_chunk(self, chunk: _Chunk, first: bool, templates: dict[int, _StepTemplate],
+                          builders: list[_ColumnBuilder], episodes: list[EpisodeSummary], state: dict) -> None:
+        raw = chunk.raw
+        view = np.frombuffer(raw, dtype=np.uint8)
+        unpacker = _unpacker(len(raw))
+        unpacker.feed(raw)
+        index = 0
+        if first:
+            unpacker.skip()  # the header, already read
+            index = 1
+        base = 0  # offset of the unpacker's buffer start within raw (after a re-feed)
+        while index < chunk.count:
+            pos = base + unpacker.tell()
+            if pos >= len(raw):
+                if chunk.verified:
+                    raise ReplayLogError(f"chunk holds fewer records than its header's {chunk.count}", self.path,
+                                         chunk.offset)
+                return
+            template = None
+            if len(raw) - pos > 3 and raw[pos] == 0x98 and raw[pos + 1] == fmt.STEP:
+                template = templates.get(raw[pos + 2])
+            if template is not None and state["episode"] is not None and not state["finalised"]:
+                rows_left = min(chunk.count - index, (len(raw) - pos) // template.length)
+                taken = self._fast_run(view, pos, rows_left, template, builders, state["episode"])
+                if taken:
+                    index += taken
+                    end = pos + taken * template.length
+                    if taken * 650 < len(raw) - end:
+                        for _ in range(taken):
+                            unpacker.skip()
+                    else:
+                        base = end
+                        unpacker = _unpacker(len(raw) - end)
+                        unpacker.feed(raw[end:])
+                    continue
+            try:
+                record = unpacker.unpack()
+            except msgpack.OutOfData:
+                if chunk.verified:
+                    raise ReplayLogError(f"chunk holds fewer records than its header's {chunk.count}", self.path,
+                                         chunk.offset) from None
+                return
+            except Exception as exc:  # any msgpack decoding failure
+                if chunk.verified:
+                    raise ReplayLogError(f"record {index} of the chunk is not valid msgpack ({exc})", self.path,
+                                         chunk.offset) from None
+                return
+            self._column_record(self._check(record, chunk, index), builders, episodes, state)
+            index += 1
+        if chunk.verified and base + unpacker.tell() != len(raw):
+            raise ReplayLogError("chunk has bytes after its last record", self.path, chunk.offset)
+
+    def _fast_run(self, view: np.ndarray, pos: int, rows_left: int, template: _StepTemplate,
+                  builders: list[_ColumnBuilder], episode: int) -> int:
+        """Read the run of canonical step records at `pos` (checked in growing windows); return its length."""
+        taken, window = 0, 64
+        while taken < rows_left:
+            count = min(window, rows_left - taken)
+            start = pos + taken * template.length
+            rows = view[start:start + count * template.length].reshape(count, template.length)
+            good = template.matching_rows(rows)
+            if good:
+                block = template.extract(rows[:good])
+                agent_col = block.pop("agent")
+                for i in map(int, np.unique(agent_col)):
+                    mask = None if len(builders) == 1 else agent_col == i
+                    builders[i].add_block(episode, dict(block), mask)
+                taken += good
+            if good < count:
+                break
+            window *= 4
+        return taken
+
+    def _column_record(self, record: tuple, builders: list[_ColumnBuilder], episodes: list[EpisodeSummary],
+                       state: dict) -> None:
+        kind = record[0]
+        if state["finalised"]:
+            raise ReplayLogError("records after the end-of-log record", self.path)
+        if kind == fmt.HEADER:
+            raise ReplayLogError("a second header record", self.path)
+        if kind == fmt.LOG_END:
+            state["finalised"] = True
+        elif kind == fmt.EPISODE_START:
+            if state["episode"] is not None:
+                raise ReplayLogError(f"episode {record[1]} starts before episode {state['episode']} ended", self.path)
+            state["episode"] = record[1]
+            episodes.append(EpisodeSummary(index=record[1], seed=record[2], metadata=record[3]))
+        elif kind == fmt.STEP:
+            if state["episode"] is None:
+                raise ReplayLogError("a step record outside any episode", self.path)
+            agent = record[1]
+            try:
+                builders[agent].obs.split_leaves(record[2])
+                builders[agent].act.split_leaves(record[3])
+            except SpaceError as exc:
+                raise ReplayLogError(f"step record: {exc}", self.path) from None
+            builders[agent].add_record(state["episode"], record)
+        elif kind == fmt.EPISODE_END:
+            if state["episode"] != record[1]:
+                raise ReplayLogError(f"end record for episode {record[1]}, but the open episode is "
+                                     f"{state['episode']}", self.path)
+            self._summary_of_end(episodes[-1], record)
+            state["episode"] = None
+
+
+def _stack(values: list[Value], codec: SpaceCodec) -> Value:
+    if codec.children is None:
+        leaf = codec.leaves[0]
+        return np.stack(values) if values else np.zeros((0, *leaf.shape), leaf.dtype.newbyteorder("="))
+    return {key: _stack([v[key] for v in values], child) for key, child in codec.children.items()}
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Just the header of a log (reads only the first chunk)."""
+    return ReplayReader(path).header
