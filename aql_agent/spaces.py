@@ -6,7 +6,7 @@ Every leaf value travels as its raw little-endian, C-order bytes; the spec carri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -66,6 +66,22 @@ def space_to_spec(space: spaces.Space, where: str = "space") -> dict[str, Any]:
     )
 
 
+def describe_space(space: spaces.Space) -> str:
+    """A one-line description for people: kind, shape, dtype and the range of the bounds."""
+    if isinstance(space, spaces.Box):
+        low, high = float(np.min(space.low)), float(np.max(space.high))
+        return f"Box{space.shape} {space.dtype} in [{low:.4g}, {high:.4g}]"
+    if isinstance(space, spaces.Discrete):
+        return f"Discrete({space.n})" + (f" from {space.start}" if space.start else "")
+    if isinstance(space, spaces.MultiDiscrete):
+        return f"MultiDiscrete({space.nvec.tolist()})"
+    if isinstance(space, spaces.MultiBinary):
+        return f"MultiBinary{space.shape}"
+    if isinstance(space, spaces.Dict):
+        return "Dict(" + ", ".join(f"{k}: {describe_space(v)}" for k, v in space.spaces.items()) + ")"
+    return repr(space)
+
+
 def _shape(spec: Mapping, where: str) -> tuple[int, ...]:
     shape = spec.get("shape")
     if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and d >= 0 for d in shape):
@@ -120,7 +136,7 @@ def space_from_spec(spec: Any, where: str = "space") -> spaces.Space:
 def _value_dtype_and_shape(space: spaces.Space) -> tuple[np.dtype, tuple[int, ...]]:
     if isinstance(space, spaces.MultiBinary):
         return np.dtype("<i1"), tuple(space.shape)
-    return np.dtype(space.dtype).newbyteorder("<"), tuple(space.shape)
+    return np.dtype(np.dtype(space.dtype).newbyteorder("<").str), tuple(space.shape)
 
 
 def _bin_header(nbytes: int) -> bytes:
@@ -173,6 +189,19 @@ class SpaceCodec:
             dtype, shape = _value_dtype_and_shape(space)
             self.leaves = [Leaf("", dtype, shape)]
             self._dtype, self._shape, self._nbytes = dtype, shape, self.leaves[0].nbytes
+
+    def fast_encoder(self) -> Callable[[Any], bytes | list]:
+        """`encode` with the common case (an ndarray of the exact dtype and shape) first, for hot loops."""
+        if self.children is not None:
+            return self.encode
+        dtype, shape, encode, ndarray = self._dtype, self._shape, self.encode, np.ndarray
+
+        def encode_fast(value: Any) -> bytes | list:
+            if type(value) is ndarray and value.shape == shape and value.dtype is dtype:
+                return value.tobytes()
+            return encode(value)
+
+        return encode_fast
 
     def encode(self, value: Any) -> bytes | list:
         """The wire form of `value`; `SpaceError` if its shape or dtype kind does not fit the space."""

@@ -183,7 +183,8 @@ class _StepTemplate:
     """
 
     def __init__(self, agent_ids: list[int], obs: SpaceCodec, act: SpaceCodec):
-        self.agent_ids = np.asarray(agent_ids, dtype=np.uint8)
+        self.allowed_agents = np.zeros(256, dtype=bool)
+        self.allowed_agents[agent_ids] = True
         parts: list[bytes | tuple[str, Any]] = [bytes((0x98, fmt.STEP)), ("agent", None)]
         parts += [("obs", p) if isinstance(p, Leaf) else p for p in obs.layout()]
         parts += [("act", p) if isinstance(p, Leaf) else p for p in act.layout()]
@@ -212,7 +213,7 @@ class _StepTemplate:
     def matching_rows(self, rows: np.ndarray) -> int:
         """How many leading rows are canonical step records of this template."""
         ok = (rows[:, self.struct_offsets] == self.struct_values).all(axis=1)
-        ok &= np.isin(rows[:, self.offsets["agent"]], self.agent_ids)
+        ok &= self.allowed_agents[rows[:, self.offsets["agent"]]]
         ok &= (rows[:, self.offsets["terminated"]] | 1) == 0xC3
         ok &= (rows[:, self.offsets["truncated"]] | 1) == 0xC3
         return len(ok) if ok.all() else int(np.argmin(ok))
@@ -641,9 +642,8 @@ class ReplayReader:
         if first:
             unpacker.skip()  # the header, already read
             index = 1
-        base = 0  # offset of the unpacker's buffer start within raw (after a re-feed)
         while index < chunk.count:
-            pos = base + unpacker.tell()
+            pos = unpacker.tell()
             if pos >= len(raw):
                 if chunk.verified:
                     raise ReplayLogError(f"chunk holds fewer records than its header's {chunk.count}", self.path,
@@ -657,14 +657,7 @@ class ReplayReader:
                 taken = self._fast_run(view, pos, rows_left, template, builders, state["episode"])
                 if taken:
                     index += taken
-                    end = pos + taken * template.length
-                    if taken * 650 < len(raw) - end:
-                        for _ in range(taken):
-                            unpacker.skip()
-                    else:
-                        base = end
-                        unpacker = _unpacker(len(raw) - end)
-                        unpacker.feed(raw[end:])
+                    unpacker.read_bytes(taken * template.length)
                     continue
             try:
                 record = unpacker.unpack()
@@ -680,13 +673,13 @@ class ReplayReader:
                 return
             self._column_record(self._check(record, chunk, index), builders, episodes, state)
             index += 1
-        if chunk.verified and base + unpacker.tell() != len(raw):
+        if chunk.verified and unpacker.tell() != len(raw):
             raise ReplayLogError("chunk has bytes after its last record", self.path, chunk.offset)
 
     def _fast_run(self, view: np.ndarray, pos: int, rows_left: int, template: _StepTemplate,
                   builders: list[_ColumnBuilder], episode: int) -> int:
         """Read the run of canonical step records at `pos` (checked in growing windows); return its length."""
-        taken, window = 0, 64
+        taken, window = 0, 1024
         while taken < rows_left:
             count = min(window, rows_left - taken)
             start = pos + taken * template.length

@@ -89,8 +89,9 @@ class ReplayWriter:
         self._obs_codecs = [SpaceCodec(obs_spaces[a], f"observation of {a!r}") for a in self.agents]
         self._act_codecs = [SpaceCodec(act_spaces[a], f"action of {a!r}") for a in self.agents]
         self._agent_index = {a: i for i, a in enumerate(self.agents)}
-        self._step_bytes = [sum(leaf.nbytes for leaf in o.leaves + a.leaves) + 24
-                            for o, a in zip(self._obs_codecs, self._act_codecs)]
+        self._single = len(self.agents) == 1
+        self._step_encoders = [(o.fast_encoder(), a.fast_encoder(), sum(leaf.nbytes for leaf in o.leaves + a.leaves) + 24)
+                               for o, a in zip(self._obs_codecs, self._act_codecs)]
         self.info_keys = tuple(info_keys)
         self.header = {
             "format": fmt.FORMAT_NAME,
@@ -158,24 +159,25 @@ class ReplayWriter:
         if self._episode is None:
             self._check_open()
             raise ReplayLogError("add_step() outside an episode: call begin_episode() first", self.path)
-        index = 0 if agent is None and len(self.agents) == 1 else self._agent_index.get(agent, -1)
-        if index < 0:
+        if agent is None and self._single:
+            index = 0
+        elif agent in self._agent_index:
+            index = self._agent_index[agent]
+        else:
             raise ReplayLogError(f"unknown agent {agent!r}; this log's agents are {self.agents}", self.path)
+        encode_obs, encode_act, step_bytes = self._step_encoders[index]
         reward = float(reward)
-        obs_wire = self._obs_codecs[index].encode(observation)
-        act_wire = self._act_codecs[index].encode(action)
-        self._records.append((fmt.STEP, index, obs_wire, act_wire, reward, bool(terminated), bool(truncated),
-                              self._select_info(info)))
+        self._records.append((fmt.STEP, index, encode_obs(observation), encode_act(action), reward,
+                              bool(terminated), bool(truncated),
+                              self._select_info(info) if self.info_keys and info else None))
         self._returns[index] += reward
         self._lengths[index] += 1
         self._steps += 1
-        self._buffered += self._step_bytes[index]
+        self._buffered += step_bytes
         if self._buffered >= self._chunk_bytes:
             self._flush_chunk()
 
-    def _select_info(self, info: Mapping[str, Any] | None) -> dict | None:
-        if not self.info_keys or not info:
-            return None
+    def _select_info(self, info: Mapping[str, Any]) -> dict | None:
         return {key: plain(info[key]) for key in self.info_keys if key in info} or None
 
     def end_episode(self, final_observation: Any = None, outcome: str | Mapping[str, str | None] | None = None,
