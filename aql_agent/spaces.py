@@ -56,8 +56,8 @@ def space_to_spec(space: spaces.Space, where: str = "space") -> dict[str, Any]:
     if isinstance(space, spaces.Dict):
         keys = list(space.spaces)
         for key in keys:
-            if not isinstance(key, str):
-                raise SpaceError(f"{where}: Dict space keys must be strings, got {key!r}")
+            if not isinstance(key, str) or "/" in key:
+                raise SpaceError(f"{where}: Dict space keys must be strings without '/', got {key!r}")
         return {"type": "dict", "keys": keys,
                 "spaces": {key: space_to_spec(space[key], f"{where}[{key!r}]") for key in keys}}
     raise SpaceError(
@@ -120,7 +120,8 @@ def space_from_spec(spec: Any, where: str = "space") -> spaces.Space:
             start = np.asarray(spec.get("start", [0] * nvec.size), dtype=np.int64).reshape(shape)
             return spaces.MultiDiscrete(nvec, dtype=dtype.newbyteorder("="), start=start)
         if kind == "multi_binary":
-            return spaces.MultiBinary(list(_shape(spec, where)))
+            shape = _shape(spec, where)
+            return spaces.MultiBinary(shape[0] if len(shape) == 1 else list(shape))
         if kind == "dict":
             keys, subspecs = spec.get("keys"), spec.get("spaces")
             if not isinstance(keys, list) or not isinstance(subspecs, Mapping) or set(keys) != set(subspecs):

@@ -282,7 +282,7 @@ class _ColumnBuilder:
 
         def concat(name: str, codec: SpaceCodec) -> Value:
             cols = {leaf.key: (np.concatenate([b[name][leaf.key] for b in blocks]) if blocks
-                               else np.zeros((0, *leaf.shape), leaf.dtype).newbyteorder("="))
+                               else np.zeros((0, *leaf.shape), leaf.dtype.newbyteorder("=")))
                     for leaf in codec.leaves}
             return assemble_leaves(codec.leaves, {k: v.astype(v.dtype.newbyteorder("="), copy=False)
                                                   for k, v in cols.items()})
