@@ -10,7 +10,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 import numpy as np
@@ -38,8 +38,7 @@ class Header:
     raw: dict = field(repr=False)
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One agent's transition: it saw `observation`, took `action`, and got the rest back."""
 
     episode: int

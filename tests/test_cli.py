@@ -1,0 +1,100 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import write_moba_log, write_single_agent_log
+
+from aql_agent.cli import main
+from aql_agent.data import load_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_inspect_a_log_shows_env_spaces_episodes_returns_and_players(capsys, moba_log):
+    assert main(["inspect", moba_log.path]) == 0
+    out = capsys.readouterr().out
+    assert "moba-1v1-test" in out and "MultiDiscrete([3, 2])" in out and '"level": "hard"' in out
+    assert main(["inspect", "--json", moba_log.path]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 2 and summary["finalised"] is True
+    assert summary["agents"]["blue"]["outcomes"] == {"win": 2}
+    assert summary["agents"]["red"]["steps"] == sum(moba_log.lengths)
+
+
+def test_convert_round_trips_log_npz_hdf5_and_back(tmp_path, capsys, single_log):
+    npz, hdf5, log = (str(tmp_path / n) for n in ("a.npz", "a.hdf5", "b.aqlog"))
+    assert main(["convert", single_log.path, npz]) == 0
+    assert main(["convert", npz, hdf5]) == 0
+    assert main(["convert", hdf5, log, "--compression", "zstd"]) == 0
+    assert load_dataset(log) == load_dataset(single_log.path)
+    assert main(["inspect", "--json", npz]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads("\n".join(lines[lines.index("{"):]))
+    assert summary["transitions"] == len(single_log.steps["agent"]) and summary["episodes"] == 3
+
+
+def test_bad_input_is_one_error_line_and_exit_status_2(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "missing.aqlog")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aql: error: input not found") and "Traceback" not in err and err.count("\n") == 1
+    bad = tmp_path / "bad.aqlog"
+    bad.write_bytes(b"\x89AQL\r\n\x1a\n" + b"\x00" * 40)
+    assert main(["inspect", str(bad)]) == 2
+    assert "corrupt chunk header" in capsys.readouterr().err
+    log = write_moba_log(str(tmp_path / "m.aqlog"))
+    assert main(["convert", log.path, str(tmp_path / "m.npz")]) == 2
+    assert "choose one with agent=" in capsys.readouterr().err
+    assert main(["convert", log.path, str(tmp_path / "m.npz"), "--agent", "red"]) == 0
+    assert main(["convert", log.path, str(tmp_path / "m.npz"), "--agent", "red"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_a_cut_log_warns_on_stderr_and_still_converts(tmp_path, capsys):
+    rec = write_single_agent_log(str(tmp_path / "a.aqlog"), episodes=3, lengths=[4, 4, 4])
+    data = open(rec.path, "rb").read()
+    cut = tmp_path / "cut.aqlog"
+    cut.write_bytes(data[:-100])
+    assert main(["convert", str(cut), str(tmp_path / "cut.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "aql: warning:" in err and "cut off" in err
+
+
+def test_tools_convert_and_python_dash_m_run_from_the_checkout(tmp_path, single_log):
+    out = str(tmp_path / "tool.npz")
+    result = subprocess.run([os.path.join(ROOT, "tools", "convert"), single_log.path, out],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert os.path.exists(out) and "transitions:" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "aql_agent", "inspect", out], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "episodes:" in result.stdout
+
+
+def test_demo_records_converts_and_round_trips(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "identical after log -> npz -> hdf5 -> zstd log -> arrays: True" in out
+    assert os.path.exists(tmp_path / "demo" / "cartpole.hdf5")
+
+
+def test_adapters_install_inside_the_aql_agent_namespace(tmp_path):
+    """`adapters/` must import as aql_agent.adapters, never as a top-level `adapters` (another PyPI package)."""
+    code = ("import importlib.util, aql_agent.adapters.gym as g; "
+            "print(importlib.util.find_spec('adapters') is None, g.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.stdout.split() == ["True", "aql_agent.adapters.gym"], result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "pyproject.toml")), reason="needs the source tree")
+def test_the_wheel_maps_adapters_into_the_package(tmp_path):
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    wheel = next(p for p in os.listdir(tmp_path) if p.endswith(".whl"))
+    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    assert "aql_agent/adapters/gym.py" in names
+    assert not any(n.startswith("adapters/") for n in names)
