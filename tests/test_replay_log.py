@@ -174,6 +174,12 @@ def test_writer_rejects_misuse_with_clear_errors(tmp_path):
         w.end_episode(np.zeros(5, np.float32))
     with pytest.raises(ReplayLogError, match="already exists"):
         ReplayWriter(path, "Toy-v0", OBS_SPACE, ACT_SPACE)
+    open_episode = ReplayWriter(str(tmp_path / "open.aqlog"), "Toy-v0", OBS_SPACE, ACT_SPACE)
+    open_episode.begin_episode()
+    with pytest.warns(ReplayLogWarning, match="still open"):
+        open_episode.close()
+    with pytest.raises(ReplayLogError, match="the writer is closed"):
+        open_episode.add_step(np.zeros(5, np.float32), np.zeros(2, np.float32), 0.0, False, False)
     with pytest.raises(ReplayLogError, match="unknown compression 'lz4'"):
         ReplayWriter(str(tmp_path / "b.aqlog"), "Toy-v0", OBS_SPACE, ACT_SPACE, compression="lz4")
 
@@ -204,7 +210,8 @@ def test_a_log_cut_at_any_byte_yields_every_complete_record_before_the_cut(tmp_p
         with open(cut_path, "wb") as f:
             f.write(data[:cut])
         if cut < header_end:
-            with pytest.raises(ReplayLogError):
+            with pytest.raises(ReplayLogError), warnings.catch_warnings():
+                warnings.simplefilter("ignore", ReplayLogWarning)
                 ReplayReader(cut_path)
             continue
         expected_steps = sum(1 for end, kind in ends if kind == fmt.STEP and end <= cut)

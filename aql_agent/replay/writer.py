@@ -246,6 +246,7 @@ class ReplayWriter:
         self._file.close()
         os.replace(self.path + PARTIAL_SUFFIX, self.path)
         self._closed = True
+        self._episode = None
 
     def abort(self) -> None:
         """Stop after an error: flush what was recorded and leave it at `PATH.partial` (still readable)."""
@@ -254,6 +255,7 @@ class ReplayWriter:
         self._flush_chunk()
         self._file.close()
         self._closed = True
+        self._episode = None
         warnings.warn(ReplayLogWarning(f"recording interrupted: what was recorded is in {self.path}{PARTIAL_SUFFIX}"),
                       stacklevel=2)
 
