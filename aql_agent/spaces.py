@@ -6,7 +6,7 @@ Every leaf value travels as its raw little-endian, C-order bytes; the spec carri
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -191,18 +191,11 @@ class SpaceCodec:
             self.leaves = [Leaf("", dtype, shape)]
             self._dtype, self._shape, self._nbytes = dtype, shape, self.leaves[0].nbytes
 
-    def fast_encoder(self) -> Callable[[Any], bytes | list]:
-        """`encode` with the common case (an ndarray of the exact dtype and shape) first, for hot loops."""
+    def inline_check(self) -> tuple[tuple[int, ...] | None, np.dtype | None]:
+        """(shape, dtype) an ndarray must have to be sent as `value.tobytes()` unchanged; (None, None) for dicts."""
         if self.children is not None:
-            return self.encode
-        dtype, shape, encode, ndarray = self._dtype, self._shape, self.encode, np.ndarray
-
-        def encode_fast(value: Any) -> bytes | list:
-            if type(value) is ndarray and value.shape == shape and value.dtype is dtype:
-                return value.tobytes()
-            return encode(value)
-
-        return encode_fast
+            return None, None
+        return self._shape, self._dtype
 
     def encode(self, value: Any) -> bytes | list:
         """The wire form of `value`; `SpaceError` if its shape or dtype kind does not fit the space."""

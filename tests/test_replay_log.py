@@ -82,6 +82,9 @@ def test_two_agents_with_masked_dict_observations_round_trip(moba_log):
         assert cols.observations["action_mask"].dtype == np.int8
     summaries = reader.columns().episodes
     assert [s.outcomes for s in summaries] == [{"blue": "win", "red": "loss"}] * len(summaries)
+    for summary, length in zip(summaries, moba_log.lengths):
+        assert summary.lengths == {"blue": length, "red": length}
+        assert summary.returns["red"] == sum(range(length))  # reward t at step t
 
 
 def test_agents_with_different_spaces_each_get_their_own_columns(tmp_path):
@@ -303,4 +306,8 @@ def test_big_episodes_span_several_chunks(tmp_path):
     assert data.count(fmt.CHUNK_MAGIC) > 10
     reader = ReplayReader(rec.path)
     _steps_equal(list(reader.steps()), rec.steps["agent"])
-    assert len(reader.columns().agents["agent"]) == 500
+    columns = reader.columns()
+    assert len(columns.agents["agent"]) == 500
+    for summary, (start, stop) in zip(columns.episodes, [(0, 300), (300, 500)]):
+        assert summary.lengths["agent"] == stop - start
+        assert summary.returns["agent"] == pytest.approx(sum(r[3] for r in rec.steps["agent"][start:stop]))

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from numpy import ndarray
 from gymnasium import spaces
 
 from aql_agent import __version__
@@ -90,7 +91,8 @@ class ReplayWriter:
         self._act_codecs = [SpaceCodec(act_spaces[a], f"action of {a!r}") for a in self.agents]
         self._agent_index = {a: i for i, a in enumerate(self.agents)}
         self._single = len(self.agents) == 1
-        self._step_encoders = [(o.fast_encoder(), a.fast_encoder(), sum(leaf.nbytes for leaf in o.leaves + a.leaves) + 24)
+        self._step_encoders = [(*o.inline_check(), o.encode, *a.inline_check(), a.encode,
+                                sum(leaf.nbytes for leaf in o.leaves + a.leaves) + 24)
                                for o, a in zip(self._obs_codecs, self._act_codecs)]
         self.info_keys = tuple(info_keys)
         self.header = {
@@ -119,10 +121,12 @@ class ReplayWriter:
         self._fsync = fsync
         self._packer = msgpack.Packer()
         self._records: list[tuple] = []
+        self._append = self._records.append
+        self._accounted = 0
         self._buffered = 0
         self._episode: int | None = None
         self._episodes = 0
-        self._steps = 0
+        self._steps_before = 0  # steps of the episodes already ended
         self._returns = [0.0] * len(self.agents)
         self._lengths = [0] * len(self.agents)
         self._closed = False
@@ -165,14 +169,19 @@ class ReplayWriter:
             index = self._agent_index[agent]
         else:
             raise ReplayLogError(f"unknown agent {agent!r}; this log's agents are {self.agents}", self.path)
-        encode_obs, encode_act, step_bytes = self._step_encoders[index]
+        obs_shape, obs_dtype, encode_obs, act_shape, act_dtype, encode_act, step_bytes = self._step_encoders[index]
+        # the common case inline (an ndarray of the exact shape and dtype): this is the recorder's hot loop
+        if type(observation) is ndarray and observation.shape == obs_shape and observation.dtype is obs_dtype:
+            obs_wire = observation.tobytes()
+        else:
+            obs_wire = encode_obs(observation)
+        if type(action) is ndarray and action.shape == act_shape and action.dtype is act_dtype:
+            act_wire = action.tobytes()
+        else:
+            act_wire = encode_act(action)
         reward = float(reward)
-        self._records.append((fmt.STEP, index, encode_obs(observation), encode_act(action), reward,
-                              bool(terminated), bool(truncated),
-                              self._select_info(info) if self.info_keys and info else None))
-        self._returns[index] += reward
-        self._lengths[index] += 1
-        self._steps += 1
+        self._append((fmt.STEP, index, obs_wire, act_wire, reward, bool(terminated), bool(truncated),
+                      self._select_info(info) if self.info_keys and info else None))
         self._buffered += step_bytes
         if self._buffered >= self._chunk_bytes:
             self._flush_chunk()
@@ -190,6 +199,7 @@ class ReplayWriter:
         self._check_open()
         if self._episode is None:
             raise ReplayLogError("end_episode() without begin_episode()", self.path)
+        self._account()
         single = len(self.agents) == 1
         finals = {self.agents[0]: final_observation} if single else dict(final_observation or {})
         outcomes = {self.agents[0]: outcome} if single and not isinstance(outcome, Mapping) else dict(outcome or {})
@@ -209,12 +219,29 @@ class ReplayWriter:
         self._records.append((fmt.EPISODE_END, self._episode, summary, plain(dict(metadata or {}))))
         self._episode = None
         self._episodes += 1
+        self._steps_before += sum(self._lengths)
+        self._lengths = [0] * len(self.agents)
         self._flush_chunk()
 
     # -- chunks and the file -----------------------------------------------------------------------------
+    def _account(self) -> None:
+        """Add steps buffered since the last call to each agent's return and length (off the per-step path)."""
+        fresh = self._records[self._accounted:]
+        self._accounted = len(self._records)
+        if self._single:
+            rewards = [r[4] for r in fresh if r[0] == fmt.STEP]
+            self._returns[0] += sum(rewards)
+            self._lengths[0] += len(rewards)
+            return
+        for record in fresh:
+            if record[0] == fmt.STEP:
+                self._returns[record[1]] += record[4]
+                self._lengths[record[1]] += 1
+
     def _flush_chunk(self) -> None:
         if not self._records:
             return
+        self._account()
         count = len(self._records)
         packed = self._packer.pack(self._records)
         raw = packed[len(array_header(count)):]  # the records back to back, without the list header
@@ -225,6 +252,8 @@ class ReplayWriter:
         if self._fsync:
             os.fsync(self._file.fileno())
         self._records = []
+        self._append = self._records.append
+        self._accounted = 0
         self._buffered = 0
 
     def flush(self) -> None:
@@ -239,7 +268,7 @@ class ReplayWriter:
         if self._episode is not None:
             warnings.warn(ReplayLogWarning(f"{self.path}: closed with episode {self._episode} still open; "
                                            "its steps are kept but it has no end record"), stacklevel=2)
-        self._records.append((fmt.LOG_END, {"episodes": self._episodes, "steps": self._steps,
+        self._records.append((fmt.LOG_END, {"episodes": self._episodes, "steps": self.steps,
                                             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}))
         self._flush_chunk()
         os.fsync(self._file.fileno())
@@ -269,7 +298,8 @@ class ReplayWriter:
 
     @property
     def steps(self) -> int:
-        return self._steps
+        self._account()
+        return self._steps_before + sum(self._lengths)
 
     def __enter__(self) -> ReplayWriter:
         return self
