@@ -5,7 +5,7 @@ import warnings
 import msgpack
 import numpy as np
 import pytest
-from conftest import ACT_SPACE, OBS_SPACE, write_moba_log, write_single_agent_log
+from conftest import ACT_SPACE, OBS_SPACE, write_single_agent_log
 
 from aql_agent.errors import MissingFileError, ReplayLogError, ReplayLogWarning, SpaceError
 from aql_agent.replay import ReplayReader, ReplayWriter

@@ -309,6 +309,39 @@ class _ColumnBuilder:
                             infos=info_columns)
 
 
+class _RecordOrder:
+    """The record order of docs/replay-log.md section 2, enforced the same way by every reading path."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.episode: int | None = None
+        self.finalised = False
+
+    def accept(self, record: tuple) -> int | None:
+        """Check that `record` may come next; return the episode it belongs to (None outside episodes)."""
+        kind = record[0]
+        if self.finalised:
+            raise ReplayLogError("records after the end-of-log record", self.path)
+        if kind == fmt.HEADER:
+            raise ReplayLogError("a second header record", self.path)
+        if kind == fmt.LOG_END:
+            self.finalised = True
+        elif kind == fmt.EPISODE_START:
+            if self.episode is not None:
+                raise ReplayLogError(f"episode {record[1]} starts before episode {self.episode} ended", self.path)
+            self.episode = record[1]
+        elif kind == fmt.STEP:
+            if self.episode is None:
+                raise ReplayLogError("a step record outside any episode", self.path)
+        else:
+            if self.episode != record[1]:
+                raise ReplayLogError(f"end record for episode {record[1]}, but the open episode is {self.episode}",
+                                     self.path)
+            self.episode = None
+            return record[1]
+        return self.episode
+
+
 def _unpacker(size: int) -> msgpack.Unpacker:
     return msgpack.Unpacker(raw=False, max_buffer_size=max(size, 1))
 
@@ -483,48 +516,32 @@ class ReplayReader:
                 raise ReplayLogError(f"episode_end record {index} has no per-agent map", self.path, chunk.offset)
         return tuple(record)
 
-    def records(self) -> Iterator[tuple]:
-        """Every record after the header as a checked tuple (see docs/replay-log.md for the fields)."""
-        self.finalised = False
+    def _ordered_records(self) -> Iterator[tuple[tuple, int | None]]:
+        """Every record after the header, checked, with the episode it belongs to."""
+        order = _RecordOrder(self.path)
         for n, chunk in enumerate(self._chunks()):
             records = self._unpack_all(chunk)
             for index, record in enumerate(records[1:] if n == 0 else records, start=1 if n == 0 else 0):
                 record = self._check(record, chunk, index)
-                if self.finalised:
-                    raise ReplayLogError("records after the end-of-log record", self.path, chunk.offset)
-                if record[0] == fmt.HEADER:
-                    raise ReplayLogError("a second header record", self.path, chunk.offset)
-                if record[0] == fmt.LOG_END:
-                    self.finalised = True
-                yield record
+                yield record, order.accept(record)
+        self._finish(order)
+
+    def _finish(self, order: _RecordOrder) -> None:
+        self.finalised = order.finalised
         if not self.finalised:
             self._warn("the log has no end-of-log record: its writer did not finish (crashed or still running); "
                        "every complete record was read")
+
+    def records(self) -> Iterator[tuple]:
+        """Every record after the header as a checked tuple (see docs/replay-log.md for the fields)."""
+        for record, _ in self._ordered_records():
+            yield record
 
     def _decode(self, codec: SpaceCodec, wire: Any, where: str) -> Value:
         try:
             return codec.decode(wire)
         except SpaceError as exc:
             raise ReplayLogError(f"{where}: {exc}", self.path) from None
-
-    def _episode_state(self) -> Iterator[tuple[str, tuple, int | None]]:
-        """Records with the episode they belong to; enforces start/step/end order."""
-        episode: int | None = None
-        for record in self.records():
-            kind = record[0]
-            if kind == fmt.EPISODE_START:
-                if episode is not None:
-                    raise ReplayLogError(f"episode {record[1]} starts before episode {episode} ended", self.path)
-                episode = record[1]
-            elif kind == fmt.STEP and episode is None:
-                raise ReplayLogError("a step record outside any episode", self.path)
-            elif kind == fmt.EPISODE_END:
-                if episode != record[1]:
-                    raise ReplayLogError(f"end record for episode {record[1]}, but the open episode is {episode}",
-                                         self.path)
-            yield fmt.RECORD_NAMES[kind], record, episode
-            if kind == fmt.EPISODE_END:
-                episode = None
 
     def _step(self, record: tuple, episode: int) -> Step:
         index = record[1]
@@ -535,8 +552,8 @@ class ReplayReader:
 
     def steps(self) -> Iterator[Step]:
         """Every step of every agent, in recorded order, decoded to arrays."""
-        for kind, record, episode in self._episode_state():
-            if kind == "step":
+        for record, episode in self._ordered_records():
+            if record[0] == fmt.STEP:
                 yield self._step(record, episode)
 
     def _summary_of_end(self, summary: EpisodeSummary, record: tuple) -> None:
@@ -577,8 +594,8 @@ class ReplayReader:
             yield self._episode(summary, steps)
 
     def _with_steps(self) -> Iterator[Step | tuple]:
-        for kind, record, episode in self._episode_state():
-            yield self._step(record, episode) if kind == "step" else record
+        for record, episode in self._ordered_records():
+            yield self._step(record, episode) if record[0] == fmt.STEP else record
 
     def _episode(self, summary: EpisodeSummary, steps: dict[str, list[Step]]) -> Episode:
         parts = {}
@@ -621,18 +638,15 @@ class ReplayReader:
         builders = [_ColumnBuilder(self._obs_codecs[i], self._act_codecs[i], self.header.info_keys)
                     for i in range(len(agents))]
         episodes: list[EpisodeSummary] = []
-        state = {"episode": None, "finalised": False}
+        order = _RecordOrder(self.path)
         for n, chunk in enumerate(self._chunks()):
-            self._columns_of_chunk(chunk, n == 0, templates, builders, episodes, state)
-        self.finalised = state["finalised"]
-        if not self.finalised:
-            self._warn("the log has no end-of-log record: its writer did not finish (crashed or still running); "
-                       "every complete record was read")
+            self._columns_of_chunk(chunk, n == 0, templates, builders, episodes, order)
+        self._finish(order)
         return LogColumns(header=self.header, agents={a: b.finish() for a, b in zip(agents, builders)},
                           episodes=episodes, finalised=self.finalised)
 
     def _columns_of_chunk(self, chunk: _Chunk, first: bool, templates: dict[int, _StepTemplate],
-                          builders: list[_ColumnBuilder], episodes: list[EpisodeSummary], state: dict) -> None:
+                          builders: list[_ColumnBuilder], episodes: list[EpisodeSummary], order: _RecordOrder) -> None:
         raw = chunk.raw
         view = np.frombuffer(raw, dtype=np.uint8)
         unpacker = _unpacker(len(raw))
@@ -651,9 +665,9 @@ class ReplayReader:
             template = None
             if len(raw) - pos > 3 and raw[pos] == 0x98 and raw[pos + 1] == fmt.STEP:
                 template = templates.get(raw[pos + 2])
-            if template is not None and state["episode"] is not None and not state["finalised"]:
+            if template is not None and order.episode is not None and not order.finalised:
                 rows_left = min(chunk.count - index, (len(raw) - pos) // template.length)
-                taken = self._fast_run(view, pos, rows_left, template, builders, state["episode"])
+                taken = self._fast_run(view, pos, rows_left, template, builders, order.episode)
                 if taken:
                     index += taken
                     unpacker.read_bytes(taken * template.length)
@@ -670,7 +684,7 @@ class ReplayReader:
                     raise ReplayLogError(f"record {index} of the chunk is not valid msgpack ({exc})", self.path,
                                          chunk.offset) from None
                 return
-            self._column_record(self._check(record, chunk, index), builders, episodes, state)
+            self._column_record(self._check(record, chunk, index), builders, episodes, order)
             index += 1
         if chunk.verified and unpacker.tell() != len(raw):
             raise ReplayLogError("chunk has bytes after its last record", self.path, chunk.offset)
@@ -697,35 +711,21 @@ class ReplayReader:
         return taken
 
     def _column_record(self, record: tuple, builders: list[_ColumnBuilder], episodes: list[EpisodeSummary],
-                       state: dict) -> None:
+                       order: _RecordOrder) -> None:
+        episode = order.accept(record)
         kind = record[0]
-        if state["finalised"]:
-            raise ReplayLogError("records after the end-of-log record", self.path)
-        if kind == fmt.HEADER:
-            raise ReplayLogError("a second header record", self.path)
-        if kind == fmt.LOG_END:
-            state["finalised"] = True
-        elif kind == fmt.EPISODE_START:
-            if state["episode"] is not None:
-                raise ReplayLogError(f"episode {record[1]} starts before episode {state['episode']} ended", self.path)
-            state["episode"] = record[1]
+        if kind == fmt.EPISODE_START:
             episodes.append(EpisodeSummary(index=record[1], seed=record[2], metadata=record[3]))
         elif kind == fmt.STEP:
-            if state["episode"] is None:
-                raise ReplayLogError("a step record outside any episode", self.path)
             agent = record[1]
             try:
                 builders[agent].obs.split_leaves(record[2])
                 builders[agent].act.split_leaves(record[3])
             except SpaceError as exc:
                 raise ReplayLogError(f"step record: {exc}", self.path) from None
-            builders[agent].add_record(state["episode"], record)
+            builders[agent].add_record(episode, record)
         elif kind == fmt.EPISODE_END:
-            if state["episode"] != record[1]:
-                raise ReplayLogError(f"end record for episode {record[1]}, but the open episode is "
-                                     f"{state['episode']}", self.path)
             self._summary_of_end(episodes[-1], record)
-            state["episode"] = None
 
 
 def _stack(values: list[Value], codec: SpaceCodec) -> Value:
