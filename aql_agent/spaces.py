@@ -214,23 +214,24 @@ class SpaceCodec:
             raise SpaceError(f"{self.where}: expected keys {sorted(self.children)}, got {sorted(map(str, value))}")
         return [child.encode(value[key]) for key, child in self.children.items()]
 
+    def _leaf_bytes(self, wire: Any) -> bytes:
+        """`wire` if it is this leaf's exact byte string; `SpaceError` otherwise."""
+        if type(wire) is not bytes or len(wire) != self._nbytes:
+            size = len(wire) if isinstance(wire, bytes) else type(wire).__name__
+            raise SpaceError(f"{self.where}: expected {self._nbytes} bytes, got {size}")
+        return wire
+
     def decode(self, wire: Any) -> Value:
         """The array (or dict of arrays) for a wire value; `SpaceError` when the bytes do not fit."""
         if self.children is None:
-            if not isinstance(wire, bytes) or len(wire) != self._nbytes:
-                size = len(wire) if isinstance(wire, bytes) else type(wire).__name__
-                raise SpaceError(f"{self.where}: expected {self._nbytes} bytes, got {size}")
-            return np.frombuffer(wire, self._dtype).reshape(self._shape)
-        if not isinstance(wire, (list, tuple)) or len(wire) != len(self.children):
-            raise SpaceError(f"{self.where}: expected a list of {len(self.children)} values")
-        return {key: child.decode(part) for (key, child), part in zip(self.children.items(), wire)}
+            return np.frombuffer(self._leaf_bytes(wire), self._dtype).reshape(self._shape)
+        return assemble_leaves(self.leaves, {leaf.key: np.frombuffer(part, leaf.dtype).reshape(leaf.shape)
+                                             for leaf, part in zip(self.leaves, self.split_leaves(wire))})
 
     def split_leaves(self, wire: Any) -> list[bytes]:
-        """The leaf byte strings of a wire value, in `leaves` order (validated like `decode`)."""
+        """The leaf byte strings of a wire value, in `leaves` order; `SpaceError` when they do not fit."""
         if self.children is None:
-            if not isinstance(wire, bytes) or len(wire) != self._nbytes:
-                raise SpaceError(f"{self.where}: expected {self._nbytes} bytes")
-            return [wire]
+            return [self._leaf_bytes(wire)]
         if not isinstance(wire, (list, tuple)) or len(wire) != len(self.children):
             raise SpaceError(f"{self.where}: expected a list of {len(self.children)} values")
         return [leaf for child, part in zip(self.children.values(), wire) for leaf in child.split_leaves(part)]

@@ -252,21 +252,22 @@ class _ColumnBuilder:
             self.blocks.append(block)
 
     def add_record(self, episode: int, record: tuple) -> None:
-        self.pending.append((episode, record))
+        """Queue a step decoded record by record; `SpaceError` if its observation or action does not fit."""
+        self.pending.append((episode, record, self.obs.split_leaves(record[2]), self.act.split_leaves(record[3])))
 
     def _flush_pending(self) -> None:
         if not self.pending:
             return
-        records = [r for _, r in self.pending]
-        obs_leaves = [self.obs.split_leaves(r[2]) for r in records]
-        act_leaves = [self.act.split_leaves(r[3]) for r in records]
+        records = [p[1] for p in self.pending]
+        obs_leaves = [p[2] for p in self.pending]
+        act_leaves = [p[3] for p in self.pending]
 
         def stack(codec: SpaceCodec, per_record: list[list[bytes]]) -> dict[str, np.ndarray]:
             return {leaf.key: np.frombuffer(b"".join(p[i] for p in per_record), leaf.dtype)
                     .reshape(len(per_record), *leaf.shape) for i, leaf in enumerate(codec.leaves)}
 
         self.blocks.append({
-            "episode": np.asarray([e for e, _ in self.pending], dtype=np.int64),
+            "episode": np.asarray([p[0] for p in self.pending], dtype=np.int64),
             "obs": stack(self.obs, obs_leaves), "act": stack(self.act, act_leaves),
             "reward": np.asarray([r[4] for r in records], dtype=np.float64),
             "terminated": np.asarray([r[5] for r in records], dtype=bool),
@@ -340,6 +341,9 @@ class _RecordOrder:
             self.episode = None
             return record[1]
         return self.episode
+
+
+_CUT = object()  # marks the end of the whole records in a chunk that was cut off
 
 
 def _unpacker(size: int) -> msgpack.Unpacker:
@@ -471,23 +475,32 @@ class ReplayReader:
             f.seek(len(fmt.FILE_MAGIC))
             yield from self._chunks_from(f)
 
+    def _next_record(self, unpacker: msgpack.Unpacker, chunk: _Chunk, index: int) -> Any:
+        """The chunk's next record, or `_CUT` where an unverified (cut) chunk runs out; errors otherwise."""
+        try:
+            return unpacker.unpack()
+        except msgpack.OutOfData:
+            problem = f"chunk holds fewer records than its header's {chunk.count}"
+        except Exception as exc:  # any msgpack decoding failure of checksummed bytes: a writer bug
+            problem = f"record {index} of the chunk is not valid msgpack ({exc})"
+        if chunk.verified:
+            raise ReplayLogError(problem, self.path, chunk.offset)
+        return _CUT
+
+    def _check_consumed(self, unpacker: msgpack.Unpacker, chunk: _Chunk) -> None:
+        if chunk.verified and unpacker.tell() != len(chunk.raw):
+            raise ReplayLogError("chunk has bytes after its last record", self.path, chunk.offset)
+
     def _unpack_all(self, chunk: _Chunk) -> list:
         unpacker = _unpacker(len(chunk.raw))
         unpacker.feed(chunk.raw)
         records = []
-        try:
-            for _ in range(chunk.count):
-                records.append(unpacker.unpack())
-        except msgpack.OutOfData:
-            if chunk.verified:
-                raise ReplayLogError(f"chunk holds fewer records than its header's {chunk.count}", self.path,
-                                     chunk.offset) from None
-        except Exception as exc:  # any msgpack decoding failure of checksummed bytes: a writer bug
-            if chunk.verified:
-                raise ReplayLogError(f"record {len(records)} of the chunk is not valid msgpack ({exc})", self.path,
-                                     chunk.offset) from None
-        if chunk.verified and unpacker.tell() != len(chunk.raw):
-            raise ReplayLogError("chunk has bytes after its last record", self.path, chunk.offset)
+        for index in range(chunk.count):
+            record = self._next_record(unpacker, chunk, index)
+            if record is _CUT:
+                return records
+            records.append(record)
+        self._check_consumed(unpacker, chunk)
         return records
 
     # -- records -----------------------------------------------------------------------------------------
@@ -657,11 +670,6 @@ class ReplayReader:
             index = 1
         while index < chunk.count:
             pos = unpacker.tell()
-            if pos >= len(raw):
-                if chunk.verified:
-                    raise ReplayLogError(f"chunk holds fewer records than its header's {chunk.count}", self.path,
-                                         chunk.offset)
-                return
             template = None
             if len(raw) - pos > 3 and raw[pos] == 0x98 and raw[pos + 1] == fmt.STEP:
                 template = templates.get(raw[pos + 2])
@@ -672,22 +680,12 @@ class ReplayReader:
                     index += taken
                     unpacker.read_bytes(taken * template.length)
                     continue
-            try:
-                record = unpacker.unpack()
-            except msgpack.OutOfData:
-                if chunk.verified:
-                    raise ReplayLogError(f"chunk holds fewer records than its header's {chunk.count}", self.path,
-                                         chunk.offset) from None
-                return
-            except Exception as exc:  # any msgpack decoding failure
-                if chunk.verified:
-                    raise ReplayLogError(f"record {index} of the chunk is not valid msgpack ({exc})", self.path,
-                                         chunk.offset) from None
+            record = self._next_record(unpacker, chunk, index)
+            if record is _CUT:
                 return
             self._column_record(self._check(record, chunk, index), builders, episodes, order)
             index += 1
-        if chunk.verified and unpacker.tell() != len(raw):
-            raise ReplayLogError("chunk has bytes after its last record", self.path, chunk.offset)
+        self._check_consumed(unpacker, chunk)
 
     def _fast_run(self, view: np.ndarray, pos: int, rows_left: int, template: _StepTemplate,
                   builders: list[_ColumnBuilder], episode: int) -> int:
@@ -717,13 +715,10 @@ class ReplayReader:
         if kind == fmt.EPISODE_START:
             episodes.append(EpisodeSummary(index=record[1], seed=record[2], metadata=record[3]))
         elif kind == fmt.STEP:
-            agent = record[1]
             try:
-                builders[agent].obs.split_leaves(record[2])
-                builders[agent].act.split_leaves(record[3])
+                builders[record[1]].add_record(episode, record)
             except SpaceError as exc:
                 raise ReplayLogError(f"step record: {exc}", self.path) from None
-            builders[agent].add_record(episode, record)
         elif kind == fmt.EPISODE_END:
             self._summary_of_end(episodes[-1], record)
 

@@ -151,8 +151,6 @@ class ReplayWriter:
         if self._episode is not None:
             raise ReplayLogError(f"episode {self._episode} is still open: call end_episode() first", self.path)
         self._episode = self._episodes
-        self._returns = [0.0] * len(self.agents)
-        self._lengths = [0] * len(self.agents)
         self._records.append((fmt.EPISODE_START, self._episode, None if seed is None else int(seed),
                               plain(dict(metadata or {}))))
         return self._episode
@@ -200,9 +198,9 @@ class ReplayWriter:
         if self._episode is None:
             raise ReplayLogError("end_episode() without begin_episode()", self.path)
         self._account()
-        single = len(self.agents) == 1
-        finals = {self.agents[0]: final_observation} if single else dict(final_observation or {})
-        outcomes = {self.agents[0]: outcome} if single and not isinstance(outcome, Mapping) else dict(outcome or {})
+        finals = {self.agents[0]: final_observation} if self._single else dict(final_observation or {})
+        outcomes = ({self.agents[0]: outcome} if self._single and not isinstance(outcome, Mapping)
+                    else dict(outcome or {}))
         unknown = (set(finals) | set(outcomes)) - set(self.agents)
         if unknown:
             raise ReplayLogError(f"end_episode() names unknown agents {sorted(unknown)}", self.path)
@@ -220,6 +218,7 @@ class ReplayWriter:
         self._episode = None
         self._episodes += 1
         self._steps_before += sum(self._lengths)
+        self._returns = [0.0] * len(self.agents)
         self._lengths = [0] * len(self.agents)
         self._flush_chunk()
 
