@@ -188,11 +188,8 @@ def _transitions(columns: LogColumns, agent: str, source: str) -> TransitionData
     obs, masks = split_observation(cols.observations, source)
     last = np.ones(n, dtype=bool)
     last[:-1] = episode[1:] != episode[:-1]
-    next_obs = np.empty_like(obs)
-    next_obs[:-1][~last[:-1]] = obs[1:][~last[:-1]]
-    next_masks = None if masks is None else np.empty_like(masks)
-    if next_masks is not None:
-        next_masks[:-1][~last[:-1]] = masks[1:][~last[:-1]]
+    next_obs = next_rows(obs, last)
+    next_masks = None if masks is None else next_rows(masks, last)
     keep = np.ones(n, dtype=bool)
     for i in np.flatnonzero(last):
         final = finals.get(int(episode[i]))
@@ -223,6 +220,15 @@ def _transitions(columns: LogColumns, agent: str, source: str) -> TransitionData
         infos=dict(cols.infos), metadata=metadata)
     _restore_dtypes(dataset, header.metadata)
     return dataset if not dropped else dataset.select(keep)
+
+
+def next_rows(array: np.ndarray, episode_last: np.ndarray) -> np.ndarray:
+    """Each row's successor inside its episode; a row that ends its episode keeps its own value (a filler
+    for the caller to overwrite or to leave unused)."""
+    result = array.copy()
+    inner = ~episode_last[:-1]
+    result[:-1][inner] = array[1:][inner]
+    return result
 
 
 def _restore_dtypes(dataset: TransitionDataset, log_metadata: Mapping) -> None:

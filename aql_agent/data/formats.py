@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 from tqdm import tqdm
 
-from aql_agent.data.dataset import ACTION_MASK_KEY, OBSERVATION_KEY, TransitionDataset, split_observation
+from aql_agent.data.dataset import ACTION_MASK_KEY, OBSERVATION_KEY, TransitionDataset, next_rows, split_observation
 from aql_agent.errors import AqlError, DatasetError, ReplayLogWarning, SpaceError, require_exists
 from aql_agent.replay import ReplayWriter
 from aql_agent.spaces import space_from_spec, space_to_spec
@@ -116,15 +116,11 @@ def _derive_next_observations(fields: dict, source: str) -> TransitionDataset:
     ends = terminals | timeouts
     if n:
         ends[-1] = True
-    next_obs = obs.copy()  # a terminal's next observation is never bootstrapped from: its own is a safe filler
-    inner = ~ends[:-1] if n else np.zeros(0, bool)
-    next_obs[:-1][inner] = obs[1:][inner]
+    # a terminal's next observation is never bootstrapped from: its own observation is a safe filler
+    next_obs = next_rows(obs, ends)
     keep = ~(ends & ~terminals)
-    masks = fields.get("action_masks")
-    if masks is not None:
-        next_masks = masks.copy()
-        next_masks[:-1][inner] = masks[1:][inner]
-        fields["next_action_masks"] = next_masks
+    if fields.get("action_masks") is not None:
+        fields["next_action_masks"] = next_rows(fields["action_masks"], ends)
     dropped = int(n - keep.sum())
     if dropped:
         warnings.warn(ReplayLogWarning(f"{source}: no 'next_observations' key; derived it within episodes and "
@@ -351,9 +347,13 @@ def dataset_spaces(dataset: TransitionDataset) -> tuple[spaces.Space, spaces.Spa
     except SpaceError as exc:
         warnings.warn(ReplayLogWarning(f"dataset metadata: {exc}; spaces inferred from the data"), stacklevel=3)
     obs = dataset.observations
-    obs_space: spaces.Space = spaces.Box(-np.inf, np.inf, obs.shape[1:], obs.dtype) if obs.dtype.kind == "f" else \
-        spaces.Box(np.iinfo(obs.dtype).min if obs.dtype.kind in "iu" else 0,
-                   np.iinfo(obs.dtype).max if obs.dtype.kind in "iu" else 1, obs.shape[1:], obs.dtype)
+    if obs.dtype.kind == "f":
+        low, high = -np.inf, np.inf
+    elif obs.dtype.kind in "iu":
+        low, high = np.iinfo(obs.dtype).min, np.iinfo(obs.dtype).max
+    else:  # bool
+        low, high = 0, 1
+    obs_space: spaces.Space = spaces.Box(low, high, obs.shape[1:], obs.dtype)
     if dataset.action_masks is not None:
         mask = dataset.action_masks
         obs_space = spaces.Dict({OBSERVATION_KEY: obs_space,
