@@ -1,4 +1,4 @@
-"""Single-agent gymnasium environments: make them seeded and record their episodes into replay logs."""
+"""Single-agent gymnasium environments: make them seeded, record their episodes into replay logs, evaluate policies."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from tqdm import tqdm
 
 from aql_agent.errors import AqlError
+from aql_agent.scores import normalized_score
 from aql_agent.replay import ReplayWriter
 
 Policy = Callable[[Any], Any]
@@ -57,3 +59,33 @@ def record_episodes(env: gym.Env, policy: Policy, path: str | os.PathLike, episo
 def random_policy(env: gym.Env) -> Policy:
     """Uniform random actions from the environment's (seeded) action space."""
     return lambda observation: env.action_space.sample()
+
+
+def evaluate_policy(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> dict[str, Any]:
+    """Play `episodes` seeded episodes (seeds seed, seed + 1, ...) and summarise the returns.
+
+    Returns mean and std of the return and, for D4RL's environments, of the normalised score.
+    """
+    env = make_env(env_id, seed=seed)
+    returns, lengths = [], []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, length, done = 0.0, 0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(policy(obs))
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(length)
+    finally:
+        env.close()
+    result: dict[str, Any] = {"env": env_id, "episodes": episodes, "return_mean": float(np.mean(returns)),
+                              "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
+                              "returns": returns}
+    scores = [normalized_score(env_id, r) for r in returns]
+    if scores and scores[0] is not None:
+        result["normalized_mean"] = float(np.mean(scores))
+        result["normalized_std"] = float(np.std(scores))
+    return result

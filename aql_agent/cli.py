@@ -38,6 +38,52 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(items: Sequence[str]) -> dict:
+    """`KEY=VALUE` pairs; values are read as JSON where they parse (numbers, lists, true/false/null)."""
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise AqlError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from aql_agent.training import TrainSettings, train
+
+    settings = TrainSettings(
+        algo=args.algo, data=args.data, out=args.out, steps=args.steps, seed=args.seed, env=args.env,
+        eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every, normalize_observations=args.normalize_observations,
+        reward_scale=args.reward_scale, agent=args.agent, learner=_parse_overrides(args.set),
+        device=args.device, progress=not args.no_progress, tensorboard=not args.no_tensorboard,
+        resume=args.resume)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    summary = train(settings)
+    print(json.dumps({k: v for k, v in summary.items() if k != "evaluation"} | (
+        {"evaluation": {k: v for k, v in summary["evaluation"].items() if k != "returns"}}
+        if "evaluation" in summary else {}), indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from aql_agent.adapters.gym import evaluate_policy
+    from aql_agent.checkpoint import load_policy
+
+    policy = load_policy(args.checkpoint)
+    result = evaluate_policy(args.env, policy, args.episodes, seed=args.seed)
+    result["checkpoint"] = args.checkpoint
+    result["algo"], result["step"] = policy.info["algo"], policy.info["step"]
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aql", description="aql-agent: offline RL for game AI.")
     parser.add_argument("--version", action="version", version=f"aql-agent {__version__}")
@@ -61,6 +107,42 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", metavar="PATH")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(run=_inspect)
+
+    from aql_agent.learners import ALGORITHMS
+
+    train = commands.add_parser(
+        "train", help="train an offline learner from a dataset",
+        description="Train --algo on --data for --steps updates. Writes OUT/train.json, metrics.csv, "
+                    "eval.csv, tensorboard/ and checkpoints/ (latest.json names the newest).")
+    train.add_argument("--algo", required=True, choices=list(ALGORITHMS))
+    train.add_argument("--data", required=True, help="replay log, folder of logs, .npz, .hdf5 or Minari dataset")
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--steps", type=int, default=100_000, help="gradient updates (default: 100000)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--env", help="gymnasium env id to evaluate in, e.g. Hopper-v5")
+    train.add_argument("--eval-every", type=int, default=5000, help="updates between evaluations (default: 5000)")
+    train.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default: 10)")
+    train.add_argument("--checkpoint-every", type=int, default=10_000, help="default: 10000")
+    train.add_argument("--log-every", type=int, default=100, help="updates per metrics row (default: 100)")
+    train.add_argument("--normalize-observations", action="store_true",
+                       help="standardise observations with the dataset's statistics")
+    train.add_argument("--reward-scale", type=float, default=1.0)
+    train.add_argument("--agent", help="whose transitions to learn from in a multi-agent log")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="learner config override, repeatable (e.g. --set epsilon=0.1 --set bf16=true)")
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint in a gymnasium env and print JSON")
+    evaluate.add_argument("--checkpoint", required=True, help="checkpoint folder or run folder (uses the latest)")
+    evaluate.add_argument("--env", required=True, help="gymnasium env id, e.g. Hopper-v5")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser("demo", help="record a small log, convert it and show what it holds")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")

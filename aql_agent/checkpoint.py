@@ -1,0 +1,159 @@
+"""Checkpoints and the policies loaded from them.
+
+A checkpoint is a folder: `checkpoint.json` (format version, algorithm, shapes, learner config, data
+preprocessing, step) and `model.pt` (state_dicts only, read back with `torch.load(weights_only=True)`).
+Folders are written under a temporary name and renamed, so a checkpoint that exists is complete. A run
+folder holds `checkpoints/step-NNNNNNNNN/` and `latest.json`, which names the newest one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from aql_agent import __version__
+from aql_agent.errors import AqlError, MissingFileError
+from aql_agent.learners import Learner, make_learner
+
+FORMAT = "aql-agent-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How raw observations, actions and rewards map to what the learner sees.
+
+    Observations: (obs - obs_mean) / obs_std. Actions: the learner's [-1, 1] maps linearly onto
+    [action_low, action_high]. Rewards: multiplied by reward_scale (training only).
+    """
+
+    obs_mean: tuple[float, ...]
+    obs_std: tuple[float, ...]
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    reward_scale: float = 1.0
+
+    @classmethod
+    def identity(cls, obs_dim: int, act_dim: int) -> Preprocessing:
+        return cls((0.0,) * obs_dim, (1.0,) * obs_dim, (-1.0,) * act_dim, (1.0,) * act_dim)
+
+    def normalise_observations(self, obs: np.ndarray) -> np.ndarray:
+        return ((obs - np.asarray(self.obs_mean, np.float32)) / np.asarray(self.obs_std, np.float32)
+                ).astype(np.float32)
+
+    def actions_to_unit(self, actions: np.ndarray) -> np.ndarray:
+        low, high = np.asarray(self.action_low, np.float32), np.asarray(self.action_high, np.float32)
+        return (2.0 * (actions - low) / (high - low) - 1.0).astype(np.float32)
+
+    def actions_from_unit(self, actions: np.ndarray) -> np.ndarray:
+        low, high = np.asarray(self.action_low, np.float32), np.asarray(self.action_high, np.float32)
+        return (low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Preprocessing:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+class Policy:
+    """A trained learner plus its preprocessing: raw observation in, environment action out."""
+
+    def __init__(self, learner: Learner, preprocessing: Preprocessing, info: Mapping[str, Any] | None = None):
+        self.learner, self.preprocessing, self.info = learner, preprocessing, dict(info or {})
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return self.act(obs)
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        array = np.asarray(obs, dtype=np.float32)
+        if array.shape[-1:] != (self.learner.obs_dim,):
+            raise AqlError(f"observation of shape {array.shape} does not fit this policy, which takes "
+                           f"[..., {self.learner.obs_dim}]")
+        unit = self.learner.act(self.preprocessing.normalise_observations(array), deterministic)
+        return self.preprocessing.actions_from_unit(unit)
+
+
+def save_checkpoint(path: str | os.PathLike, learner: Learner, preprocessing: Preprocessing, step: int,
+                    extra_state: Mapping[str, Any] | None = None, extra_info: Mapping[str, Any] | None = None
+                    ) -> str:
+    """Write a checkpoint folder atomically; `extra_state` (tensors only) holds the trainer's RNG states."""
+    path = os.fspath(path)
+    info = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "aql_agent_version": __version__,
+        "algo": learner.algo, "obs_dim": learner.obs_dim, "act_dim": learner.act_dim, "step": step,
+        "learner_config": learner.config.to_dict(), "preprocessing": preprocessing.to_dict(),
+        **dict(extra_info or {}),
+    }
+    staging = path + ".tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    torch.save({"learner": learner.state_dict(), "trainer": dict(extra_state or {})},
+               os.path.join(staging, "model.pt"))
+    with open(os.path.join(staging, "checkpoint.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.rename(staging, path)
+    return path
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> str:
+    """A checkpoint folder, or a run folder whose `latest.json` names one."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingFileError(f"checkpoint not found: {path} (pass a run folder or a checkpoint folder)")
+    if os.path.exists(os.path.join(path, "checkpoint.json")):
+        return path
+    latest = os.path.join(path, "latest.json")
+    if os.path.exists(latest):
+        with open(latest) as f:
+            return os.path.join(path, json.load(f)["checkpoint"])
+    raise AqlError(f"{path} is neither a checkpoint (no checkpoint.json) nor a run folder (no latest.json)")
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(info from checkpoint.json, tensors from model.pt), validated; weights only, never a pickle."""
+    folder = resolve_checkpoint(path)
+    try:
+        with open(os.path.join(folder, "checkpoint.json")) as f:
+            info = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise AqlError(f"{folder}/checkpoint.json is unreadable: {error}") from error
+    if info.get("format") != FORMAT:
+        raise AqlError(f"{folder} is not an aql-agent checkpoint")
+    if info.get("format_version", 0) > FORMAT_VERSION:
+        raise AqlError(f"{folder} has checkpoint format {info['format_version']}; this aql-agent reads up to "
+                       f"{FORMAT_VERSION}: upgrade aql-agent")
+    try:
+        state = torch.load(os.path.join(folder, "model.pt"), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or foreign files
+        raise AqlError(f"{folder}/model.pt cannot be loaded as weights: {error}") from error
+    return info, state
+
+
+def load_learner(path: str | os.PathLike, device: str = "cpu", expect_algo: str | None = None
+                 ) -> tuple[Learner, dict[str, Any], dict[str, Any]]:
+    """Rebuild the learner a checkpoint was written from: (learner, info, trainer state)."""
+    info, state = read_checkpoint(path)
+    if expect_algo is not None and info["algo"] != expect_algo:
+        raise AqlError(f"checkpoint {path} was trained with {info['algo']!r}, not {expect_algo!r}")
+    learner = make_learner(info["algo"], info["obs_dim"], info["act_dim"], info["learner_config"], device)
+    learner.load_state_dict(state["learner"])
+    return learner, info, state["trainer"]
+
+
+def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
+    """The policy of a checkpoint or of a run folder's latest checkpoint."""
+    learner, info, _ = load_learner(path, device)
+    for net in learner.nets.values():
+        net.eval()
+    return Policy(learner, Preprocessing.from_dict(info["preprocessing"]), info)

@@ -1,0 +1,188 @@
+"""AQL, action-conditioned Q-learning (Wei et al., IJCAI 2021), and its AQL+CQL variant.
+
+AQL keeps BEAR's value learning and replaces the generative model with a residual one (sections 5.2-5.3):
+
+* G(s): a conditional VAE proposes an action a_vae; a residual network takes (s, a_vae) and outputs a
+  correction r; G's action is tanh(pre_tanh(a_vae) + r), i.e. the VAE action plus the residual, squashed to
+  the action bounds. The residual's last layer starts at zero, so G starts as the plain VAE.
+* Generative loss (eq. 11): d(a_hat, a) + L_VAE, with d the MSE and a_hat the residual output on the VAE's
+  reconstruction of (s, a). This fits the model to the data at every step.
+* Policy improvement (eq. 13): G maximises min_k Q_k(s, G(s)) subject to a generative error <= epsilon,
+  with alpha tuned by dual gradient descent (log-alpha clamped to [-5, 10], as BEAR). The constrained error
+  is the MSE between G(s) (prior samples, the actions G actually proposes) and the dataset action: the
+  paper's Figure-1 quantity and the epsilon_g of its section 4, reported as `gen_mse`. The Q term and the
+  constraint shape the residual network; the VAE stays a maximum-likelihood behaviour model (eq. 2).
+* Critic: K critics, target y = r + gamma * max over `target_samples` actions from the *target* generator
+  of [lam * min + (1 - lam) * max] over the target critics (eq. 12).
+* Acting: `act_samples` candidates from G(s), argmax of the first critic (BEAR's rule).
+
+Paper defaults: K = 2, lambda = 0.75, epsilon = 0.05. Where the paper is silent this follows BEAR's official
+code and its D4RL variant: 256-256 networks, critic lr 3e-4, generator lr 3e-4 (BEAR's VAE lr; G is trained
+as one model), 10 target and 10 acting samples, and a warm start of `warmup_steps` updates in which G only
+fits the data (no Q term), as BEAR's actor only matches MMD during its warm start.
+
+AQL+CQL (section 6): `conservative_weight > 0` adds CQL(H)'s penalty to the critic loss, over uniform
+actions and G's samples at s and s'. G has no tractable density, so the logsumexp weights every sample
+equally (CQL(H) without importance sampling).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aql_agent.learners.base import Batch, Learner, LearnerConfig, adam, best_of_samples, step
+from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, bcq_target, conservative_penalty, mlp, soft_update,
+                          vae_loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class AQLConfig(LearnerConfig):
+    generator_learning_rate: float = 3e-4
+    """Adam step size of the VAE and the residual network."""
+    critic_learning_rate: float = 3e-4
+    """Adam step size of the critics."""
+    alpha_learning_rate: float = 1e-3
+    """Adam step size of log-alpha (dual gradient descent)."""
+    vae_hidden: tuple[int, ...] = (256, 256)
+    """VAE encoder and decoder hidden sizes."""
+    residual_hidden: tuple[int, ...] = (256, 256)
+    """Residual network hidden sizes."""
+    vae_kl_weight: float = 0.5
+    """Weight of the KL term in L_VAE."""
+    critics: int = 2
+    """K, critics in the ensemble (paper: 2)."""
+    lam: float = 0.75
+    """lambda, weight of the ensemble minimum in the target (paper: 0.75)."""
+    epsilon: float = 0.05
+    """Threshold on the generative error (paper: 0.05)."""
+    initial_alpha: float = 1.0
+    """Starting Lagrange multiplier."""
+    warmup_steps: int = 20000
+    """Updates during which G only fits the data (no Q term)."""
+    target_samples: int = 10
+    """Target-generator samples per next state in the target."""
+    act_samples: int = 10
+    """Generator samples per state when acting."""
+    tau: float = 0.005
+    """Polyak rate of the target critics and the target generator."""
+    conservative_weight: float = 0.0
+    """Weight of CQL(H)'s penalty in the critic loss; > 0 makes this AQL+CQL."""
+    conservative_samples: int = 10
+    """Actions per state from each CQL proposal (uniform, G(s), G(s'))."""
+
+
+class ResidualGenerator(nn.Module):
+    """G(s): conditional VAE plus a residual network on (s, a_vae); output tanh(pre_tanh(a_vae) + r(s, a_vae))."""
+
+    def __init__(self, obs_dim: int, act_dim: int, vae_hidden: tuple[int, ...], residual_hidden: tuple[int, ...]):
+        super().__init__()
+        self.vae = ConditionalVAE(obs_dim, act_dim, vae_hidden)
+        self.residual = mlp(obs_dim + act_dim, residual_hidden, act_dim)
+        last = self.residual[-1]
+        nn.init.zeros_(last.weight)  # start as the plain VAE: r(s, a) = 0
+        nn.init.zeros_(last.bias)
+
+    def correct(self, obs: torch.Tensor, vae_pre_tanh: torch.Tensor) -> torch.Tensor:
+        """The residual correction of a VAE action given before its tanh."""
+        residual = self.residual(torch.cat([obs, torch.tanh(vae_pre_tanh)], dim=-1))
+        return torch.tanh(vae_pre_tanh + residual)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Sample G(s): decode clipped prior samples, then correct them."""
+        return self.correct(obs, self.vae.decode_pre_tanh(obs))
+
+    def reconstruct(self, obs: torch.Tensor, act: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(corrected reconstruction, VAE reconstruction, posterior mean, posterior std) of (s, a)."""
+        mean, std = self.vae.encode(obs, act)
+        pre_tanh = self.vae.decode_pre_tanh(obs, mean + std * torch.randn_like(std))
+        return self.correct(obs, pre_tanh), torch.tanh(pre_tanh), mean, std
+
+    def generative_loss(self, obs: torch.Tensor, act: torch.Tensor, kl_weight: float) -> torch.Tensor:
+        """Eq. 11: d(a_hat, a) + L_VAE with d the mean squared error."""
+        corrected, recon, mean, std = self.reconstruct(obs, act)
+        return F.mse_loss(corrected.float(), act) + vae_loss(recon.float(), act, mean.float(), std.float(),
+                                                             kl_weight)
+
+
+class AQLLearner(Learner):
+    name = "aql"
+    config_class = AQLConfig
+    config: AQLConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: AQLConfig | None = None, device: str = "cpu"):
+        super().__init__(obs_dim, act_dim, config, device)
+        cfg = self.config
+        self.nets["generator"] = ResidualGenerator(obs_dim, act_dim, cfg.vae_hidden, cfg.residual_hidden
+                                                   ).to(self.device)
+        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=cfg.critics).to(self.device)
+        self.nets["generator_target"] = copy.deepcopy(self.nets["generator"]).requires_grad_(False)
+        self.nets["critic_target"] = copy.deepcopy(self.nets["critic"]).requires_grad_(False)
+        self.nets["alpha"] = Lagrange(cfg.initial_alpha).to(self.device)
+        self.optimizers["generator"] = adam(self.nets["generator"], cfg.generator_learning_rate)
+        self.optimizers["critic"] = adam(self.nets["critic"], cfg.critic_learning_rate)
+        self.optimizers["alpha"] = adam(self.nets["alpha"], cfg.alpha_learning_rate)
+
+    def _critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg, nets = self.config, self.nets
+        obs, n = batch.observations, cfg.target_samples
+        with torch.no_grad(), self.autocast():
+            next_obs = batch.next_observations.unsqueeze(1).expand(-1, n, -1)  # [B, N, obs]
+            next_q = nets["critic_target"](next_obs, nets["generator_target"](next_obs)).float()  # [K, B, N]
+            target = bcq_target(next_q, batch.rewards, batch.terminals, cfg.gamma, cfg.lam)
+        if cfg.conservative_weight <= 0:
+            with self.autocast():
+                q = nets["critic"](obs, batch.actions).float()  # [K, B]
+            loss = F.mse_loss(q, target.expand_as(q), reduction="none").mean(1).sum()
+            return loss, {"q_mean": q.mean()}
+
+        m, b = cfg.conservative_samples, obs.shape[0]
+        with torch.no_grad(), self.autocast():
+            uniform = torch.empty(b, m, self.act_dim, device=obs.device).uniform_(-1.0, 1.0)
+            both = torch.cat([obs, batch.next_observations]).unsqueeze(1).expand(-1, m, -1)  # [2B, M, obs]
+            proposals = nets["generator"](both).float()  # [2B, M, act]
+        # Data action first, then 3M proposals, all in one critic pass: [B, 1 + 3M, act].
+        actions = torch.cat([batch.actions.unsqueeze(1), uniform, proposals[:b], proposals[b:]], dim=1)
+        with self.autocast():
+            q_all = nets["critic"](obs.unsqueeze(1).expand(-1, 1 + 3 * m, -1), actions).float()  # [K, B, 1+3M]
+        q = q_all[..., 0]
+        gap = conservative_penalty(q_all[..., 1:], q)  # [K]
+        loss = F.mse_loss(q, target.expand_as(q), reduction="none").mean(1).sum()
+        loss = loss + cfg.conservative_weight * gap.sum()
+        return loss, {"q_mean": q.mean(), "cql_gap": gap.mean()}
+
+    def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg, nets = self.config, self.nets
+        obs, actions = batch.observations, batch.actions
+        generator = nets["generator"]
+
+        critic_loss, metrics = self._critic_loss(batch)
+        step(self.optimizers["critic"], critic_loss, list(nets["critic"].parameters()))
+
+        alpha = nets["alpha"].value()
+        with self.autocast():
+            fit_loss = generator.generative_loss(obs, actions, cfg.vae_kl_weight)
+            with torch.no_grad():
+                vae_pre_tanh = generator.vae.decode_pre_tanh(obs)  # the VAE's proposal, a fixed input to r
+            proposed = generator.correct(obs, vae_pre_tanh).float()  # G(s), [B, act]
+            gen_error = (proposed - actions).pow(2).mean()
+            loss = fit_loss + alpha * gen_error
+            if self.updates >= cfg.warmup_steps:
+                loss = loss - nets["critic"](obs, proposed).float().amin(0).mean()
+        step(self.optimizers["generator"], loss, list(generator.parameters()))
+        step(self.optimizers["alpha"], nets["alpha"].loss(gen_error, cfg.epsilon), [nets["alpha"].log_alpha])
+        nets["alpha"].clamp_()
+
+        soft_update(nets["critic_target"], nets["critic"], cfg.tau)
+        soft_update(nets["generator_target"], generator, cfg.tau)
+        return {"critic_loss": critic_loss, "generator_loss": loss, "generative_fit": fit_loss, "alpha": alpha,
+                "gen_error": gen_error, **metrics}
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        repeated = obs.unsqueeze(1).expand(-1, self.config.act_samples, -1)  # [B, N, obs]
+        return best_of_samples(self.nets["critic"], obs, self.nets["generator"](repeated))

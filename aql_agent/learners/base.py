@@ -1,0 +1,184 @@
+"""The protocol every learner meets, and the plumbing they share.
+
+A learner is built from (obs_dim, act_dim, config), takes `update(batch) -> dict of floats`, answers
+`act(obs, deterministic)`, and round-trips through `state_dict()` / `load_state_dict()`. It never knows
+which game it plays: observations are flat float vectors and continuous actions live in [-1, 1] (the
+trainer scales from and to the environment's bounds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from aql_agent.errors import AqlError
+
+
+class Batch(NamedTuple):
+    """A minibatch of transitions as tensors; continuous actions already in [-1, 1]."""
+
+    observations: torch.Tensor  # [B, obs_dim]
+    actions: torch.Tensor  # [B, act_dim]
+    rewards: torch.Tensor  # [B]
+    next_observations: torch.Tensor  # [B, obs_dim]
+    terminals: torch.Tensor  # [B], 1.0 where the episode truly ended (no bootstrap)
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+    """Fields every learner has."""
+
+    batch_size: int = 256
+    """Transitions per update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor and critics (BEAR's D4RL variant and d3rlpy use 256-256)."""
+    bf16: bool = False
+    """Run forward passes under bfloat16 autocast (weights and optimiser state stay fp32)."""
+    gen_window: int = 500
+    """Batches averaged into the reported `gen_mse` (the paper's Figure 1 uses the last 500)."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LearnerConfig:
+        """Build from JSON-style values; unknown keys are an error that names the valid ones."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise AqlError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(names)}")
+        converted = {}
+        for key, value in values.items():
+            default = getattr(cls, key, None)
+            converted[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+        return cls(**converted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+class GenerativeError:
+    """Running window of the per-batch generative-modelling error (mean squared error to dataset actions)."""
+
+    def __init__(self, window: int):
+        self.values = torch.zeros(window)
+        self.count = 0
+
+    def add(self, value: torch.Tensor) -> None:
+        self.values[self.count % len(self.values)] = value.detach().float()
+        self.count += 1
+
+    def window(self) -> torch.Tensor:
+        return self.values[: min(self.count, len(self.values))]
+
+
+def adam(module: nn.Module | list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the fused CPU/GPU kernel: one op per step instead of one per parameter."""
+    params = list(module.parameters()) if isinstance(module, nn.Module) else module
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+class Learner:
+    """Base class: subclasses build `self.nets` and `self.optimizers` and implement `_update` and `_act`."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[LearnerConfig]]
+    discrete: ClassVar[bool] = False
+
+    def __init__(self, obs_dim: int, act_dim: int, config: LearnerConfig | None = None, device: str = "cpu"):
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise AqlError(f"{type(self).__name__} takes a {self.config_class.__name__}, "
+                           f"not a {type(config).__name__}")
+        self.obs_dim, self.act_dim, self.config, self.device = obs_dim, act_dim, config, torch.device(device)
+        self.algo = self.name  # the registry name; make_learner sets it for variants such as "aql-cql"
+        self.nets = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.updates = 0
+        self.gen_error = GenerativeError(config.gen_window)
+
+    # -- the protocol ---------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on every network; returns the metrics of this step as floats."""
+        metrics = self._update(batch)
+        self.updates += 1
+        if "gen_error" in metrics:
+            self.gen_error.add(metrics.pop("gen_error"))
+            metrics["gen_mse"] = self.gen_error.window().mean()
+        names = list(metrics)
+        values = torch.stack([metrics[n].detach().float().reshape(()) for n in names]).tolist()
+        return dict(zip(names, values))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for one observation [obs_dim] or a batch [B, obs_dim]."""
+        array = np.asarray(obs, dtype=np.float32)
+        single = array.ndim == 1
+        tensor = torch.as_tensor(array.reshape(-1, self.obs_dim), device=self.device)
+        with self.autocast():
+            action = self._act(tensor, deterministic)
+        out = action.float().cpu().numpy()
+        return out[0] if single else out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, optimiser states and counters: tensors and plain values only (safe for weights_only)."""
+        return {
+            "nets": self.nets.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "updates": self.updates,
+            "gen_error": {"values": self.gen_error.values.clone(), "count": self.gen_error.count},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            self.nets.load_state_dict(state["nets"])
+            missing = set(self.optimizers) ^ set(state["optimizers"])
+            if missing:
+                raise AqlError(f"optimiser states do not match: {sorted(missing)}")
+            for key, opt in self.optimizers.items():
+                # Deep copy: torch keeps same-device state tensors by reference, which would tie this
+                # learner's Adam moments to those of the learner the state came from.
+                opt.load_state_dict(copy.deepcopy(state["optimizers"][key]))
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise AqlError(f"this checkpoint does not fit a {self.name} learner with obs_dim={self.obs_dim}, "
+                           f"act_dim={self.act_dim} and this config: {error}") from error
+        self.updates = int(state["updates"])
+        self.gen_error.values.copy_(state["gen_error"]["values"])
+        self.gen_error.count = int(state["gen_error"]["count"])
+
+    # -- helpers for subclasses -----------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def parameters_of(self, *names: str) -> Iterator[nn.Parameter]:
+        for name in names:
+            yield from self.nets[name].parameters()
+
+
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> None:
+    """Backward into `params` only (no weight gradients for networks the loss merely passes through)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=params)
+    optimizer.step()
+
+
+def best_of_samples(critic: nn.Module, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """argmax over N candidate actions [B, N, act] of the first critic's Q (BCQ's and BEAR's act rule)."""
+    n = candidates.shape[1]
+    q = critic(obs.unsqueeze(1).expand(-1, n, -1), candidates)[0]  # [B, N]
+    index = q.argmax(-1)
+    return candidates[torch.arange(len(obs), device=obs.device), index]

@@ -1,0 +1,314 @@
+"""The offline trainer behind `aql train`: dataset -> tensors -> learner updates -> logs and checkpoints.
+
+The whole dataset lives in one float tensor (one row per transition) and a batch is one `index_select`
+with indices from a seeded `torch.Generator`: no Python sampler in the loop. Everything that decides the
+run's future (learner weights and optimisers, the sampler's and torch's RNG states, the step) goes into
+each checkpoint, so `resume=True` continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from tqdm import tqdm
+
+from aql_agent import __version__
+from aql_agent.checkpoint import Policy, Preprocessing, load_learner, save_checkpoint
+from aql_agent.data import TransitionDataset
+from aql_agent.data.formats import dataset_spaces, load_dataset
+from aql_agent.errors import AqlError, DatasetError, require_exists
+from aql_agent.learners import ALGORITHMS, Batch, Learner, make_learner
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Everything `aql train` takes; saved as `train.json` in the run folder."""
+
+    algo: str
+    """Learner name (see `aql_agent.learners.ALGORITHMS`)."""
+    data: str
+    """Replay log, folder of logs, D4RL .npz/.hdf5 or Minari dataset."""
+    out: str
+    """Run folder: train.json, metrics.csv, eval.csv, tensorboard/, checkpoints/, latest.json."""
+    steps: int = 100_000
+    """Gradient updates in total."""
+    seed: int = 0
+    """Seeds network initialisation, batch sampling and evaluation episodes."""
+    env: str | None = None
+    """gymnasium id to evaluate in (and to check the data against)."""
+    eval_every: int = 5000
+    """Updates between evaluations (needs `env`)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    checkpoint_every: int = 10_000
+    """Updates between checkpoints; the last step is always saved."""
+    log_every: int = 100
+    """Updates averaged into one row of metrics.csv and TensorBoard."""
+    normalize_observations: bool = False
+    """Standardise observations with the dataset's mean and std (stored in the checkpoint)."""
+    reward_scale: float = 1.0
+    """Multiply rewards by this during training."""
+    agent: str | None = None
+    """Whose transitions to learn from in a multi-agent replay log."""
+    learner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Learner config overrides, e.g. {"epsilon": 0.1}."""
+    device: str = "cpu"
+    """torch device."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    tensorboard: bool = True
+    """Also write metrics as TensorBoard events."""
+    resume: bool = False
+    """Continue the run in `out` from its latest checkpoint."""
+
+
+def check_dataset(dataset: TransitionDataset, source: str) -> None:
+    """Refuse data a continuous learner cannot use, before any training starts."""
+    if dataset.actions.dtype.kind != "f" or dataset.actions.ndim != 2:
+        raise DatasetError(f"{source}: actions have dtype {dataset.actions.dtype} and shape "
+                           f"{dataset.actions.shape}; continuous learners need float actions [N, act_dim] "
+                           "(discrete actions need a discrete learner)")
+    if dataset.observations.ndim != 2:
+        raise DatasetError(f"{source}: observations have shape {dataset.observations.shape}; learners take flat "
+                           "vectors [N, obs_dim]: flatten them when converting the data")
+    if len(dataset) == 0:
+        raise DatasetError(f"{source}: the dataset has no transitions")
+    for name in ("observations", "actions", "rewards", "next_observations"):
+        values = getattr(dataset, name)
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            raise DatasetError(f"{source}: {name} has {int(bad.sum())} rows with NaN or infinity (first at row "
+                               f"{int(np.argmax(bad))}); clean or drop them before training")
+
+
+def check_env_fit(dataset: TransitionDataset, env_id: str) -> spaces.Box:
+    """The env's action space, after checking that the dataset's shapes fit the env."""
+    from aql_agent.adapters.gym import make_env
+
+    env = make_env(env_id)
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    if not isinstance(act_space, spaces.Box):
+        raise AqlError(f"{env_id} has a {type(act_space).__name__} action space; continuous learners need a Box")
+    if obs_space.shape != dataset.observations.shape[1:] or act_space.shape != dataset.actions.shape[1:]:
+        raise DatasetError(f"the dataset does not fit {env_id}: observations {dataset.observations.shape[1:]} vs "
+                           f"the env's {obs_space.shape}, actions {dataset.actions.shape[1:]} vs "
+                           f"{act_space.shape}; pick the env the data was recorded in")
+    return act_space
+
+
+def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings,
+                       env_actions: spaces.Box | None) -> Preprocessing:
+    obs_dim, act_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+    if env_actions is not None:
+        low, high = env_actions.low, env_actions.high
+    else:
+        space = dataset_spaces(dataset)[1]
+        low, high = getattr(space, "low", None), getattr(space, "high", None)
+        if low is None or not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise DatasetError(f"{settings.data}: the action bounds are unknown and the actions leave [-1, 1]; "
+                               "pass --env so the bounds come from its action space")
+    if np.any(dataset.actions < low - 1e-5) or np.any(dataset.actions > high + 1e-5):
+        raise DatasetError(f"{settings.data}: actions leave the action space [{low}, {high}]")
+    mean, std = np.zeros(obs_dim), np.ones(obs_dim)
+    if settings.normalize_observations:
+        mean = dataset.observations.mean(0)
+        std = dataset.observations.std(0) + 1e-3
+    return Preprocessing(tuple(map(float, mean)), tuple(map(float, std)), tuple(map(float, low)),
+                         tuple(map(float, high)), settings.reward_scale)
+
+
+class TensorSampler:
+    """All transitions as one [N, columns] tensor; a batch is one index_select on seeded random rows."""
+
+    def __init__(self, dataset: TransitionDataset, preprocessing: Preprocessing, seed: int, device: str):
+        obs = preprocessing.normalise_observations(dataset.observations)
+        next_obs = preprocessing.normalise_observations(dataset.next_observations)
+        actions = preprocessing.actions_to_unit(dataset.actions)
+        rewards = (dataset.rewards * preprocessing.reward_scale).astype(np.float32)[:, None]
+        terminals = dataset.terminals.astype(np.float32)[:, None]
+        table = np.concatenate([obs, actions, rewards, next_obs, terminals], axis=1)
+        self.table = torch.as_tensor(table, device=device)
+        self.widths = [obs.shape[1], actions.shape[1], 1, next_obs.shape[1], 1]
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def sample(self, batch_size: int) -> Batch:
+        index = torch.randint(len(self.table), (batch_size,), generator=self.generator, device=self.table.device)
+        obs, act, rew, next_obs, term = self.table.index_select(0, index).split(self.widths, dim=1)
+        return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1))
+
+
+class MetricLog:
+    """metrics.csv (and TensorBoard): per-interval means of every metric the learner reports."""
+
+    def __init__(self, path: str, tensorboard_dir: str | None, resume_step: int):
+        self.path, self.fields, self.rows = path, None, []
+        if resume_step and os.path.exists(path):  # drop rows written after the checkpoint we resume from
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            self.fields = list(rows[0]) if rows else None
+            self._rewrite(rows)
+        elif os.path.exists(path):
+            os.remove(path)
+        self.writer = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(tensorboard_dir, purge_step=resume_step or None)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.path, "w", newline="") as f:
+            if self.fields:
+                writer = csv.DictWriter(f, self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write(self, step: int, values: Mapping[str, float], prefix: str = "train") -> None:
+        row = {"step": step, **{k: f"{v:.6g}" for k, v in values.items()}}
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _latest_step(out: str) -> tuple[str, int] | None:
+    latest = os.path.join(out, "latest.json")
+    if not os.path.exists(latest):
+        return None
+    with open(latest) as f:
+        record = json.load(f)
+    return os.path.join(out, record["checkpoint"]), int(record["step"])
+
+
+def train(settings: TrainSettings) -> dict[str, Any]:
+    """Run (or resume) offline training; returns a summary with the last metrics and evaluation."""
+    if settings.algo not in ALGORITHMS:
+        raise AqlError(f"unknown algorithm {settings.algo!r}; choose one of {', '.join(ALGORITHMS)}")
+    if settings.eval_every <= 0 or settings.checkpoint_every <= 0 or settings.log_every <= 0:
+        raise AqlError("--eval-every, --checkpoint-every and --log-every must be positive")
+    require_exists(settings.data, "dataset")
+    dataset = load_dataset(settings.data, agent=settings.agent)
+    check_dataset(dataset, settings.data)
+    env_actions = check_env_fit(dataset, settings.env) if settings.env else None
+    preprocessing = make_preprocessing(dataset, settings, env_actions)
+    obs_dim, act_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+
+    os.makedirs(settings.out, exist_ok=True)
+    resume = _latest_step(settings.out) if settings.resume else None
+    if not settings.resume and _latest_step(settings.out) is not None:
+        raise AqlError(f"{settings.out} already holds a run: pass --resume to continue it, or pick a new --out")
+
+    torch.manual_seed(settings.seed)
+    learner = make_learner(settings.algo, obs_dim, act_dim, dict(settings.learner), settings.device)
+    sampler = TensorSampler(dataset, preprocessing, settings.seed, settings.device)
+    start = 0
+    if resume is not None:
+        checkpoint_dir, start = resume
+        saved, info, trainer_state = load_learner(checkpoint_dir, settings.device, expect_algo=settings.algo)
+        if (info["obs_dim"], info["act_dim"]) != (obs_dim, act_dim):
+            raise AqlError(f"cannot resume: the checkpoint has obs_dim={info['obs_dim']}, act_dim={info['act_dim']}"
+                           f", the data {obs_dim}, {act_dim}")
+        if saved.config != learner.config:
+            raise AqlError(f"cannot resume {settings.out}: its learner config {saved.config} differs from the one "
+                           f"asked for now {learner.config}; resume with the same settings")
+        learner = saved
+        sampler.generator.set_state(trainer_state["sampler_rng"])
+        torch.set_rng_state(trainer_state["torch_rng"])
+
+    record = {"settings": {**dataclasses.asdict(settings), "learner": dict(settings.learner)},
+              "learner_config": learner.config.to_dict(), "aql_agent_version": __version__,
+              "torch_version": torch.__version__, "dataset": {"transitions": len(dataset), "obs_dim": obs_dim,
+                                                              "act_dim": act_dim}}
+    with open(os.path.join(settings.out, "train.json"), "w") as f:
+        json.dump(record, f, indent=2, default=str)
+
+    metrics_log = MetricLog(os.path.join(settings.out, "metrics.csv"),
+                            os.path.join(settings.out, "tensorboard") if settings.tensorboard else None, start)
+    eval_log = MetricLog(os.path.join(settings.out, "eval.csv"), None, start)
+    summary: dict[str, Any] = {"out": settings.out, "algo": settings.algo, "start_step": start}
+    sums: dict[str, float] = {}
+    count, started = 0, time.perf_counter()
+    if resume is not None:  # the partial logging interval the checkpoint was taken in
+        sums = dict(zip(trainer_state["metric_names"], trainer_state["metric_sums"].tolist()))
+        count = int(trainer_state["metric_count"])
+    bar = tqdm(total=settings.steps, initial=start, desc=f"{settings.algo}", disable=not settings.progress,
+               unit="step", dynamic_ncols=True)
+    try:
+        for step in range(start + 1, settings.steps + 1):
+            metrics = learner.update(sampler.sample(learner.config.batch_size))
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            count += 1
+            bar.update(1)
+            if step % settings.log_every == 0 or step == settings.steps:
+                means = {k: v / count for k, v in sums.items()}
+                metrics_log.write(step, means)
+                bar.set_postfix({k: f"{means[k]:.3g}" for k in ("critic_loss", "gen_mse") if k in means})
+                summary["metrics"], sums, count = means, {}, 0
+            if settings.env and (step % settings.eval_every == 0 or step == settings.steps):
+                summary["evaluation"] = _evaluate(learner, preprocessing, settings, step)
+                eval_log.write(step, {k: v for k, v in summary["evaluation"].items()
+                                      if isinstance(v, float)}, prefix="eval")
+                if metrics_log.writer is not None:
+                    for key in ("return_mean", "normalized_mean"):
+                        if key in summary["evaluation"]:
+                            metrics_log.writer.add_scalar(f"eval/{key}", summary["evaluation"][key], step)
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                _checkpoint(settings.out, learner, preprocessing, step, {
+                    "sampler_rng": sampler.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                    "metric_names": list(sums), "metric_sums": torch.tensor(list(sums.values()), dtype=torch.float64),
+                    "metric_count": count})
+    finally:
+        bar.close()
+        metrics_log.close()
+        eval_log.close()
+    summary["steps"] = settings.steps
+    summary["seconds"] = time.perf_counter() - started
+    summary["checkpoint"] = os.path.join(settings.out, "checkpoints", f"step-{settings.steps:09d}")
+    return summary
+
+
+def _evaluate(learner: Learner, preprocessing: Preprocessing, settings: TrainSettings, step: int
+              ) -> dict[str, Any]:
+    """Evaluate without touching the training RNG streams (so evaluation never changes training)."""
+    from aql_agent.adapters.gym import evaluate_policy
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed + step)
+        result = evaluate_policy(settings.env, Policy(learner, preprocessing), settings.eval_episodes,
+                                 seed=10_000 * (settings.seed + 1))
+    result["step"] = step
+    return result
+
+
+def _checkpoint(out: str, learner: Learner, preprocessing: Preprocessing, step: int,
+                trainer_state: dict[str, Any]) -> None:
+    """Save a checkpoint, then point latest.json at it (each step atomic)."""
+    name = os.path.join("checkpoints", f"step-{step:09d}")
+    os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+    save_checkpoint(os.path.join(out, name), learner, preprocessing, step, extra_state=trainer_state)
+    staging = os.path.join(out, "latest.json.tmp")
+    with open(staging, "w") as f:
+        json.dump({"checkpoint": name, "step": step}, f)
+    os.replace(staging, os.path.join(out, "latest.json"))
