@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -158,6 +159,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; bad input ends with one `aql: error: ...` line and exit status 2."""
+    # Spinning OpenMP workers make small-network updates swing 3-60 steps/s on few cores; set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:

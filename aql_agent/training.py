@@ -110,7 +110,7 @@ def check_env_fit(dataset: TransitionDataset, env_id: str) -> spaces.Box:
 
 def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings,
                        env_actions: spaces.Box | None) -> Preprocessing:
-    obs_dim, act_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+    obs_dim = dataset.observations.shape[1]
     if env_actions is not None:
         low, high = env_actions.low, env_actions.high
     else:

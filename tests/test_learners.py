@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aql_agent.errors import AqlError
-from aql_agent.learners import ALGORITHMS, AQLConfig, Batch, make_learner
+from aql_agent.learners import ALGORITHMS, Batch, make_learner
 from aql_agent.learners.aql import ResidualGenerator
 from aql_agent.nn import ConditionalVAE, vae_loss
 
@@ -134,35 +134,48 @@ def test_aql_cql_variant_adds_the_penalty():
     assert "cql_gap" in metrics and "cql_gap" not in plain.update(next(toy_batches(0)))
 
 
-def test_every_aql_config_field_is_read():
-    """Changing any AQL field changes the first updates' metrics (no unread config fields)."""
-    skip = {"gen_window", "act_samples"}  # act_samples is read by act(), gen_window by the window below
-    base = dataclasses.asdict(AQLConfig(**{**FAST, **FAST_EXTRA["aql"], "hidden": (32, 32),
-                                           "vae_hidden": (32, 32), "residual_hidden": (32, 32)}))
-    base["warmup_steps"] = 1
+#: fields whose effect shows only in act(), and the values to change each field to where doubling is not enough
+ACT_ONLY = {"act_samples"}
+CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 16), "bf16": True, "warmup_steps": 1,
+           "lagrange_threshold": 1.0, "mmd_kernel": "gaussian", "gen_window": 1, "conservative_weight": 1.0,
+           "lam": 0.1, "initial_temperature": 0.5}
+#: fields that act only together with another setting
+NEEDS = {"conservative_samples": {"conservative_weight": 1.0}, "lagrange_learning_rate": {"lagrange_threshold": 1.0}}
 
-    def run(config: dict) -> list[dict]:
+
+def changed(value):
+    if isinstance(value, bool):
+        return not value
+    return value * 2 if isinstance(value, (int, float)) else value
+
+
+@pytest.mark.parametrize("algo", ["bc", "sac", "ddpg", "bcq", "bear", "cql", "aql"])
+def test_every_config_field_is_read(algo):
+    """Changing any config field changes the first updates' metrics or the actions (no unread fields)."""
+    config_class = ALGORITHMS[algo][0].config_class
+    base = {**FAST, **FAST_EXTRA.get(algo, {}), "batch_size": 32}
+    if "warmup_steps" in base:
+        base["warmup_steps"] = 2
+
+    def run(config: dict) -> tuple:
         torch.manual_seed(0)
-        learner = make_learner("aql", OBS_DIM, ACT_DIM, config)
+        learner = make_learner(algo, OBS_DIM, ACT_DIM, config)
         batches = toy_batches(0, batch_size=config["batch_size"])
-        return [learner.update(next(batches)) for _ in range(3)]
+        metrics = [learner.update(next(batches)) for _ in range(4)]
+        torch.manual_seed(1)
+        return metrics, learner.act(np.ones((2, OBS_DIM), np.float32)).tolist()
 
-    reference = run(base)
-    changes = {"batch_size": 32, "gamma": 0.5, "hidden": (16, 16), "bf16": True, "generator_learning_rate": 1e-2,
-               "critic_learning_rate": 1e-2, "alpha_learning_rate": 0.1, "vae_hidden": (16, 16),
-               "residual_hidden": (16, 16), "vae_kl_weight": 2.0, "critics": 3, "lam": 0.1, "epsilon": 1.0,
-               "initial_alpha": 3.0, "warmup_steps": 10, "target_samples": 3, "tau": 0.5,
-               "conservative_weight": 1.0, "conservative_samples": 3}
-    fields = {f.name for f in dataclasses.fields(AQLConfig)} - skip
-    assert fields == set(changes), fields ^ set(changes)
-    for name, value in changes.items():
-        config = {**base, name: value}
-        if name == "conservative_samples":
-            config["conservative_weight"] = 1.0
-            reference_here = run({**base, "conservative_weight": 1.0})
-        else:
-            reference_here = reference
-        assert run(config) != reference_here, f"{name} has no effect"
+    for field in dataclasses.fields(config_class):
+        default = base.get(field.name, field.default)
+        value = CHANGES.get(field.name, changed(default))
+        if field.name == "lam" and default == value:
+            value = 0.5
+        reference = {**base, **NEEDS.get(field.name, {})}
+        if field.name == "gen_window":
+            reference["gen_window"] = 500
+        before, after = run(reference), run({**reference, field.name: value})
+        index = 1 if field.name in ACT_ONLY else 0
+        assert before[index] != after[index], f"{algo}: {field.name}={value!r} has no effect"
 
 
 def test_learner_rejects_wrong_config_and_checkpoint():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from aql_agent.errors import AqlError
 from aql_agent.learners.aql import AQLConfig, AQLLearner
 from aql_agent.learners.base import Batch, Learner, LearnerConfig
@@ -40,11 +38,6 @@ def make_learner(algo: str, obs_dim: int, act_dim: int, overrides: dict | None =
     return learner
 
 
-def config_fields(algo: str) -> list[dataclasses.Field]:
-    """The config fields of an algorithm (for `--set KEY=VALUE` help and validation)."""
-    return list(dataclasses.fields(ALGORITHMS[algo][0].config_class))
-
-
 __all__ = ["ALGORITHMS", "AQLConfig", "AQLLearner", "BCConfig", "BCLearner", "BCQConfig", "BCQLearner", "BEARConfig",
            "BEARLearner", "Batch", "CQLConfig", "CQLLearner", "DDPGConfig", "DDPGLearner", "Learner",
-           "LearnerConfig", "SACConfig", "SACLearner", "config_fields", "make_learner"]
+           "LearnerConfig", "SACConfig", "SACLearner", "make_learner"]

@@ -35,13 +35,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, Learner, LearnerConfig, adam, best_of_samples, step
+from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, best_of_samples, step
 from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, bcq_target, conservative_penalty, mlp, soft_update,
                           vae_loss)
 
 
 @dataclasses.dataclass(frozen=True)
-class AQLConfig(LearnerConfig):
+class AQLConfig(CriticConfig):
     generator_learning_rate: float = 3e-4
     """Adam step size of the VAE and the residual network."""
     critic_learning_rate: float = 3e-4
@@ -68,8 +68,6 @@ class AQLConfig(LearnerConfig):
     """Target-generator samples per next state in the target."""
     act_samples: int = 10
     """Generator samples per state when acting."""
-    tau: float = 0.005
-    """Polyak rate of the target critics and the target generator."""
     conservative_weight: float = 0.0
     """Weight of CQL(H)'s penalty in the critic loss; > 0 makes this AQL+CQL."""
     conservative_samples: int = 10

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -37,8 +37,6 @@ class LearnerConfig:
 
     batch_size: int = 256
     """Transitions per update."""
-    gamma: float = 0.99
-    """Discount factor."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer sizes of the actor and critics (BEAR's D4RL variant and d3rlpy use 256-256)."""
     bf16: bool = False
@@ -61,6 +59,16 @@ class LearnerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticConfig(LearnerConfig):
+    """Fields of every learner that bootstraps a critic."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
 
 
 class GenerativeError:
@@ -89,7 +97,6 @@ class Learner:
 
     name: ClassVar[str]
     config_class: ClassVar[type[LearnerConfig]]
-    discrete: ClassVar[bool] = False
 
     def __init__(self, obs_dim: int, act_dim: int, config: LearnerConfig | None = None, device: str = "cpu"):
         config = config if config is not None else self.config_class()
@@ -163,10 +170,6 @@ class Learner:
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         raise NotImplementedError
-
-    def parameters_of(self, *names: str) -> Iterator[nn.Parameter]:
-        for name in names:
-            yield from self.nets[name].parameters()
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> None:

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, Learner, LearnerConfig, adam, best_of_samples, step
+from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, best_of_samples, step
 from aql_agent.nn import ConditionalVAE, QEnsemble, bcq_target, mlp, soft_update, vae_loss
 
 
 @dataclasses.dataclass(frozen=True)
-class BCQConfig(LearnerConfig):
+class BCQConfig(CriticConfig):
     actor_learning_rate: float = 1e-3
     """Adam step size of the perturbation network."""
     critic_learning_rate: float = 1e-3
@@ -43,8 +43,6 @@ class BCQConfig(LearnerConfig):
     """Candidate next actions per next state in the target."""
     act_samples: int = 100
     """Candidate actions per state when acting."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
 
 
 class Perturbation(nn.Module):

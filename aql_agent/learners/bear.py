@@ -18,13 +18,13 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, Learner, LearnerConfig, adam, best_of_samples, step
+from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, best_of_samples, step
 from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, TanhGaussianActor, bcq_target, mmd, soft_update,
                           vae_loss)
 
 
 @dataclasses.dataclass(frozen=True)
-class BEARConfig(LearnerConfig):
+class BEARConfig(CriticConfig):
     actor_learning_rate: float = 1e-4
     """Adam step size of the actor."""
     critic_learning_rate: float = 3e-4
@@ -57,8 +57,6 @@ class BEARConfig(LearnerConfig):
     """Actor samples per next state in the target."""
     act_samples: int = 10
     """Actor samples per state when acting."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
 
 
 class BEARLearner(Learner):

@@ -11,18 +11,16 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, Learner, LearnerConfig, adam, step
+from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, step
 from aql_agent.nn import DeterministicActor, QEnsemble, soft_update
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPGConfig(LearnerConfig):
+class DDPGConfig(CriticConfig):
     actor_learning_rate: float = 3e-4
     """Adam step size of the actor."""
     critic_learning_rate: float = 3e-4
     """Adam step size of the critic."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
 
 
 class DDPGLearner(Learner):

@@ -12,12 +12,12 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, Learner, LearnerConfig, adam, step
+from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, step
 from aql_agent.nn import Lagrange, QEnsemble, TanhGaussianActor, soft_update
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig(LearnerConfig):
+class SACConfig(CriticConfig):
     actor_learning_rate: float = 3e-4
     """Adam step size of the actor."""
     critic_learning_rate: float = 3e-4
@@ -28,8 +28,6 @@ class SACConfig(LearnerConfig):
     """Starting entropy temperature."""
     critics: int = 2
     """Critics in the ensemble; targets use their minimum."""
-    tau: float = 0.005
-    """Polyak rate of the target critics."""
 
 
 class SACLearner(Learner):
