@@ -83,6 +83,21 @@ def test_train_writes_logs_checkpoints_and_evaluates(pendulum_data, tmp_path, ca
     assert "normalized_mean" not in result  # D4RL has no reference returns for Pendulum
 
 
+def test_train_from_a_replay_log(tmp_path):
+    """The data path a game team uses: record episodes into a replay log, then train from the log."""
+    from aql_agent.adapters.gym import make_env, random_policy, record_episodes
+
+    env = make_env("Pendulum-v1", seed=0)
+    log = str(tmp_path / "pendulum.aqlog")
+    record_episodes(env, random_policy(env), log, episodes=2, seed=0, progress=False)
+    summary = train(TrainSettings("bcq", log, str(tmp_path / "run"), steps=20, env="Pendulum-v1", eval_every=20,
+                                  eval_episodes=1, progress=False, tensorboard=False,
+                                  learner={"hidden": [16], "vae_hidden": [16], "batch_size": 16}))
+    assert summary["evaluation"]["episodes"] == 1 and np.isfinite(summary["metrics"]["critic_loss"])
+    info, _ = read_checkpoint(summary["checkpoint"])
+    assert info["preprocessing"]["action_high"] == [2.0]
+
+
 @pytest.mark.parametrize("algo", ["bear", "cql"])
 def test_resume_is_bit_exact(pendulum_data, tmp_path, algo):
     common = dict(algo=algo, data=pendulum_data, seed=3, log_every=5, checkpoint_every=20, progress=False,
