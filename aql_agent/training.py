@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -232,6 +233,11 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         if saved.config != learner.config:
             raise AqlError(f"cannot resume {settings.out}: its learner config {saved.config} differs from the one "
                            f"asked for now {learner.config}; resume with the same settings")
+        if Preprocessing.from_dict(info["preprocessing"]) != preprocessing:
+            raise AqlError(f"cannot resume {settings.out}: it was trained with other data preprocessing "
+                           "(--normalize-observations, --reward-scale or action bounds); resume with the same")
+        if settings.steps <= start:
+            raise AqlError(f"{settings.out} is already at step {start}: pass a --steps above it to train on")
         learner = saved
         sampler.generator.set_state(trainer_state["sampler_rng"])
         torch.set_rng_state(trainer_state["torch_rng"])
@@ -253,7 +259,7 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         sums = dict(zip(trainer_state["metric_names"], trainer_state["metric_sums"].tolist()))
         count = int(trainer_state["metric_count"])
     bar = tqdm(total=settings.steps, initial=start, desc=f"{settings.algo}", disable=not settings.progress,
-               unit="step", dynamic_ncols=True)
+               unit="step", dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
     try:
         for step in range(start + 1, settings.steps + 1):
             metrics = learner.update(sampler.sample(learner.config.batch_size))

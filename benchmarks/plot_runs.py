@@ -4,7 +4,8 @@
 
 For each run it reads eval.csv (normalised score, or return where the env has no D4RL reference) and
 metrics.csv (gen_mse: the mean over the last 500 batches at each logged step), and reports both at `--step`
-(default: the last step every run reached), so runs of different lengths compare at the same budget.
+(default: the last step every run reached), so runs of different lengths compare at the same budget, with
+the mean of the last `--last` evaluations up to that step (one evaluation of a single seed is noisy).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run folders written by aql train")
     parser.add_argument("--step", type=int, help="compare at this step (default: the last one all runs reached)")
     parser.add_argument("--out", required=True, help="output stem: writes STEM.json and STEM.png")
+    parser.add_argument("--last", type=int, default=3, help="also average the last N evaluations (default: 3)")
     args = parser.parse_args()
 
     runs = {}
@@ -39,11 +41,14 @@ def main() -> None:
     summary = {}
     for folder, run in runs.items():
         evaluation = next(e for e in run["eval"] if int(e["step"]) == step)
+        upto = [e for e in run["eval"] if int(e["step"]) <= step]
         metrics = next(m for m in run["metrics"] if int(m["step"]) == step)
         summary[run["algo"]] = {
             "run": folder, "step": step, score_key: evaluation[score_key],
             score_key.replace("mean", "std"): evaluation[score_key.replace("mean", "std")],
             "return_mean": evaluation["return_mean"], "gen_mse_last_500_batches": metrics["gen_mse"],
+            f"{score_key}_last_{args.last}_evaluations": sum(e[score_key] for e in upto[-args.last:])
+            / len(upto[-args.last:]),
             "eval_curve": [(int(e["step"]), e[score_key]) for e in run["eval"]],
             "data": run["settings"]["data"], "seed": run["settings"]["seed"],
             "learner_overrides": run["settings"]["learner"]}

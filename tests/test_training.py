@@ -128,6 +128,10 @@ def test_resume_refuses_another_algorithm(pendulum_data, tmp_path):
     train(TrainSettings(algo="bc", **settings))
     with pytest.raises(AqlError, match="trained with 'bc', not 'ddpg'"):
         train(TrainSettings(algo="ddpg", resume=True, **settings))
+    with pytest.raises(AqlError, match="other data preprocessing"):
+        train(TrainSettings(algo="bc", resume=True, normalize_observations=True, **settings))
+    with pytest.raises(AqlError, match="already at step 10"):
+        train(TrainSettings(algo="bc", resume=True, **settings))
 
 
 def bad_data(tmp_path, **changes) -> str:
