@@ -33,7 +33,9 @@ def main() -> None:
     for folder in args.runs:
         with open(os.path.join(folder, "train.json")) as f:
             settings = json.load(f)["settings"]
-        runs[folder] = {"algo": settings["algo"], "settings": settings,
+        # Label by folder name: two runs of one algorithm (fp32 and bf16, two seeds) must not overwrite each other.
+        runs[folder] = {"label": os.path.basename(os.path.normpath(folder)), "algo": settings["algo"],
+                        "settings": settings,
                         "eval": read(os.path.join(folder, "eval.csv")),
                         "metrics": read(os.path.join(folder, "metrics.csv"))}
     step = args.step or min(int(r["eval"][-1]["step"]) for r in runs.values())
@@ -43,8 +45,8 @@ def main() -> None:
         evaluation = next(e for e in run["eval"] if int(e["step"]) == step)
         upto = [e for e in run["eval"] if int(e["step"]) <= step]
         metrics = next(m for m in run["metrics"] if int(m["step"]) == step)
-        summary[run["algo"]] = {
-            "run": folder, "step": step, score_key: evaluation[score_key],
+        summary[run["label"]] = {
+            "run": folder, "algo": run["algo"], "step": step, score_key: evaluation[score_key],
             score_key.replace("mean", "std"): evaluation[score_key.replace("mean", "std")],
             "return_mean": evaluation["return_mean"], "gen_mse_last_500_batches": metrics["gen_mse"],
             f"{score_key}_last_{args.last}_evaluations": sum(e[score_key] for e in upto[-args.last:])
@@ -61,8 +63,8 @@ def main() -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for run in runs.values():
-        left.plot([e["step"] for e in run["eval"]], [e[score_key] for e in run["eval"]], marker="o", label=run["algo"])
-        right.plot([m["step"] for m in run["metrics"]], [m["gen_mse"] for m in run["metrics"]], label=run["algo"])
+        left.plot([e["step"] for e in run["eval"]], [e[score_key] for e in run["eval"]], marker="o", label=run["label"])
+        right.plot([m["step"] for m in run["metrics"]], [m["gen_mse"] for m in run["metrics"]], label=run["label"])
     left.axvline(step, color="grey", lw=0.5)
     left.set(xlabel="gradient updates", ylabel=score_key.replace("_", " "), title="evaluation")
     right.set(xlabel="gradient updates", ylabel="gen_mse (last 500 batches)", yscale="log",
