@@ -1,4 +1,4 @@
-"""The `aql` command: `aql convert`, `aql inspect`, `aql demo` (more subcommands arrive with later features)."""
+"""The `aql` command: convert, inspect, train, eval, record, demo."""
 
 from __future__ import annotations
 
@@ -85,6 +85,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    from aql_agent.recording import record_gym, record_moba
+
+    if args.env == "moba-1v1":
+        heroes = (args.hero, args.opponent_hero) if args.side == "blue" else (args.opponent_hero, args.hero)
+        path = record_moba(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed,
+                           side=args.side, heroes=heroes, fps=args.fps, settings=_parse_overrides(args.set),
+                           compression=args.compression, overwrite=args.overwrite, progress=not args.no_progress)
+    else:
+        if args.set:
+            raise AqlError("--set configures moba-1v1; gymnasium envs take no settings here")
+        path = record_gym(args.out, args.env, args.player, episodes=args.episodes, seed=args.seed,
+                          compression=args.compression, overwrite=args.overwrite, progress=not args.no_progress)
+    from aql_agent.inspect import format_summary, summarise
+
+    print(f"wrote {path}")
+    print(format_summary(summarise(path)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aql", description="aql-agent: offline RL for game AI.")
     parser.add_argument("--version", action="version", version=f"aql-agent {__version__}")
@@ -144,6 +164,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(run=_evaluate)
+
+    record = commands.add_parser(
+        "record", help="record games (moba-1v1: human, bots or agents; gymnasium envs: random or agents)",
+        description="Record games into a replay log in --out. moba-1v1 keys for --player human: move WASD/arrows, "
+                    "attack J/Space, skills 1 2 3, heal H, recall B, quit Esc (the log keeps every step played).")
+    record.add_argument("--env", default="moba-1v1", help="moba-1v1 (default) or a gymnasium id such as Hopper-v5")
+    record.add_argument("--player", required=True,
+                        help="human, random, bt:LEVEL (easy, medium, hard) or agent:CHECKPOINT")
+    record.add_argument("--opponent", default="bt:medium", help="moba-1v1: the other side's player (default bt:medium)")
+    record.add_argument("--side", default="blue", choices=["blue", "red"], help="moba-1v1: the side --player takes")
+    record.add_argument("--hero", default="ranger", help="moba-1v1: --player's hero (ranger, bruiser)")
+    record.add_argument("--opponent-hero", default="ranger", help="moba-1v1: the opponent's hero")
+    record.add_argument("--episodes", type=int, default=1)
+    record.add_argument("--seed", type=int, default=0, help="episode i plays seed + i")
+    record.add_argument("--out", default="recordings", help="folder for the log (default: recordings)")
+    record.add_argument("--fps", type=float, default=15.0,
+                        help="human play: game frames per second (15 is real time; 0: no waiting)")
+    record.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="moba-1v1 setting, e.g. frame_skip=3, max_frames=20000, zero_sum=false")
+    record.add_argument("--compression", default="none", choices=["none", "zstd"])
+    record.add_argument("--overwrite", action="store_true", help="replace an existing log of the same name")
+    record.add_argument("--no-progress", action="store_true", help="no progress bar")
+    record.set_defaults(run=_record)
 
     demo = commands.add_parser("demo", help="record a small log, convert it and show what it holds")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")

@@ -13,6 +13,7 @@ import numpy as np
 from aql_agent.adapters.gym import make_env, record_episodes
 from aql_agent.data import TransitionDataset, convert, load_dataset
 from aql_agent.inspect import format_summary, summarise
+from aql_agent.recording import record_moba
 
 
 def cartpole_bot(noise: float, seed: int) -> Callable[[np.ndarray], int]:
@@ -32,7 +33,8 @@ def _banner(text: str) -> None:
 
 
 def run_demo(out: str, episodes: int = 10, seed: int = 0) -> TransitionDataset:
-    """Record two bot levels, merge their logs into .npz and .hdf5, and check a lossless round trip."""
+    """Record two bot levels, merge their logs into .npz and .hdf5, check a lossless round trip, then record
+    moba-1v1 bot games and read one side back as a dataset with its action masks."""
     logs = os.path.join(out, "logs")
     os.makedirs(logs, exist_ok=True)
     env = make_env("CartPole-v1", seed=seed)
@@ -58,5 +60,13 @@ def run_demo(out: str, episodes: int = 10, seed: int = 0) -> TransitionDataset:
           f"identical after log -> npz -> hdf5 -> zstd log -> arrays: {same}")
     if not same:
         raise RuntimeError("the round trip changed the data: please report this as a bug")
-    print(f"\nfiles are in {out}/ ; try: aql inspect {roundtrip}")
+
+    moba_logs = os.path.join(out, "moba-logs")
+    _banner(f"4. record 2 moba-1v1 games, bt:hard (blue) vs bt:easy (red) -> {moba_logs}/")
+    moba_log = record_moba(moba_logs, "bt:hard", "bt:easy", episodes=2, seed=seed, overwrite=True, progress=False)
+    print(format_summary(summarise(moba_log)))
+    moba_data = TransitionDataset.from_log(moba_log, agent="red")
+    print(f"red's view as a dataset: observations {moba_data.observations.shape}, actions "
+          f"{moba_data.actions.shape}, legal-action masks {moba_data.action_masks.shape}")
+    print(f"\nfiles are in {out}/ ; try: aql inspect {roundtrip}; tools/record --player human --opponent bt:easy")
     return dataset

@@ -96,5 +96,6 @@ def test_the_wheel_maps_adapters_into_the_package(tmp_path):
     assert result.returncode == 0, result.stderr
     wheel = next(p for p in os.listdir(tmp_path) if p.endswith(".whl"))
     names = zipfile.ZipFile(tmp_path / wheel).namelist()
-    assert "aql_agent/adapters/gym.py" in names
+    assert "aql_agent/adapters/gym.py" in names and "aql_agent/adapters/moba/env.py" in names
+    assert "aql_agent/learners/aql.py" in names
     assert not any(n.startswith("adapters/") for n in names)

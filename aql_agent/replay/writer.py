@@ -292,6 +292,11 @@ class ReplayWriter:
             raise ReplayLogError("the writer is closed", self.path)
 
     @property
+    def episode_open(self) -> bool:
+        """Whether an episode was begun and not yet ended."""
+        return self._episode is not None
+
+    @property
     def episodes(self) -> int:
         return self._episodes
 

@@ -1,0 +1,73 @@
+"""Playing whole moba-1v1 games between policies (bots, agents, random), for win rates and benchmarks."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aql_agent.adapters.moba.env import AGENTS, MobaParallelEnv
+
+Policy = Callable[[dict[str, Any]], Any]
+
+
+@dataclass
+class GameResult:
+    winner: str | None  # "blue", "red" or None (frame cap)
+    frames: int
+    steps: int
+    returns: dict[str, float]
+    illegal_actions: dict[str, int]
+
+
+def random_legal_policy(seed: int | None = None) -> Policy:
+    """Uniform random legal value per head (the baseline the bots must beat)."""
+    rng = random.Random(seed)
+
+    def act(observation: dict[str, Any]) -> np.ndarray:
+        return np.array([rng.choice(np.flatnonzero(mask).tolist() or [0]) for mask in observation["action_mask"]])
+
+    return act
+
+
+def play_game(env: MobaParallelEnv, policies: Mapping[str, Policy], seed: int | None = None) -> GameResult:
+    """One game from `reset(seed)` to its end; each policy sees its own agent's observation."""
+    for policy in policies.values():
+        if hasattr(policy, "reset"):
+            policy.reset()
+    observations, _ = env.reset(seed=seed)
+    returns = dict.fromkeys(AGENTS, 0.0)
+    steps, infos = 0, {}
+    while env.agents:
+        actions = {agent: policies[agent](observations[agent]) for agent in env.agents}
+        observations, rewards, _, _, infos = env.step(actions)
+        for agent, reward in rewards.items():
+            returns[agent] += reward
+        steps += 1
+    winner = next((agent for agent, info in infos.items() if info.get("outcome") == "win"), None)
+    return GameResult(winner, env.game.frame, steps, returns,
+                      {agent: info["illegal_actions"] for agent, info in infos.items()})
+
+
+def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int], Policy], games: int,
+                 first_seed: int = 0, progress: bool = False, **settings: Any) -> dict[str, Any]:
+    """Play `games` seeded games between two policies, swapping sides every game; counts are the first's.
+
+    `make_first(seed)` / `make_second(seed)` build a fresh policy per game (bots take the seed for their noise).
+    """
+    from tqdm import tqdm
+
+    env = MobaParallelEnv(**settings)
+    wins = losses = draws = frames = 0
+    for seed in tqdm(range(first_seed, first_seed + games), desc="games", disable=not progress):
+        first_side, second_side = ("blue", "red") if seed % 2 == 0 else ("red", "blue")
+        result = play_game(env, {first_side: make_first(seed), second_side: make_second(seed + 100_000)}, seed=seed)
+        wins += result.winner == first_side
+        losses += result.winner == second_side
+        draws += result.winner is None
+        frames += result.frames
+    return {"games": games, "wins": wins, "losses": losses, "draws": draws, "win_rate": wins / games,
+            "mean_frames": frames / games}

@@ -1,0 +1,146 @@
+"""Recording games into replay logs: moba-1v1 with any two players (human, bots, agents), or any gymnasium env.
+
+`aql record` and `tools/record` call these. Both moba sides go into one log, each with who played it.
+Stopping early (Ctrl-C, Esc, a closed window) ends the episode in progress without an outcome and closes
+the log properly, so every step played is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from tqdm import tqdm
+
+from aql_agent.errors import AqlError
+from aql_agent.replay import ReplayWriter
+
+
+def _slug(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", os.path.basename(spec.rstrip("/")) if spec.startswith("agent:")
+                  else spec).strip("-")
+
+
+def _log_path(out_dir: str, env_name: str, player: str, opponent: str | None, seed: int, overwrite: bool) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    name = f"{env_name}-{_slug(player)}" + (f"-vs-{_slug(opponent)}" if opponent else "") + f"-seed{seed}.aqlog"
+    path = os.path.join(out_dir, name)
+    if os.path.exists(path) and not overwrite:
+        raise AqlError(f"{path} exists; pass --overwrite to replace it or choose another --out or --seed")
+    return path
+
+
+def record_moba(out_dir: str, player: str, opponent: str = "bt:medium", *, episodes: int = 1, seed: int = 0,
+                side: str = "blue", heroes: tuple[str, str] = ("ranger", "ranger"), fps: float = 15.0,
+                settings: Mapping[str, Any] | None = None, compression: str = "none", overwrite: bool = False,
+                progress: bool = True, events=None) -> str:
+    """Record `episodes` moba-1v1 games of `player` (on `side`) against `opponent`; returns the log's path.
+
+    Players: `human`, `random`, `bt:LEVEL`, `agent:CHECKPOINT`. With a human, a pygame window shows the
+    game at `fps` game frames per second (0: as fast as the keyboard loop runs); `events` replaces
+    `pygame.event.get` (scripted input).
+    """
+    from aql_agent.adapters import moba
+    from aql_agent.adapters.moba import render
+    from aql_agent.adapters.moba.keyboard import LEGEND, KeyboardPlayer, QuitGame
+    from aql_agent.adapters.players import make_parallel_env, make_player
+
+    if side not in moba.AGENTS:
+        raise AqlError(f"side must be one of {list(moba.AGENTS)}, got {side!r}")
+    if opponent == "human":
+        raise AqlError("the human plays --player; --opponent must be a bot, random or an agent")
+    if episodes < 1:
+        raise AqlError(f"--episodes must be at least 1, got {episodes}")
+    other = moba.AGENTS[1 - moba.AGENTS.index(side)]
+    env = make_parallel_env("moba-1v1", seed=seed, heroes=tuple(heroes), **dict(settings or {}))
+    human = player == "human"
+    policies, players = {}, {}
+    if human:
+        policies[side] = KeyboardPlayer(moba.AGENTS.index(side), events=events)
+        players[side] = {"kind": "human", "name": os.environ.get("USER", "human")}
+    else:
+        policies[side], players[side] = make_player(player, "moba-1v1", seed=seed)
+    policies[other], players[other] = make_player(opponent, "moba-1v1", seed=seed + 7919)
+    for agent, hero in zip(moba.AGENTS, heroes):
+        players[agent]["hero"] = hero
+    path = _log_path(out_dir, "moba-1v1", player, opponent, seed, overwrite)
+    view = moba.ConcatenatedMasks(env)
+    window = render.Window("moba-1v1: " + ("you are " + side), text_lines=5) if human else None
+    frame_time = env.config.frame_skip / fps if human and fps > 0 else 0.0
+
+    writer = ReplayWriter(path, "moba-1v1", view.observation_space(side), env.action_space(side), agents=moba.AGENTS,
+                          players=players, info_keys=("illegal_action", "frame"), compression=compression,
+                          overwrite=overwrite, recorder={"tool": "tools/record"},
+                          metadata={"heroes": list(heroes), "frame_skip": env.config.frame_skip,
+                                    "max_frames": env.config.max_frames, "seed": seed,
+                                    "settings": dict(settings or {})})
+    observations: dict = {}
+    try:
+        for episode in tqdm(range(episodes), desc=f"recording moba-1v1 ({player} vs {opponent})", unit="game",
+                            disable=not progress or human):
+            for policy in policies.values():
+                if hasattr(policy, "reset"):
+                    policy.reset()
+            observations, _ = env.reset(seed=seed + episode)
+            writer.begin_episode(seed=seed + episode)
+            infos: dict = {}
+            while env.agents:
+                started = time.perf_counter()
+                if window is not None:
+                    window.show(render.rgb_array(env.game), [*render.status_lines(env.game), LEGEND,
+                                                             policies[side].message])
+                actions = {agent: policies[agent](observations[agent]) for agent in env.agents}
+                next_observations, rewards, terminations, truncations, infos = env.step(actions)
+                for agent in moba.AGENTS:
+                    writer.add_step(moba.concatenate_masks(observations[agent]), actions[agent], rewards[agent],
+                                    terminations[agent], truncations[agent], infos[agent], agent=agent)
+                observations = next_observations
+                if frame_time:
+                    time.sleep(max(0.0, frame_time - (time.perf_counter() - started)))
+            writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
+                               outcome={a: infos[a]["outcome"] for a in moba.AGENTS},
+                               metadata={"frames": env.game.frame})
+    except (QuitGame, KeyboardInterrupt) as stop:
+        if writer.episode_open and observations:
+            writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
+                               metadata={"stopped": "ctrl-c" if isinstance(stop, KeyboardInterrupt) else "quit",
+                                         "frames": env.game.frame})
+        writer.close()
+        print(f"stopped: {writer.episodes} episodes, {writer.steps} steps kept in {path}")
+        if isinstance(stop, KeyboardInterrupt):
+            raise
+        return path
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if window is not None:
+            window.close()
+        env.close()
+    writer.close()
+    return path
+
+
+def record_gym(out_dir: str, env_id: str, player: str, *, episodes: int = 1, seed: int = 0,
+               compression: str = "none", overwrite: bool = False, progress: bool = True) -> str:
+    """Record episodes of a gymnasium env (MuJoCo included) played by `random` or `agent:CHECKPOINT`."""
+    from aql_agent.adapters.gym import make_env, random_policy, record_episodes
+    from aql_agent.adapters.players import make_player
+
+    if player == "human":
+        raise AqlError("human play from the keyboard is for moba-1v1; gymnasium envs record random or agent:CHECKPOINT")
+    env = make_env(env_id, seed=seed)
+    if player == "random":
+        policy, who = random_policy(env), {"kind": "random"}
+    else:
+        policy, who = make_player(player, env_id, seed=seed)
+    path = _log_path(out_dir, env_id, player, None, seed, overwrite)
+    try:
+        record_episodes(env, policy, path, episodes, seed=seed, player=who, compression=compression,
+                        overwrite=overwrite, progress=progress, metadata={"seed": seed})
+    finally:
+        env.close()
+    return path
