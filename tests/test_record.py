@@ -15,6 +15,7 @@ from aql_agent.adapters.moba import game as g
 from aql_agent.adapters.moba.env import FEATURE_INDEX
 from aql_agent.adapters.moba.keyboard import KeyboardPlayer
 from aql_agent.cli import main
+from aql_agent.errors import AqlError
 from aql_agent.data import TransitionDataset
 from aql_agent.recording import record_gym, record_moba
 from aql_agent.replay import ReplayReader
@@ -133,3 +134,17 @@ def test_tools_record_runs_from_a_checkout(tmp_path):
                                                                  + os.pathsep + os.environ["PATH"]})
     assert result.returncode == 0, result.stderr
     assert "moba-1v1-bt-hard-vs-bt-easy-seed0.aqlog" in result.stdout
+
+
+def test_a_checkpoint_plays_and_is_recorded_as_an_agent(tmp_path):
+    from aql_agent.checkpoint import Preprocessing, save_checkpoint
+    from aql_agent.learners import make_learner
+
+    checkpoint = save_checkpoint(tmp_path / "bc", make_learner("bc", 3, 1, {"hidden": [8]}),
+                                 Preprocessing((0.0,) * 3, (1.0,) * 3, (-2.0,), (2.0,)), step=0)
+    path = record_gym(str(tmp_path / "logs"), "Pendulum-v1", f"agent:{checkpoint}", episodes=1, progress=False)
+    reader = ReplayReader(path)
+    assert reader.header.players["agent"]["kind"] == "agent" and reader.header.players["agent"]["name"] == "bc"
+    assert len(list(reader.steps())) == 200
+    with pytest.raises(AqlError, match="moba-1v1 takes discrete actions"):
+        record_moba(str(tmp_path / "logs"), f"agent:{checkpoint}", "bt:easy", progress=False)

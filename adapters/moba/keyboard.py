@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from aql_agent.errors import AqlError
 from aql_agent.adapters.moba import game as g
 from aql_agent.adapters.moba.env import FEATURE_INDEX, TARGET_BUILDING, TARGET_HERO, TARGETS
 
@@ -33,7 +34,10 @@ class KeyboardPlayer:
     """
 
     def __init__(self, side: int, events: Callable[[], list] | None = None):
-        import pygame
+        try:
+            import pygame
+        except ImportError:
+            raise AqlError("human play needs pygame: pip install 'aql-agent[play]'") from None
 
         self.pygame = pygame
         self.side = side
