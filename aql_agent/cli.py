@@ -105,6 +105,23 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_dataset(args: argparse.Namespace) -> int:
+    from aql_agent.make_dataset import KINDS, MakeDatasetSettings, make_datasets
+
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+
+    card = make_datasets(MakeDatasetSettings(
+        env=args.env, out=args.out, train_steps=args.train_steps, transitions=args.transitions,
+        snapshot_every=args.snapshot_every, learning_starts=args.learning_starts, eval_episodes=args.eval_episodes,
+        medium_fraction=args.medium_fraction, min_gain=args.min_gain, kinds=tuple(args.kinds or KINDS),
+        seed=args.seed, name=args.name, progress=not args.no_progress, resume=args.resume))
+    print(json.dumps({k: card[k] for k in ("env", "random_return", "medium", "expert", "datasets") if k in card},
+                     indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aql", description="aql-agent: offline RL for game AI.")
     parser.add_argument("--version", action="version", version=f"aql-agent {__version__}")
@@ -187,6 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--overwrite", action="store_true", help="replace an existing log of the same name")
     record.add_argument("--no-progress", action="store_true", help="no progress bar")
     record.set_defaults(run=_record)
+
+    make = commands.add_parser(
+        "make-dataset", help="train a SAC behaviour policy, then collect D4RL-style datasets",
+        description="D4RL-style random / medium / expert / medium-replay / medium-expert datasets for a "
+                    "continuous gymnasium env, as replay logs, .npz and .hdf5, with card.json (see docs/datasets.md).")
+    make.add_argument("--env", required=True, help="gymnasium id or D4RL name: hopper, halfcheetah, walker2d, ...")
+    make.add_argument("--out", required=True, help="folder for the behaviour run, datasets and card.json")
+    make.add_argument("--train-steps", type=int, default=300_000, help="SAC environment steps (default 300000)")
+    make.add_argument("--transitions", type=int, default=100_000, help="transitions per dataset (default 100000)")
+    make.add_argument("--snapshot-every", type=int, default=20_000, help="steps between policy snapshots")
+    make.add_argument("--learning-starts", type=int, default=5_000, help="uniform random steps before updates")
+    make.add_argument("--eval-episodes", type=int, default=5, help="episodes per snapshot evaluation")
+    make.add_argument("--medium-fraction", type=float, default=1 / 3,
+                      help="medium = the snapshot nearest this fraction of the way from random to final return")
+    make.add_argument("--min-gain", type=float, default=100.0,
+                      help="the final policy must beat random play by this much return (default 100)")
+    make.add_argument("--kinds", nargs="+", help="datasets to collect (default: all five)")
+    make.add_argument("--name", help="file prefix (default: the env's name, e.g. hopper)")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--threads", type=int, help="torch threads (1 is fastest for these small networks)")
+    make.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    make.add_argument("--no-progress", action="store_true")
+    make.set_defaults(run=_make_dataset)
 
     demo = commands.add_parser("demo", help="record a small log, convert it and show what it holds")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")

@@ -1,0 +1,267 @@
+"""The paper's Table 1 and Figure 1, reproduced: algorithms x datasets x seeds under one budget.
+
+    python benchmarks/table1.py --algos bc bcq bear aql \\
+        --datasets ../shared/datasets/hopper-{random,medium,expert}.npz --env Hopper-v5 \\
+        --seeds 0 1 2 --steps 5000 --eval-every 2500 --eval-episodes 5 --jobs 2 \\
+        --set bear:warmup_steps=1000 --set aql:warmup_steps=1000 \\
+        --d3rlpy bc bcq --runs runs/table1 --out benchmarks/results/table1
+
+Each (algorithm, dataset, seed) is one `aql train` run in `--runs` (one torch thread each, `--jobs` at a time);
+a finished run is not trained again, an interrupted one resumes, so the harness can be re-run to extend a grid.
+A dataset is `PATH` (evaluated in `--env`) or `ENV_ID=PATH`. With `--d3rlpy ALGO...` the same data trains
+d3rlpy's implementation (its default hyperparameters, same steps and evaluation) for a side-by-side column.
+
+Writes OUT.json (every run's curve and final figures), OUT.md (the table: normalised score at the last
+evaluation, mean +/- std over seeds, top 3 per dataset in bold; and gen_mse), OUT-curves.png (learning curves)
+and OUT-figure1.png (gen_mse of AQL, BEAR and BCQ over training, mean and std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from plot_runs import read
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIGURE1_ALGOS = ("aql", "bear", "bcq")
+
+
+def dataset_name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def parse_dataset(spec: str, default_env: str | None) -> tuple[str, str]:
+    env, sep, path = spec.partition("=")
+    if not sep:
+        env, path = default_env, spec
+    if not env:
+        raise SystemExit(f"table1: no environment for {spec!r}: give --env or write ENV_ID=PATH")
+    if not os.path.exists(path):
+        raise SystemExit(f"table1: dataset {path!r} not found")
+    return env, path
+
+
+def run_folder(runs: str, data: str, algo: str, seed: int) -> str:
+    return os.path.join(runs, dataset_name(data), algo, f"seed{seed}")
+
+
+def finished_step(folder: str) -> int:
+    try:
+        with open(os.path.join(folder, "latest.json")) as f:
+            return int(json.load(f)["step"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: int) -> str:
+    """One `aql train` run in a subprocess (resumed if it was interrupted, skipped if done)."""
+    folder = run_folder(args.runs, data, algo, seed)
+    done = finished_step(folder)
+    if done >= args.steps:
+        return f"{folder}: done"
+    if not done and os.path.exists(folder):  # stopped before its first checkpoint: start it again
+        shutil.rmtree(folder)
+    command = [sys.executable, "-m", "aql_agent", "train", "--algo", algo, "--data", data, "--out", folder,
+               "--steps", str(args.steps), "--seed", str(seed), "--env", env, "--eval-every", str(args.eval_every),
+               "--eval-episodes", str(args.eval_episodes), "--log-every", str(args.log_every), "--threads", "1",
+               "--checkpoint-every", str(args.eval_every), "--no-progress", "--no-tensorboard"]
+    for override in args.set:
+        target, _, setting = override.partition(":")
+        if target == algo:
+            command += ["--set", setting]
+    if done:
+        command.append("--resume")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-2000:]}")
+    return f"{folder}: trained"
+
+
+def train_d3rlpy(args: argparse.Namespace, env: str, data: str, algo: str, seed: int) -> str:
+    """d3rlpy's `algo` on the same data, evaluated like ours; writes eval.csv into its run folder."""
+    folder = run_folder(args.runs, data, f"d3rlpy-{algo}", seed)
+    if finished_step(folder) >= args.steps:
+        return f"{folder}: done"
+    command = [sys.executable, __file__, "--d3rlpy-run", algo, env, data, folder, str(seed), str(args.steps),
+               str(args.eval_every), str(args.eval_episodes)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-2000:]}")
+    return f"{folder}: trained"
+
+
+def d3rlpy_run(algo: str, env: str, data: str, folder: str, seed: int, steps: int, eval_every: int,
+               episodes: int) -> None:
+    import d3rlpy
+    import torch
+
+    from aql_agent.adapters.gym import evaluate_policy
+    from aql_agent.data import load_dataset
+
+    torch.set_num_threads(1)
+    d3rlpy.seed(seed)
+    dataset = load_dataset(data)
+    mdp = d3rlpy.dataset.MDPDataset(dataset.observations, dataset.actions, dataset.rewards, dataset.terminals,
+                                    timeouts=dataset.timeouts)
+    configs = {"bc": d3rlpy.algos.BCConfig, "bcq": d3rlpy.algos.BCQConfig, "bear": d3rlpy.algos.BEARConfig,
+               "cql": d3rlpy.algos.CQLConfig}
+    learner = configs[algo]().create(device="cpu:0")
+    os.makedirs(folder, exist_ok=True)
+    rows = []
+    for epoch, _ in learner.fitter(mdp, n_steps=steps, n_steps_per_epoch=eval_every, show_progress=False,
+                                   save_interval=10**9, logger_adapter=d3rlpy.logging.NoopAdapterFactory()):
+        result = evaluate_policy(env, lambda obs: learner.predict(np.asarray(obs, np.float32)[None])[0], episodes,
+                                 seed=seed)
+        rows.append({"step": epoch * eval_every, "return_mean": result["return_mean"],
+                     "normalized_mean": result.get("normalized_mean", float("nan"))})
+    with open(os.path.join(folder, "eval.csv"), "w") as f:
+        f.write("step,return_mean,normalized_mean\n")
+        f.writelines(f"{r['step']},{r['return_mean']},{r['normalized_mean']}\n" for r in rows)
+    with open(os.path.join(folder, "latest.json"), "w") as f:
+        json.dump({"step": steps}, f)
+
+
+def collect(args: argparse.Namespace, datasets: list[tuple[str, str]], algos: list[str]) -> dict:
+    results: dict = {}
+    for env, data in datasets:
+        name = dataset_name(data)
+        results[name] = {"env": env, "data": data, "algos": {}}
+        for algo in algos:
+            seeds = {}
+            for seed in args.seeds:
+                folder = run_folder(args.runs, data, algo, seed)
+                evaluation = read(os.path.join(folder, "eval.csv"))
+                metrics_path = os.path.join(folder, "metrics.csv")
+                metrics = read(metrics_path) if os.path.exists(metrics_path) else []
+                key = "normalized_mean" if "normalized_mean" in evaluation[0] else "return_mean"
+                seeds[seed] = {
+                    "curve": [(int(e["step"]), e[key]) for e in evaluation],
+                    "final": evaluation[-1][key],
+                    "gen_mse_curve": [(int(m["step"]), m["gen_mse"]) for m in metrics if "gen_mse" in m],
+                }
+            finals = [s["final"] for s in seeds.values()]
+            gen = [s["gen_mse_curve"][-1][1] for s in seeds.values() if s["gen_mse_curve"]]
+            results[name]["algos"][algo] = {
+                "final_mean": float(np.mean(finals)), "final_std": float(np.std(finals)), "seeds": seeds,
+                "gen_mse_mean": float(np.mean(gen)) if gen else None,
+                "gen_mse_std": float(np.std(gen)) if gen else None,
+            }
+    return results
+
+
+def markdown(results: dict, algos: list[str], args: argparse.Namespace) -> str:
+    lines = [f"Normalised score at the last evaluation ({args.steps} updates; mean +/- std over seeds "
+             f"{', '.join(map(str, args.seeds))}; {args.eval_episodes} episodes per evaluation). "
+             "Top 3 per dataset in bold.", "", "| dataset | " + " | ".join(algos) + " |",
+             "|---|" + "---|" * len(algos)]
+    for name, entry in results.items():
+        means = {a: entry["algos"][a]["final_mean"] for a in algos}
+        top = sorted(means, key=means.get, reverse=True)[:3]
+        cells = [(f"**{means[a]:.1f} +/- {entry['algos'][a]['final_std']:.1f}**" if a in top
+                  else f"{means[a]:.1f} +/- {entry['algos'][a]['final_std']:.1f}") for a in algos]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    generative = [a for a in algos if any(entry["algos"][a]["gen_mse_mean"] is not None for entry in results.values())]
+    if generative:
+        lines += ["", "gen_mse (mean squared error of the generator's or actor's actions against the dataset's, "
+                  "last 500 batches; mean +/- std over seeds):", "",
+                  "| dataset | " + " | ".join(generative) + " |", "|---|" + "---|" * len(generative)]
+        for name, entry in results.items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{entry['algos'][a]['gen_mse_mean']:.4f} +/- {entry['algos'][a]['gen_mse_std']:.4f}"
+                for a in generative) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: dict, algos: list[str], out: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def band(ax, curves, label):
+        steps = [s for s, _ in curves[0]]
+        values = np.array([[v for _, v in c][:len(steps)] for c in curves])
+        mean, std = values.mean(0), values.std(0)
+        ax.plot(steps, mean, label=label)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for algo in algos:
+            band(ax, [s["curve"] for s in results[name]["algos"][algo]["seeds"].values()], algo)
+        ax.set(title=name, xlabel="gradient updates", ylabel="normalised score")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out + "-curves.png", dpi=110)
+
+    present = [a for a in FIGURE1_ALGOS if a in algos]
+    if present:
+        fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+        for ax, name in zip(axes[0], names):
+            for algo in present:
+                band(ax, [s["gen_mse_curve"] for s in results[name]["algos"][algo]["seeds"].values()], algo)
+            ax.set(title=f"{name}: generative error", xlabel="gradient updates",
+                   ylabel="gen_mse (last 500 batches)", yscale="log")
+        axes[0][-1].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out + "-figure1.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", default=["bc", "bcq", "bear", "cql", "aql"])
+    parser.add_argument("--datasets", nargs="+", help="PATH or ENV_ID=PATH")
+    parser.add_argument("--env", help="gymnasium id for datasets given as a bare PATH")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--eval-every", type=int, default=5000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--log-every", type=int, default=500, help="also the gen_mse window's reporting step")
+    parser.add_argument("--set", action="append", default=[], metavar="ALGO:KEY=VALUE",
+                        help="learner setting for one algorithm, e.g. aql:warmup_steps=1000")
+    parser.add_argument("--d3rlpy", nargs="*", default=[], choices=["bc", "bcq", "bear", "cql"],
+                        help="also train d3rlpy's implementation of these on the same grid")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each)")
+    parser.add_argument("--runs", default="runs/table1", help="folder of the run folders")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "table1"), help="output stem")
+    parser.add_argument("--d3rlpy-run", nargs=8, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.d3rlpy_run:
+        algo, env, data, folder, seed, steps, eval_every, episodes = args.d3rlpy_run
+        d3rlpy_run(algo, env, data, folder, int(seed), int(steps), int(eval_every), int(episodes))
+        return
+    if not args.datasets:
+        parser.error("--datasets is required")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    datasets = [parse_dataset(spec, args.env) for spec in args.datasets]
+    jobs = [(train_one, env, data, algo, seed) for env, data in datasets for seed in args.seeds for algo in args.algos]
+    jobs += [(train_d3rlpy, env, data, algo, seed) for env, data in datasets for seed in args.seeds
+             for algo in args.d3rlpy]
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(function, args, env, data, algo, seed) for function, env, data, algo, seed in jobs]
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            print(f"[{done}/{len(futures)}] {future.result()}", flush=True)
+
+    algos = args.algos + [f"d3rlpy-{a}" for a in args.d3rlpy]
+    results = collect(args, datasets, algos)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"settings": {k: v for k, v in vars(args).items() if k != "d3rlpy_run"}, "results": results}, f,
+                  indent=1)
+    table = markdown(results, algos, args)
+    with open(args.out + ".md", "w") as f:
+        f.write(table)
+    plots(results, algos, args.out)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
