@@ -31,7 +31,8 @@ class Preprocessing:
     """How raw observations, actions and rewards map to what the learner sees.
 
     Observations: (obs - obs_mean) / obs_std. Actions: the learner's [-1, 1] maps linearly onto
-    [action_low, action_high]. Rewards: multiplied by reward_scale (training only).
+    [action_low, action_high] (empty for discrete actions, which pass unchanged). Rewards: multiplied by
+    reward_scale (training only).
     """
 
     obs_mean: tuple[float, ...]
@@ -74,12 +75,19 @@ class Policy:
         return self.act(obs)
 
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Continuous: the action in the env's bounds. Discrete: the action index; `obs` may be a
+        {"observation", "action_mask"} dict, and a masked-out action is never returned."""
+        mask = None
+        if isinstance(obs, Mapping) and self.learner.discrete:
+            obs, mask = obs["observation"], obs.get("action_mask")
         array = np.asarray(obs, dtype=np.float32)
         if array.shape[-1:] != (self.learner.obs_dim,):
             raise AqlError(f"observation of shape {array.shape} does not fit this policy, which takes "
                            f"[..., {self.learner.obs_dim}]")
-        unit = self.learner.act(self.preprocessing.normalise_observations(array), deterministic)
-        return self.preprocessing.actions_from_unit(unit)
+        normalised = self.preprocessing.normalise_observations(array)
+        if self.learner.discrete:
+            return self.learner.act(normalised, deterministic, action_mask=mask)
+        return self.preprocessing.actions_from_unit(self.learner.act(normalised, deterministic))
 
 
 def save_checkpoint(path: str | os.PathLike, learner: Learner, preprocessing: Preprocessing, step: int,

@@ -60,7 +60,7 @@ def _train(args: argparse.Namespace) -> int:
         algo=args.algo, data=args.data, out=args.out, steps=args.steps, seed=args.seed, env=args.env,
         eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every, normalize_observations=args.normalize_observations,
-        reward_scale=args.reward_scale, agent=args.agent, learner=_parse_overrides(args.set),
+        reward_scale=args.reward_scale, agent=args.agent, opponent=args.opponent, learner=_parse_overrides(args.set),
         device=args.device, progress=not args.no_progress, tensorboard=not args.no_tensorboard,
         resume=args.resume)
     if args.threads:
@@ -77,8 +77,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from aql_agent.adapters.gym import evaluate_policy
     from aql_agent.checkpoint import load_policy
 
+    from aql_agent.adapters.players import MULTI_AGENT_ENVS, evaluate_against
+
     policy = load_policy(args.checkpoint)
-    result = evaluate_policy(args.env, policy, args.episodes, seed=args.seed)
+    if args.env in MULTI_AGENT_ENVS:
+        if not policy.learner.discrete:
+            raise AqlError(f"{args.checkpoint} holds a continuous-action {policy.info['algo']!r} learner; {args.env} "
+                           "takes a discrete learner (bc-discrete, dqn, bcq-discrete, aql-discrete)")
+        result = evaluate_against(args.env, policy, args.opponent, args.games or args.episodes, seed=args.seed,
+                                  progress=not args.no_progress)
+    else:
+        result = evaluate_policy(args.env, policy, args.episodes, seed=args.seed)
     result["checkpoint"] = args.checkpoint
     result["algo"], result["step"] = policy.info["algo"], policy.info["step"]
     print(json.dumps(result, indent=2))
@@ -157,15 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--steps", type=int, default=100_000, help="gradient updates (default: 100000)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--env", help="gymnasium env id to evaluate in, e.g. Hopper-v5")
+    train.add_argument("--env", help="env to evaluate in: a gymnasium id (Hopper-v5) or moba-1v1 (win rate)")
     train.add_argument("--eval-every", type=int, default=5000, help="updates between evaluations (default: 5000)")
-    train.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default: 10)")
+    train.add_argument("--eval-episodes", type=int, default=10,
+                       help="episodes (moba-1v1: games) per evaluation (default: 10)")
     train.add_argument("--checkpoint-every", type=int, default=10_000, help="default: 10000")
     train.add_argument("--log-every", type=int, default=100, help="updates per metrics row (default: 100)")
     train.add_argument("--normalize-observations", action="store_true",
                        help="standardise observations with the dataset's statistics")
     train.add_argument("--reward-scale", type=float, default=1.0)
-    train.add_argument("--agent", help="whose transitions to learn from in a multi-agent log")
+    train.add_argument("--agent", help="whose transitions to learn from in a multi-agent log (moba-1v1: blue, red "
+                       "or all)")
+    train.add_argument("--opponent", default="bt:medium",
+                       help="multi-agent --env: who evaluations play against (moba-1v1: bt:easy|medium|hard or "
+                       "random; default bt:medium)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="learner config override, repeatable (e.g. --set epsilon=0.1 --set bf16=true)")
     train.add_argument("--device", default="cpu")
@@ -175,11 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="evaluate a checkpoint in a gymnasium env and print JSON")
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a checkpoint and print JSON",
+        description="In a gymnasium env: returns (and D4RL-normalised scores where known). In moba-1v1: --games "
+                    "seeded games against --opponent, sides swapped every game; wins, losses, draws, the win rate "
+                    "with a 95%% Wilson interval, mean game length, kills and towers.")
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint folder or run folder (uses the latest)")
-    evaluate.add_argument("--env", required=True, help="gymnasium env id, e.g. Hopper-v5")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--env", required=True, help="gymnasium env id (Hopper-v5) or moba-1v1")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes (gymnasium) or games (default: 10)")
+    evaluate.add_argument("--games", type=int, help="moba-1v1: games to play (same as --episodes)")
+    evaluate.add_argument("--opponent", default="bt:medium", help="moba-1v1: bt:easy|medium|hard or random")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_evaluate)
 
     record = commands.add_parser(

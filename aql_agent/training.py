@@ -1,7 +1,9 @@
 """The offline trainer behind `aql train`: dataset -> tensors -> learner updates -> logs and checkpoints.
 
 The whole dataset lives in one float tensor (one row per transition) and a batch is one `index_select`
-with indices from a seeded `torch.Generator`: no Python sampler in the loop. Everything that decides the
+with indices from a seeded `torch.Generator`: no Python sampler in the loop. Discrete learners get the same
+table with integer actions and legal-action masks; a registered game's multi-head actions (moba-1v1) are
+flattened by its adapter first, and evaluation there is a win rate against `opponent`. Everything that decides the
 run's future (learner weights and optimisers, the sampler's and torch's RNG states, the step) goes into
 each checkpoint, so `resume=True` continues bit-exactly.
 """
@@ -27,7 +29,7 @@ from aql_agent.checkpoint import Policy, Preprocessing, load_learner, save_check
 from aql_agent.data import TransitionDataset
 from aql_agent.data.formats import dataset_spaces, load_dataset
 from aql_agent.errors import AqlError, DatasetError, require_exists
-from aql_agent.learners import ALGORITHMS, Batch, Learner, make_learner
+from aql_agent.learners import ALGORITHMS, Batch, Learner, is_discrete, make_learner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +47,7 @@ class TrainSettings:
     seed: int = 0
     """Seeds network initialisation, batch sampling and evaluation episodes."""
     env: str | None = None
-    """gymnasium id to evaluate in (and to check the data against)."""
+    """gymnasium id or registered multi-agent env (moba-1v1) to evaluate in (and to check the data against)."""
     eval_every: int = 5000
     """Updates between evaluations (needs `env`)."""
     eval_episodes: int = 10
@@ -59,7 +61,9 @@ class TrainSettings:
     reward_scale: float = 1.0
     """Multiply rewards by this during training."""
     agent: str | None = None
-    """Whose transitions to learn from in a multi-agent replay log."""
+    """Whose transitions to learn from in a multi-agent replay log (moba-1v1: blue, red or all)."""
+    opponent: str = "bt:medium"
+    """Who a multi-agent env's evaluations play against (moba-1v1: bt:LEVEL or random)."""
     learner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Learner config overrides, e.g. {"epsilon": 0.1}."""
     device: str = "cpu"
@@ -83,6 +87,10 @@ def check_dataset(dataset: TransitionDataset, source: str) -> None:
                            "vectors [N, obs_dim]: flatten them when converting the data")
     if len(dataset) == 0:
         raise DatasetError(f"{source}: the dataset has no transitions")
+    check_finite(dataset, source)
+
+
+def check_finite(dataset: TransitionDataset, source: str) -> None:
     for name in ("observations", "actions", "rewards", "next_observations"):
         values = getattr(dataset, name)
         bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
@@ -91,28 +99,75 @@ def check_dataset(dataset: TransitionDataset, source: str) -> None:
                                f"{int(np.argmax(bad))}); clean or drop them before training")
 
 
-def check_env_fit(dataset: TransitionDataset, env_id: str) -> spaces.Box:
-    """The env's action space, after checking that the dataset's shapes fit the env."""
-    from aql_agent.adapters.gym import make_env
+def check_env_fit(dataset: TransitionDataset, env_id: str, discrete: bool = False) -> spaces.Space:
+    """The env's action space, after checking that the dataset's shapes fit the env (a registered
+    multi-agent env is seen through the view its discrete learners take)."""
+    from aql_agent.adapters.players import MULTI_AGENT_ENVS, flat_spaces
 
-    env = make_env(env_id)
-    try:
-        obs_space, act_space = env.observation_space, env.action_space
-    finally:
-        env.close()
-    if not isinstance(act_space, spaces.Box):
-        raise AqlError(f"{env_id} has a {type(act_space).__name__} action space; continuous learners need a Box")
-    if obs_space.shape != dataset.observations.shape[1:] or act_space.shape != dataset.actions.shape[1:]:
+    if env_id in MULTI_AGENT_ENVS:
+        obs_space, act_space = flat_spaces(env_id)
+    else:
+        from aql_agent.adapters.gym import make_env
+
+        env = make_env(env_id)
+        try:
+            obs_space, act_space = env.observation_space, env.action_space
+        finally:
+            env.close()
+    wanted = spaces.Discrete if discrete else spaces.Box
+    if not isinstance(act_space, wanted):
+        raise AqlError(f"{env_id} has a {type(act_space).__name__} action space; "
+                       f"{'discrete' if discrete else 'continuous'} learners need a {wanted.__name__}")
+    if obs_space.shape != dataset.observations.shape[1:]:
         raise DatasetError(f"the dataset does not fit {env_id}: observations {dataset.observations.shape[1:]} vs "
-                           f"the env's {obs_space.shape}, actions {dataset.actions.shape[1:]} vs "
+                           f"the env's {obs_space.shape}; pick the env the data was recorded in")
+    if discrete and act_space.n != action_count(dataset):
+        raise DatasetError(f"the dataset has {action_count(dataset)} actions, {env_id} has {act_space.n}; pick the "
+                           "env the data was recorded in")
+    if not discrete and act_space.shape != dataset.actions.shape[1:]:
+        raise DatasetError(f"the dataset does not fit {env_id}: actions {dataset.actions.shape[1:]} vs the env's "
                            f"{act_space.shape}; pick the env the data was recorded in")
     return act_space
 
 
-def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings,
-                       env_actions: spaces.Box | None) -> Preprocessing:
+def check_discrete_dataset(dataset: TransitionDataset, source: str) -> TransitionDataset:
+    """Refuse data a discrete learner cannot use; returns it with int64 actions [N]."""
+    actions = dataset.actions
+    if actions.ndim == 2 and actions.shape[1] == 1:
+        actions = actions[:, 0]
+    if actions.ndim != 1 or not (actions.dtype.kind in "iu" or (actions.dtype.kind == "f"
+                                                                  and np.all(np.mod(actions, 1) == 0))):
+        raise DatasetError(f"{source}: actions have dtype {actions.dtype} and shape {dataset.actions.shape}; discrete "
+                           "learners need one integer action per transition (continuous actions need a continuous "
+                           "learner; multi-head actions need flattening, as moba-1v1 logs get)")
+    if dataset.observations.ndim != 2 or len(dataset) == 0:
+        raise DatasetError(f"{source}: discrete learners need transitions with flat observations [N, obs_dim]; got "
+                           f"{dataset.observations.shape}")
+    dataset = dataclasses.replace(dataset, actions=actions.astype(np.int64))
+    n = action_count(dataset)
+    if actions.min() < 0 or actions.max() >= n:
+        raise DatasetError(f"{source}: actions range over {actions.min()}..{actions.max()}, outside the action space's "
+                           f"0..{n - 1}")
+    if dataset.action_masks is not None and dataset.action_masks.shape[1:] != (n,):
+        raise DatasetError(f"{source}: action masks are {dataset.action_masks.shape[1:]} wide, not one per action "
+                           f"({n})")
+    return dataset
+
+
+def action_count(dataset: TransitionDataset) -> int:
+    """How many discrete actions the dataset's action space has."""
+    space = dataset_spaces(dataset)[1]
+    if not isinstance(space, spaces.Discrete) or space.start != 0:
+        raise DatasetError(f"the dataset's action space is {space}; discrete learners need Discrete(n) from 0")
+    return int(space.n)
+
+
+def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings, env_actions: spaces.Box | None,
+                       discrete: bool = False) -> Preprocessing:
     obs_dim = dataset.observations.shape[1]
-    if env_actions is not None:
+    if discrete:
+        low = high = np.zeros(0)
+    elif env_actions is not None:
         low, high = env_actions.low, env_actions.high
     else:
         space = dataset_spaces(dataset)[1]
@@ -120,7 +175,7 @@ def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings,
         if low is None or not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise DatasetError(f"{settings.data}: the action bounds are unknown and the actions leave [-1, 1]; "
                                "pass --env so the bounds come from its action space")
-    if np.any(dataset.actions < low - 1e-5) or np.any(dataset.actions > high + 1e-5):
+    if not discrete and (np.any(dataset.actions < low - 1e-5) or np.any(dataset.actions > high + 1e-5)):
         raise DatasetError(f"{settings.data}: actions leave the action space [{low}, {high}]")
     mean, std = np.zeros(obs_dim), np.ones(obs_dim)
     if settings.normalize_observations:
@@ -131,23 +186,34 @@ def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings,
 
 
 class TensorSampler:
-    """All transitions as one [N, columns] tensor; a batch is one index_select on seeded random rows."""
+    """All transitions as one [N, columns] tensor; a batch is one index_select on seeded random rows.
 
-    def __init__(self, dataset: TransitionDataset, preprocessing: Preprocessing, seed: int, device: str):
+    Discrete data keeps its action index in one column (exact in float32) and its masks as 0/1 columns."""
+
+    def __init__(self, dataset: TransitionDataset, preprocessing: Preprocessing, seed: int, device: str,
+                 discrete: bool = False):
         obs = preprocessing.normalise_observations(dataset.observations)
         next_obs = preprocessing.normalise_observations(dataset.next_observations)
-        actions = preprocessing.actions_to_unit(dataset.actions)
+        actions = (dataset.actions.astype(np.float32)[:, None] if discrete
+                   else preprocessing.actions_to_unit(dataset.actions))
         rewards = (dataset.rewards * preprocessing.reward_scale).astype(np.float32)[:, None]
         terminals = dataset.terminals.astype(np.float32)[:, None]
-        table = np.concatenate([obs, actions, rewards, next_obs, terminals], axis=1)
-        self.table = torch.as_tensor(table, device=device)
-        self.widths = [obs.shape[1], actions.shape[1], 1, next_obs.shape[1], 1]
+        columns = [obs, actions, rewards, next_obs, terminals]
+        self.masked = discrete and dataset.action_masks is not None
+        if self.masked:
+            columns += [dataset.action_masks.astype(np.float32), dataset.next_action_masks.astype(np.float32)]
+        self.table = torch.as_tensor(np.concatenate(columns, axis=1), device=device)
+        self.widths = [c.shape[1] for c in columns]
+        self.discrete = discrete
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(len(self.table), (batch_size,), generator=self.generator, device=self.table.device)
-        obs, act, rew, next_obs, term = self.table.index_select(0, index).split(self.widths, dim=1)
-        return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1))
+        obs, act, rew, next_obs, term, *masks = self.table.index_select(0, index).split(self.widths, dim=1)
+        if self.discrete:
+            act = act.squeeze(1).long()
+        masks = [m.bool() for m in masks] if self.masked else [None, None]
+        return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1), *masks)
 
 
 class MetricLog:
@@ -210,10 +276,21 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         raise AqlError("--eval-every, --checkpoint-every and --log-every must be positive")
     require_exists(settings.data, "dataset")
     dataset = load_dataset(settings.data, agent=settings.agent)
-    check_dataset(dataset, settings.data)
-    env_actions = check_env_fit(dataset, settings.env) if settings.env else None
-    preprocessing = make_preprocessing(dataset, settings, env_actions)
-    obs_dim, act_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+    discrete = is_discrete(settings.algo)
+    if discrete:
+        from aql_agent.adapters.players import learner_view
+
+        dataset = check_discrete_dataset(learner_view(dataset), settings.data)
+        if settings.env:
+            check_env_fit(dataset, settings.env, discrete=True)
+        obs_dim, act_dim = dataset.observations.shape[1], action_count(dataset)
+        check_finite(dataset, settings.data)
+        preprocessing = make_preprocessing(dataset, settings, None, discrete=True)
+    else:
+        check_dataset(dataset, settings.data)
+        env_actions = check_env_fit(dataset, settings.env) if settings.env else None
+        preprocessing = make_preprocessing(dataset, settings, env_actions)
+        obs_dim, act_dim = dataset.observations.shape[1], dataset.actions.shape[1]
 
     os.makedirs(settings.out, exist_ok=True)
     resume = _latest_step(settings.out) if settings.resume else None
@@ -222,7 +299,7 @@ def train(settings: TrainSettings) -> dict[str, Any]:
 
     torch.manual_seed(settings.seed)
     learner = make_learner(settings.algo, obs_dim, act_dim, dict(settings.learner), settings.device)
-    sampler = TensorSampler(dataset, preprocessing, settings.seed, settings.device)
+    sampler = TensorSampler(dataset, preprocessing, settings.seed, settings.device, discrete)
     start = 0
     if resume is not None:
         checkpoint_dir, start = resume
@@ -274,10 +351,10 @@ def train(settings: TrainSettings) -> dict[str, Any]:
                 summary["metrics"], sums, count = means, {}, 0
             if settings.env and (step % settings.eval_every == 0 or step == settings.steps):
                 summary["evaluation"] = _evaluate(learner, preprocessing, settings, step)
-                eval_log.write(step, {k: v for k, v in summary["evaluation"].items()
-                                      if isinstance(v, float)}, prefix="eval")
+                eval_log.write(step, {k: v for k, v in summary["evaluation"].items() if k != "step"
+                                      and isinstance(v, (int, float)) and not isinstance(v, bool)}, prefix="eval")
                 if metrics_log.writer is not None:
-                    for key in ("return_mean", "normalized_mean"):
+                    for key in ("return_mean", "normalized_mean", "win_rate"):
                         if key in summary["evaluation"]:
                             metrics_log.writer.add_scalar(f"eval/{key}", summary["evaluation"][key], step)
             if step % settings.checkpoint_every == 0 or step == settings.steps:
@@ -299,11 +376,16 @@ def _evaluate(learner: Learner, preprocessing: Preprocessing, settings: TrainSet
               ) -> dict[str, Any]:
     """Evaluate without touching the training RNG streams (so evaluation never changes training)."""
     from aql_agent.adapters.gym import evaluate_policy
+    from aql_agent.adapters.players import MULTI_AGENT_ENVS, evaluate_against
 
+    policy = Policy(learner, preprocessing)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed + step)
-        result = evaluate_policy(settings.env, Policy(learner, preprocessing), settings.eval_episodes,
-                                 seed=10_000 * (settings.seed + 1))
+        if settings.env in MULTI_AGENT_ENVS:
+            result = evaluate_against(settings.env, policy, settings.opponent, settings.eval_episodes,
+                                      seed=10_000 * (settings.seed + 1))
+        else:
+            result = evaluate_policy(settings.env, policy, settings.eval_episodes, seed=10_000 * (settings.seed + 1))
     result["step"] = step
     return result
 

@@ -1,6 +1,10 @@
 """Gradient steps per second of aql-agent's learners against d3rlpy's, side by side in one run.
 
-Hopper shapes (11-float observation, 3-float action), batch 256, the same number of torch threads for both,
+`--suite hopper` (continuous): Hopper shapes (11-float observation, 3-float action). `--suite moba`
+(discrete): moba-1v1's flat view (130-float observation, 53 actions; ours also apply the legal-action masks,
+which d3rlpy has no notion of): DQN vs d3rlpy's DoubleDQN, discrete BCQ and discrete AQL vs its
+DiscreteBCQ (256-256 networks on both sides; d3rlpy's BCQ shares the encoder between Q and G, ours does
+not). Batch 256, the same number of torch threads for both,
 trials interleaved, medians reported. For each pair the networks and sample counts are matched: 256-256
 actors, critics and VAEs, 2 critics, BCQ with 10 action samples, BEAR with 10 target and 4 MMD samples, CQL
 with 10 samples per proposal and the Lagrange weight (threshold 10), and warm starts switched off so the full
@@ -11,6 +15,7 @@ and are compared with the machine's matmul throughput measured in the same run.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/learner_throughput.py            # 1 thread, 5 trials
     OMP_WAIT_POLICY=PASSIVE python benchmarks/learner_throughput.py --threads 2 --trials 3
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/learner_throughput.py --suite moba
 """
 
 from __future__ import annotations
@@ -34,34 +39,52 @@ from aql_agent.data import TransitionDataset
 from aql_agent.learners import make_learner
 from aql_agent.training import TensorSampler
 
-OBS_DIM, ACT_DIM, BATCH, ROWS = 11, 3, 256, 100_000
+BATCH, ROWS = 256, 100_000
+#: suite -> (obs_dim, act_dim or number of discrete actions, discrete)
+SHAPES = {"hopper": (11, 3, False), "moba": (130, 53, True)}
 
 #: our algo -> (our config overrides, d3rlpy config class name, d3rlpy config kwargs)
-PAIRS: dict[str, tuple[str, dict, str, dict]] = {
-    "bc": ("bc", {}, "BCConfig", {}),
-    "bcq": ("bcq", {"target_samples": 10, "act_samples": 10}, "BCQConfig", {"n_action_samples": 10}),
-    "bear": ("bear", {"warmup_steps": 0, "mmd_samples": 4}, "BEARConfig", {"warmup_steps": 0}),
-    "cql": ("cql", {"lagrange_threshold": 10.0}, "CQLConfig", {}),
-    "aql": ("aql", {"warmup_steps": 0}, "BEARConfig", {"warmup_steps": 0}),
+PAIRS: dict[str, dict[str, tuple[str, dict, str, dict]]] = {
+    "hopper": {
+        "bc": ("bc", {}, "BCConfig", {}),
+        "bcq": ("bcq", {"target_samples": 10, "act_samples": 10}, "BCQConfig", {"n_action_samples": 10}),
+        "bear": ("bear", {"warmup_steps": 0, "mmd_samples": 4}, "BEARConfig", {"warmup_steps": 0}),
+        "cql": ("cql", {"lagrange_threshold": 10.0}, "CQLConfig", {}),
+        "aql": ("aql", {"warmup_steps": 0}, "BEARConfig", {"warmup_steps": 0}),
+    },
+    "moba": {
+        "dqn": ("dqn", {}, "DoubleDQNConfig", {}),
+        "bcq-discrete": ("bcq-discrete", {}, "DiscreteBCQConfig", {}),
+        "aql-discrete": ("aql-discrete", {}, "DiscreteBCQConfig", {}),
+    },
 }
 
 
-def make_data(seed: int = 0) -> TransitionDataset:
+def make_data(suite: str, seed: int = 0) -> TransitionDataset:
+    obs_dim, act_dim, discrete = SHAPES[suite]
     rng = np.random.default_rng(seed)
     terminals = np.zeros(ROWS, bool)
     timeouts = np.zeros(ROWS, bool)
     timeouts[999::1000] = True
+    if discrete:
+        masks = rng.random((ROWS, act_dim)) < 0.6
+        actions = rng.integers(0, act_dim, ROWS)
+        masks[np.arange(ROWS), actions] = True
+        extra = {"actions": actions, "action_masks": masks, "next_action_masks": np.roll(masks, -1, axis=0)}
+    else:
+        extra = {"actions": rng.uniform(-1, 1, (ROWS, act_dim)).astype(np.float32)}
     return TransitionDataset(
-        observations=rng.standard_normal((ROWS, OBS_DIM)).astype(np.float32),
-        actions=rng.uniform(-1, 1, (ROWS, ACT_DIM)).astype(np.float32),
+        observations=rng.standard_normal((ROWS, obs_dim)).astype(np.float32),
         rewards=rng.standard_normal(ROWS).astype(np.float32),
-        next_observations=rng.standard_normal((ROWS, OBS_DIM)).astype(np.float32),
-        terminals=terminals, timeouts=timeouts)
+        next_observations=rng.standard_normal((ROWS, obs_dim)).astype(np.float32),
+        terminals=terminals, timeouts=timeouts, **extra)
 
 
-def ours(algo: str, overrides: dict, data: TransitionDataset, bf16: bool) -> Callable[[], None]:
-    learner = make_learner(algo, OBS_DIM, ACT_DIM, {**overrides, "batch_size": BATCH, "bf16": bf16})
-    sampler = TensorSampler(data, Preprocessing.identity(OBS_DIM, ACT_DIM), seed=0, device="cpu")
+def ours(algo: str, overrides: dict, data: TransitionDataset, bf16: bool, suite: str) -> Callable[[], None]:
+    obs_dim, act_dim, discrete = SHAPES[suite]
+    learner = make_learner(algo, obs_dim, act_dim, {**overrides, "batch_size": BATCH, "bf16": bf16})
+    preprocessing = Preprocessing.identity(obs_dim, 0 if discrete else act_dim)
+    sampler = TensorSampler(data, preprocessing, seed=0, device="cpu", discrete=discrete)
     return lambda: learner.update(sampler.sample(BATCH))
 
 
@@ -109,20 +132,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0, help="timing window per measurement")
-    parser.add_argument("--algos", nargs="+", default=list(PAIRS))
+    parser.add_argument("--suite", choices=list(SHAPES), default="hopper",
+                        help="hopper: continuous learners; moba: discrete learners on moba-1v1's flat view")
+    parser.add_argument("--algos", nargs="+", help="default: every pair of the suite")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     import d3rlpy
 
-    data = make_data()
+    pairs = PAIRS[args.suite]
+    data = make_data(args.suite)
     runners: dict[str, dict[str, Callable[[], None]]] = {}
-    for name in args.algos:
-        algo, overrides, d3_name, d3_kwargs = PAIRS[name]
+    for name in args.algos or list(pairs):
+        algo, overrides, d3_name, d3_kwargs = pairs[name]
         torch.manual_seed(0)
         update_only, with_sampler = d3rlpy_pair(d3_name, d3_kwargs, data)
-        runners[name] = {"ours_fp32": ours(algo, overrides, data, False), "ours_bf16": ours(algo, overrides, data, True),
+        runners[name] = {"ours_fp32": ours(algo, overrides, data, False, args.suite),
+                         "ours_bf16": ours(algo, overrides, data, True, args.suite),
                          "d3rlpy_update": update_only, "d3rlpy_fit": with_sampler}
 
     counted = {name: {k: flops(fn) / 1e9 for k, fn in group.items() if k in ("ours_fp32", "d3rlpy_update")}
@@ -144,7 +171,7 @@ def main() -> None:
     for name, group in samples.items():
         med = {k: statistics.median(v) for k, v in group.items()}
         results[name] = {
-            "d3rlpy_algorithm": PAIRS[name][2].removesuffix("Config"),
+            "d3rlpy_algorithm": pairs[name][2].removesuffix("Config"),
             "updates_per_s": med, "trials": group,
             "ratio_fp32_vs_d3rlpy_update": med["ours_fp32"] / med["d3rlpy_update"],
             "ratio_bf16_vs_d3rlpy_update": med["ours_bf16"] / med["d3rlpy_update"],
@@ -156,12 +183,14 @@ def main() -> None:
         }
         results[name]["fraction_of_fp32_peak"] = {k: v / peak["fp32"]
                                                   for k, v in results[name]["gflops_achieved"].items()}
-    record = {"threads": args.threads, "trials": args.trials, "batch_size": BATCH, "obs_dim": OBS_DIM,
-              "act_dim": ACT_DIM, "matmul_gflops": peak, "results": results, "aql_agent": __version__,
+    obs_dim, act_dim, discrete = SHAPES[args.suite]
+    record = {"suite": args.suite, "threads": args.threads, "trials": args.trials, "batch_size": BATCH,
+              "obs_dim": obs_dim, ("actions" if discrete else "act_dim"): act_dim, "matmul_gflops": peak, "results": results, "aql_agent": __version__,
               "d3rlpy": d3rlpy.__version__, "torch": torch.__version__, "machine": platform.processor() or
               platform.machine(), "cpus": os.cpu_count()}
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"learner_throughput_t{args.threads}")
+    suffix = "" if args.suite == "hopper" else f"_{args.suite}"
+    stem = os.path.join(args.out, f"learner_throughput{suffix}_t{args.threads}")
     with open(stem + ".json", "w") as f:
         json.dump(record, f, indent=2)
     print(table(record))
@@ -201,7 +230,9 @@ def plot(record: dict, path: str) -> None:
     ax.set_xticks(x, [f"{n}\n(vs {record['results'][n]['d3rlpy_algorithm']})" for n in names])
     ax.set_yscale("log")
     ax.set_ylabel("gradient updates / s (log)")
-    ax.set_title(f"Hopper shapes, batch {record['batch_size']}, {record['threads']} thread(s)")
+    moba = record.get("suite", "hopper") == "moba"
+    shapes = "moba-1v1 flat view (130 obs, 53 actions)" if moba else "Hopper shapes"
+    ax.set_title(f"{shapes}, batch {record['batch_size']}, {record['threads']} thread(s)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

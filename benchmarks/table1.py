@@ -78,6 +78,7 @@ def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: in
         target, _, setting = override.partition(":")
         if target == algo:
             command += ["--set", setting]
+    command += getattr(args, "train_args", [])  # what a harness built on this one adds (figure2: --agent ...)
     if done:
         command.append("--resume")
     result = subprocess.run(command, capture_output=True, text=True)

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from aql_agent.errors import AqlError
-from aql_agent.learners import ALGORITHMS, Batch, make_learner
+from aql_agent.learners import ALGORITHMS, Batch, is_discrete, make_learner
 from aql_agent.learners.aql import ResidualGenerator
 from aql_agent.nn import ConditionalVAE, vae_loss
 
 OBS_DIM, ACT_DIM = 4, 2
+CONTINUOUS = [algo for algo in ALGORITHMS if not is_discrete(algo)]  # discrete ones: tests/test_discrete.py
 FAST = {"hidden": [32, 32], "batch_size": 64}
 FAST_EXTRA = {"bcq": {"vae_hidden": [32, 32], "act_samples": 8}, "bear": {"vae_hidden": [32, 32], "warmup_steps": 50},
               "aql": {"vae_hidden": [32, 32], "residual_hidden": [32, 32], "warmup_steps": 50},
@@ -38,7 +39,7 @@ def build(algo: str, **extra):
     return make_learner(algo, OBS_DIM, ACT_DIM, {**FAST, **FAST_EXTRA.get(algo, {}), **extra})
 
 
-@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("algo", CONTINUOUS)
 def test_learner_protocol(algo):
     """A few hundred updates without NaN; gen_mse reported; act in bounds; state round trip is exact."""
     learner = build(algo)
@@ -61,7 +62,7 @@ def test_learner_protocol(algo):
     assert clone.update(batch) == expected  # weights, optimiser moments and counters all carried over
 
 
-@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("algo", CONTINUOUS)
 def test_bf16_autocast_runs(algo):
     learner = build(algo, bf16=True)
     batches = toy_batches(0)

@@ -146,5 +146,5 @@ def test_a_checkpoint_plays_and_is_recorded_as_an_agent(tmp_path):
     reader = ReplayReader(path)
     assert reader.header.players["agent"]["kind"] == "agent" and reader.header.players["agent"]["name"] == "bc"
     assert len(list(reader.steps())) == 200
-    with pytest.raises(AqlError, match="moba-1v1 takes discrete actions"):
+    with pytest.raises(AqlError, match="continuous actions; moba-1v1 agents take its 53 flat discrete actions"):
         record_moba(str(tmp_path / "logs"), f"agent:{checkpoint}", "bt:easy", progress=False)

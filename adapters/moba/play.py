@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ class GameResult:
     steps: int
     returns: dict[str, float]
     illegal_actions: dict[str, int]
+    kills: dict[str, int]
+    towers_destroyed: dict[str, int]  # enemy towers each side brought down (0 or 1)
 
 
 def random_legal_policy(seed: int | None = None) -> Policy:
@@ -48,8 +51,21 @@ def play_game(env: MobaParallelEnv, policies: Mapping[str, Policy], seed: int | 
             returns[agent] += reward
         steps += 1
     winner = next((agent for agent, info in infos.items() if info.get("outcome") == "win"), None)
-    return GameResult(winner, env.game.frame, steps, returns,
-                      {agent: info["illegal_actions"] for agent, info in infos.items()})
+    game = env.game
+    return GameResult(winner, game.frame, steps, returns,
+                      {agent: info["illegal_actions"] for agent, info in infos.items()},
+                      {agent: game.heroes[side].kills for side, agent in enumerate(AGENTS)},
+                      {agent: int(not game.towers[1 - side].alive) for side, agent in enumerate(AGENTS)})
+
+
+def wilson_interval(wins: int, games: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a win rate (95% by default): sound at 0 and 1 and for few games."""
+    if games == 0:
+        return 0.0, 1.0
+    rate = wins / games
+    centre = (rate + z * z / (2 * games)) / (1 + z * z / games)
+    half = z * math.sqrt(rate * (1 - rate) / games + z * z / (4 * games * games)) / (1 + z * z / games)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int], Policy], games: int,
@@ -61,7 +77,7 @@ def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int
     from tqdm import tqdm
 
     env = MobaParallelEnv(**settings)
-    wins = losses = draws = frames = 0
+    wins = losses = draws = frames = kills = deaths = towers = lost_towers = illegal = 0
     for seed in tqdm(range(first_seed, first_seed + games), desc="games", disable=not progress):
         first_side, second_side = ("blue", "red") if seed % 2 == 0 else ("red", "blue")
         result = play_game(env, {first_side: make_first(seed), second_side: make_second(seed + 100_000)}, seed=seed)
@@ -69,5 +85,25 @@ def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int
         losses += result.winner == second_side
         draws += result.winner is None
         frames += result.frames
+        kills, deaths = kills + result.kills[first_side], deaths + result.kills[second_side]
+        towers += result.towers_destroyed[first_side]
+        lost_towers += result.towers_destroyed[second_side]
+        illegal += result.illegal_actions[first_side]
+    low, high = wilson_interval(wins, games)
     return {"games": games, "wins": wins, "losses": losses, "draws": draws, "win_rate": wins / games,
-            "mean_frames": frames / games}
+            "win_rate_ci95": [low, high], "mean_frames": frames / games, "mean_kills": kills / games,
+            "mean_deaths": deaths / games, "towers_destroyed": towers, "towers_lost": lost_towers,
+            "illegal_actions_per_game": illegal / games}
+
+
+def evaluate_against(player: Policy, opponent: str, games: int, first_seed: int = 0, progress: bool = False,
+                     **settings: Any) -> dict[str, Any]:
+    """`player` (a moba-1v1 policy) against `opponent` (`bt:LEVEL` or `random`) over `games` seeded games,
+    sides swapped every game; counts are the player's, with a 95% Wilson interval on the win rate."""
+    from aql_agent.adapters.players import make_player
+
+    if games < 1:
+        raise ValueError(f"games must be at least 1, got {games}")
+    return {"opponent": opponent, **head_to_head(lambda seed: player, lambda seed: make_player(opponent, "moba-1v1",
+                                                                                              seed=seed)[0],
+                                                 games, first_seed=first_seed, progress=progress, **settings)}

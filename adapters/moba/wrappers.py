@@ -3,6 +3,7 @@ masks as one flat array for replay logs and datasets (whose masks are single arr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,9 @@ _BUTTON_OF_FLAT = FLAT_ACTIONS[:, 0]
 _PARAMETER_OF_FLAT = np.array([row[_PARAMETER_HEAD[b]] if _PARAMETER_HEAD[b] else 0
                                for b, row in zip(_BUTTON_OF_FLAT.tolist(), FLAT_ACTIONS)])
 _FLAT_INDEX = {(b, p): i for i, (b, p) in enumerate(zip(_BUTTON_OF_FLAT.tolist(), _PARAMETER_OF_FLAT.tolist()))}
+_FLAT_OF = np.zeros((ACTION_HEADS[0], max(ACTION_HEADS[1:])), dtype=np.int64)  # (button, parameter) -> flat
+for (_button, _parameter), _index in _FLAT_INDEX.items():
+    _FLAT_OF[_button, _parameter] = _index
 _ROWS_READING = {head: np.flatnonzero([_PARAMETER_HEAD[b] == head for b in _BUTTON_OF_FLAT.tolist()])
                  for head in (1, 2, 3)}
 
@@ -49,12 +53,34 @@ def flatten_action(action: Any) -> int:
 
 
 def flat_action_mask(head_masks: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Legal flat actions: the button is legal and so is the value of the head it reads."""
-    button_mask = head_masks[0]
-    mask = button_mask[_BUTTON_OF_FLAT]
+    """Legal flat actions: the button is legal and so is the value of the head it reads. Works on one
+    observation's masks ([8], [16], [16], [6]) or on stacked ones ([N, 8], ...)."""
+    button_mask = np.asarray(head_masks[0])
+    mask = button_mask[..., _BUTTON_OF_FLAT]
     for head, rows in _ROWS_READING.items():
-        mask[rows] &= head_masks[head][_PARAMETER_OF_FLAT[rows]]
+        mask[..., rows] &= np.asarray(head_masks[head])[..., _PARAMETER_OF_FLAT[rows]]
     return mask
+
+
+def flatten_actions(actions: np.ndarray) -> np.ndarray:
+    """`flatten_action` for stacked MultiDiscrete actions [N, 4] -> [N]."""
+    actions = np.asarray(actions, dtype=np.int64).reshape(-1, len(ACTION_HEADS))
+    for head, size in enumerate(ACTION_HEADS):
+        if actions.size and (actions[:, head].min() < 0 or actions[:, head].max() >= size):
+            raise ValueError(f"moba-1v1 actions hold {actions[:, head].max()} in head {head}, which has {size} values")
+    heads = np.array([_PARAMETER_HEAD[b] or 0 for b in range(ACTION_HEADS[0])])[actions[:, 0]]
+    parameter = np.where(heads > 0, actions[np.arange(len(actions)), heads], 0)
+    return _FLAT_OF[actions[:, 0], parameter]
+
+
+def flat_player(policy: Any) -> Any:
+    """A policy over the flat view (observation + 53-wide mask -> flat index) as a moba-1v1 player (raw
+    observation -> MultiDiscrete action), for bots, recording and evaluation."""
+
+    def act(observation: dict) -> np.ndarray:
+        return FLAT_ACTIONS[int(policy(FlatActions.flat_observation(observation)))]
+
+    return act
 
 
 class FlatActions(BaseParallelWrapper):
@@ -76,7 +102,7 @@ class FlatActions(BaseParallelWrapper):
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         observations, infos = self.env.reset(seed=seed, options=options)
-        return {a: self._flat(o) for a, o in observations.items()}, infos
+        return {a: self.flat_observation(o) for a, o in observations.items()}, infos
 
     def step(self, actions: Mapping[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         head_actions = {}
@@ -86,10 +112,11 @@ class FlatActions(BaseParallelWrapper):
                 raise ValueError(f"flat moba-1v1 actions are 0..{len(FLAT_ACTIONS) - 1}, got {action!r} for {agent}")
             head_actions[agent] = FLAT_ACTIONS[index]
         observations, rewards, terminations, truncations, infos = self.env.step(head_actions)
-        return {a: self._flat(o) for a, o in observations.items()}, rewards, terminations, truncations, infos
+        return ({a: self.flat_observation(o) for a, o in observations.items()}, rewards, terminations, truncations,
+                infos)
 
     @staticmethod
-    def _flat(observation: dict) -> dict:
+    def flat_observation(observation: dict) -> dict:
         return {"observation": observation["observation"], "action_mask": flat_action_mask(observation["action_mask"])}
 
 
@@ -124,5 +151,24 @@ def concatenate_masks(observation: dict) -> dict:
 
 
 def split_masks(mask: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The per-head masks back from a concatenated one."""
-    return tuple(np.split(np.asarray(mask, dtype=np.int8), np.cumsum(ACTION_HEADS)[:-1]))
+    """The per-head masks back from a concatenated one ([46] or stacked [N, 46])."""
+    return tuple(np.split(np.asarray(mask, dtype=np.int8), np.cumsum(ACTION_HEADS)[:-1], axis=-1))
+
+
+def flatten_dataset(dataset):
+    """A moba-1v1 dataset (MultiDiscrete actions [N, 4], concatenated masks [N, 46], as `tools/record` logs
+    it) in the flat view discrete learners take: actions [N] in 0..52 and 53-wide masks."""
+    from aql_agent.spaces import space_to_spec
+
+    width = int(sum(ACTION_HEADS))
+    if dataset.actions.ndim != 2 or dataset.actions.shape[1] != len(ACTION_HEADS):
+        raise ValueError(f"moba-1v1 actions are [N, {len(ACTION_HEADS)}] (button, move, skill direction, target); "
+                         f"got shape {dataset.actions.shape}")
+    if dataset.action_masks is None or dataset.action_masks.shape[1] != width:
+        raise ValueError(f"moba-1v1 data needs its concatenated [N, {width}] action masks (record with tools/record)")
+    metadata = {**dataset.metadata, "action_space": space_to_spec(spaces.Discrete(len(FLAT_ACTIONS))),
+                "action_view": "moba-1v1 FlatActions"}
+    return dataclasses.replace(
+        dataset, actions=flatten_actions(dataset.actions), metadata=metadata,
+        action_masks=flat_action_mask(split_masks(dataset.action_masks)).astype(bool),
+        next_action_masks=flat_action_mask(split_masks(dataset.next_action_masks)).astype(bool))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from aql_agent.errors import AqlError
 from aql_agent.learners.aql import AQLConfig, AQLLearner
-from aql_agent.learners.base import Batch, Learner, LearnerConfig
+from aql_agent.learners.aql_discrete import DiscreteAQLConfig, DiscreteAQLLearner
+from aql_agent.learners.base import Batch, DiscreteLearner, Learner, LearnerConfig
 from aql_agent.learners.bc import BCConfig, BCLearner
+from aql_agent.learners.bc_discrete import DiscreteBCConfig, DiscreteBCLearner
 from aql_agent.learners.bcq import BCQConfig, BCQLearner
+from aql_agent.learners.bcq_discrete import DiscreteBCQConfig, DiscreteBCQLearner
 from aql_agent.learners.bear import BEARConfig, BEARLearner
 from aql_agent.learners.cql import CQLConfig, CQLLearner
 from aql_agent.learners.ddpg import DDPGConfig, DDPGLearner
+from aql_agent.learners.dqn import DQNConfig, DQNLearner
 from aql_agent.learners.sac import SACConfig, SACLearner
 
 #: algorithm name -> (learner class, config overrides that define the variant)
@@ -23,7 +27,19 @@ ALGORITHMS: dict[str, tuple[type[Learner], dict]] = {
     "aql": (AQLLearner, {}),
     # The paper's section-6 variant: AQL with CQL(H)'s penalty (CQL's fixed weight 5).
     "aql-cql": (AQLLearner, {"conservative_weight": 5.0}),
+    # discrete actions (act_dim = the number of actions), with legal-action masks
+    "bc-discrete": (DiscreteBCLearner, {}),
+    "dqn": (DQNLearner, {}),
+    "bcq-discrete": (DiscreteBCQLearner, {}),
+    "aql-discrete": (DiscreteAQLLearner, {}),
 }
+
+
+def is_discrete(algo: str) -> bool:
+    """Whether `algo` takes discrete actions."""
+    if algo not in ALGORITHMS:
+        raise AqlError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[algo][0].discrete
 
 
 def make_learner(algo: str, obs_dim: int, act_dim: int, overrides: dict | None = None,
@@ -39,5 +55,7 @@ def make_learner(algo: str, obs_dim: int, act_dim: int, overrides: dict | None =
 
 
 __all__ = ["ALGORITHMS", "AQLConfig", "AQLLearner", "BCConfig", "BCLearner", "BCQConfig", "BCQLearner", "BEARConfig",
-           "BEARLearner", "Batch", "CQLConfig", "CQLLearner", "DDPGConfig", "DDPGLearner", "Learner",
-           "LearnerConfig", "SACConfig", "SACLearner", "make_learner"]
+           "BEARLearner", "Batch", "CQLConfig", "CQLLearner", "DDPGConfig", "DDPGLearner", "DQNConfig", "DQNLearner",
+           "DiscreteAQLConfig", "DiscreteAQLLearner", "DiscreteBCConfig", "DiscreteBCLearner", "DiscreteBCQConfig",
+           "DiscreteBCQLearner", "DiscreteLearner", "Learner", "LearnerConfig", "SACConfig", "SACLearner",
+           "is_discrete", "make_learner"]

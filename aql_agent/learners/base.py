@@ -3,7 +3,8 @@
 A learner is built from (obs_dim, act_dim, config), takes `update(batch) -> dict of floats`, answers
 `act(obs, deterministic)`, and round-trips through `state_dict()` / `load_state_dict()`. It never knows
 which game it plays: observations are flat float vectors and continuous actions live in [-1, 1] (the
-trainer scales from and to the environment's bounds).
+trainer scales from and to the environment's bounds). Discrete learners (`DiscreteLearner`, act_dim = the
+number of actions) take integer actions and legal-action masks, and never choose a masked-out action.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from aql_agent.errors import AqlError
+from aql_agent.nn import legal_or_all, masked_logits, random_allowed
 
 
 class Batch(NamedTuple):
@@ -29,6 +32,8 @@ class Batch(NamedTuple):
     rewards: torch.Tensor  # [B]
     next_observations: torch.Tensor  # [B, obs_dim]
     terminals: torch.Tensor  # [B], 1.0 where the episode truly ended (no bootstrap)
+    action_masks: torch.Tensor | None = None  # [B, n] bool, discrete learners: legal actions at s
+    next_action_masks: torch.Tensor | None = None  # [B, n] bool: legal actions at s'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +76,16 @@ class CriticConfig(LearnerConfig):
     """Polyak rate of the target networks."""
 
 
+@dataclasses.dataclass(frozen=True)
+class DiscreteCriticConfig(CriticConfig):
+    """Fields of the discrete Q-learners (DQN, discrete BCQ, discrete AQL)."""
+
+    critic_learning_rate: float = 3e-4
+    """Adam step size of the Q network."""
+    exploration_epsilon: float = 0.05
+    """Chance of a random legal action when acting non-deterministically (online play, fine-tuning)."""
+
+
 class GenerativeError:
     """Running window of the per-batch generative-modelling error (mean squared error to dataset actions)."""
 
@@ -97,6 +112,9 @@ class Learner:
 
     name: ClassVar[str]
     config_class: ClassVar[type[LearnerConfig]]
+    discrete: ClassVar[bool] = False
+    #: the name `update` reports the windowed generative error under (its `gen_window` mean)
+    gen_metric: ClassVar[str] = "gen_mse"
 
     def __init__(self, obs_dim: int, act_dim: int, config: LearnerConfig | None = None, device: str = "cpu"):
         config = config if config is not None else self.config_class()
@@ -117,7 +135,7 @@ class Learner:
         self.updates += 1
         if "gen_error" in metrics:
             self.gen_error.add(metrics.pop("gen_error"))
-            metrics["gen_mse"] = self.gen_error.window().mean()
+            metrics[self.gen_metric] = self.gen_error.window().mean()
         names = list(metrics)
         values = torch.stack([metrics[n].detach().float().reshape(()) for n in names]).tolist()
         return dict(zip(names, values))
@@ -170,6 +188,61 @@ class Learner:
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         raise NotImplementedError
+
+
+class DiscreteLearner(Learner):
+    """A learner over `act_dim` discrete actions: integer actions, legal-action masks in targets, losses and
+    action selection. `act(obs, action_mask=...)` returns action indices and never a masked-out one."""
+
+    discrete = True
+    gen_metric = "gen_ce"
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True, action_mask: np.ndarray | None = None
+            ) -> np.ndarray:
+        """Action indices for one observation [obs_dim] or a batch [B, obs_dim]; `action_mask` [.., n] is
+        nonzero where an action is legal (all legal when omitted)."""
+        array = np.asarray(obs, dtype=np.float32)
+        single = array.ndim == 1
+        tensor = torch.as_tensor(array.reshape(-1, self.obs_dim), device=self.device)
+        if action_mask is None:
+            mask = torch.ones(len(tensor), self.act_dim, dtype=torch.bool, device=self.device)
+        else:
+            mask_array = np.asarray(action_mask)
+            if mask_array.shape[-1:] != (self.act_dim,) or mask_array.size != len(tensor) * self.act_dim:
+                raise AqlError(f"action mask of shape {mask_array.shape} does not fit {len(tensor)} observation(s) "
+                               f"and {self.act_dim} actions")
+            mask = torch.as_tensor(mask_array.reshape(-1, self.act_dim) != 0, device=self.device)
+        with self.autocast():
+            action = self._act(tensor, deterministic, legal_or_all(mask))
+        out = action.cpu().numpy().astype(np.int64)
+        return out[0] if single else out
+
+    def masks(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(legal at s, legal at s') of a batch; all legal where the data has no masks. At s the dataset's own
+        action always counts as legal (a logged action is what was played, whatever the mask said)."""
+        if batch.action_masks is None:
+            ones = torch.ones(len(batch.actions), self.act_dim, dtype=torch.bool, device=batch.actions.device)
+            return ones, ones
+        legal = batch.action_masks.clone()
+        legal[torch.arange(len(legal), device=legal.device), batch.actions] = True
+        return legal, legal_or_all(batch.next_action_masks)
+
+    def explore(self, greedy: torch.Tensor, mask: torch.Tensor, epsilon: float) -> torch.Tensor:
+        """Epsilon-greedy among the legal actions."""
+        explore = torch.rand(len(greedy), device=greedy.device) < epsilon
+        return torch.where(explore, random_allowed(mask), greedy)
+
+    def _act(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        raise NotImplementedError
+
+
+def imitation_metrics(logits: torch.Tensor, actions: torch.Tensor, legal: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The discrete generative error: G's cross-entropy on the dataset actions (reported as the `gen_window`
+    mean `gen_ce`) and this batch's accuracy of G's masked argmax."""
+    masked = masked_logits(logits.detach().float(), legal)
+    return {"gen_error": F.cross_entropy(masked, actions),
+            "gen_accuracy": (masked.argmax(-1) == actions).float().mean()}
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> None:
