@@ -1,4 +1,4 @@
-"""The `aql` command: convert, inspect, train, eval, record, demo."""
+"""The `aql` command: convert, inspect, train, eval, record, make-dataset, deploy, engine, demo."""
 
 from __future__ import annotations
 
@@ -131,6 +131,56 @@ def _make_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_key(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    import zmq.auth
+
+    from aql_agent.errors import require_exists
+
+    require_exists(path, what)
+    public, secret = zmq.auth.load_certificate(path)
+    if what == "CurveZMQ secret key" and secret is None:
+        raise AqlError(f"{path} holds no secret key: give the agent's .key_secret file")
+    return secret if what == "CurveZMQ secret key" else public
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    import signal
+
+    from aql_agent.adapters.bridge import AgentServer, make_bridge_policy
+
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")) and not args.public:
+        raise AqlError(f"{args.bind} is not a loopback address: pass --public to serve other machines (and consider "
+                       "--curve-secret-key)")
+    policy = make_bridge_policy(f"agent:{args.checkpoint}" if args.checkpoint else args.policy, seed=args.seed)
+    server = AgentServer(policy, args.bind, record_dir=args.record, session_timeout=args.session_timeout,
+                         max_message_bytes=args.max_message_bytes, max_batch=args.max_batch,
+                         curve_secret_key=_read_key(args.curve_secret_key, "CurveZMQ secret key"))
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    print(json.dumps({"serving": policy.describe(), "endpoint": server.endpoint, "record": args.record}), flush=True)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        server.close()
+    print(json.dumps({"stopped": server.stats}), flush=True)
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from aql_agent.adapters.bridge.moba_engine import play_moba_games
+
+    report = play_moba_games(args.connect, args.games, opponent=args.opponent, side=args.side, seed=args.seed,
+                             timeout_s=args.timeout_ms / 1000, settings=_parse_overrides(args.set),
+                             progress=not args.no_progress,
+                             curve_server_key=_read_key(args.curve_server_key, "CurveZMQ public key"))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aql", description="aql-agent: offline RL for game AI.")
     parser.add_argument("--version", action="version", version=f"aql-agent {__version__}")
@@ -248,6 +298,43 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     make.add_argument("--no-progress", action="store_true")
     make.set_defaults(run=_make_dataset)
+
+    deploy = commands.add_parser(
+        "deploy", help="serve a checkpoint (or a test policy) to game engines over ZeroMQ",
+        description="The agent side of the bridge (docs/bridge-protocol.md): binds a ROUTER socket, answers engines' "
+                    "handshakes and step requests with batched policy calls, optionally records every game.")
+    source = deploy.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint or run folder written by aql train")
+    source.add_argument("--policy", help="a test policy instead: random, or bt:LEVEL (moba-1v1)")
+    deploy.add_argument("--bind", default="tcp://127.0.0.1:5555", help="endpoint to bind (default: loopback 5555)")
+    deploy.add_argument("--public", action="store_true", help="allow binding a non-loopback address")
+    deploy.add_argument("--record", help="folder: record every game served into replay logs, outcomes in games.jsonl")
+    deploy.add_argument("--session-timeout", type=float, default=10.0,
+                        help="seconds of engine silence before its session is closed (default 10)")
+    deploy.add_argument("--max-batch", type=int, default=256, help="most step requests answered by one policy call")
+    deploy.add_argument("--max-message-bytes", type=int, default=1 << 20, help="larger requests are refused")
+    deploy.add_argument("--curve-secret-key", help="CurveZMQ: the agent's secret key file (zmq.auth certificate)")
+    deploy.add_argument("--seed", type=int, default=0, help="seed of test policies")
+    deploy.add_argument("--threads", type=int, help="torch threads")
+    deploy.set_defaults(run=_deploy)
+
+    engine = commands.add_parser(
+        "engine", help="moba-1v1 as an external engine: play games of a deployed agent against the bot",
+        description="Connects to an `aql deploy` endpoint, plays --games of the agent (one side, alternating by "
+                    "default) against the engine's own behaviour tree, prints a win-rate report in JSON.")
+    engine.add_argument("--connect", default="tcp://127.0.0.1:5555", help="the agent's endpoint")
+    engine.add_argument("--games", type=int, default=10)
+    engine.add_argument("--opponent", default="bt:medium", help="the engine's side: bt:easy|medium|hard or random")
+    engine.add_argument("--side", default="alternate", choices=["alternate", "blue", "red"],
+                        help="the agent's side (default: alternate game by game)")
+    engine.add_argument("--seed", type=int, default=0, help="game i plays seed + i")
+    engine.add_argument("--timeout-ms", type=float, default=1000.0,
+                        help="wait this long for a decision, then play the fallback (none) and reconnect")
+    engine.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="moba-1v1 setting, e.g. max_frames=6000")
+    engine.add_argument("--curve-server-key", help="CurveZMQ: the agent's public key file")
+    engine.add_argument("--no-progress", action="store_true")
+    engine.set_defaults(run=_engine)
 
     demo = commands.add_parser("demo", help="record a small log, convert it and show what it holds")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")

@@ -305,3 +305,18 @@ def test_bad_data_for_discrete_learners_is_refused(tmp_path):
     with pytest.raises(AqlError, match="discrete learners need a Discrete"):
         train(TrainSettings(algo="dqn", data=chain, out=str(tmp_path / "run2"), steps=5, env="Pendulum-v1",
                             progress=False))
+
+
+def test_discrete_training_resumes_bit_exactly(tmp_path):
+    path = str(tmp_path / "chain.npz")
+    save_dataset(chain_dataset(500), path)
+    common = dict(algo="aql-discrete", data=path, seed=3, log_every=5, checkpoint_every=20, progress=False,
+                  tensorboard=False, learner={"hidden": [16], "residual_hidden": [16], "batch_size": 16})
+    straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+    train(TrainSettings(out=straight, steps=40, **common))
+    train(TrainSettings(out=interrupted, steps=20, **common))
+    train(TrainSettings(out=interrupted, steps=40, resume=True, **common))
+    with open(f"{straight}/metrics.csv") as a, open(f"{interrupted}/metrics.csv") as b:
+        assert a.read() == b.read()
+    for key, value in load_policy(straight).learner.state_dict()["nets"].items():
+        assert torch.equal(value, load_policy(interrupted).learner.state_dict()["nets"][key]), key

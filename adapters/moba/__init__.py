@@ -18,7 +18,7 @@ from aql_agent.adapters.moba.env import (ACTION_HEADS, AGENTS, FEATURE_INDEX, FE
 from aql_agent.adapters.moba.game import BUTTONS, HEROES
 from aql_agent.adapters.moba.wrappers import (FLAT_ACTIONS, ConcatenatedMasks, FlatActions, concatenate_masks,
                                               flat_action_mask, flat_player, flatten_action, flatten_actions,
-                                              flatten_dataset, split_masks)
+                                              flatten_dataset, head_masks_from_flat, split_masks)
 
 ENV_NAME = "moba-1v1"
 
@@ -38,4 +38,4 @@ raw_env = parallel_env
 __all__ = ["ACTION_HEADS", "AGENTS", "BUTTONS", "ENV_NAME", "FEATURES", "FEATURE_INDEX", "FLAT_ACTIONS", "HEROES",
            "OBS_SIZE", "ConcatenatedMasks", "FlatActions", "MobaConfig", "MobaConfigError", "MobaParallelEnv",
            "concatenate_masks", "env", "flat_action_mask", "flat_player", "flatten_action", "flatten_actions",
-           "flatten_dataset", "parallel_env", "raw_env", "split_masks"]
+           "flatten_dataset", "head_masks_from_flat", "parallel_env", "raw_env", "split_masks"]

@@ -62,6 +62,18 @@ def flat_action_mask(head_masks: tuple[np.ndarray, ...]) -> np.ndarray:
     return mask
 
 
+def head_masks_from_flat(mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-head masks consistent with a flat mask: a button is legal when any of its flat actions is, a head
+    value when any flat action reading it is (the inverse of `flat_action_mask` up to what it merged)."""
+    mask = np.asarray(mask).astype(bool)
+    heads = [np.zeros(size, np.int8) for size in ACTION_HEADS]
+    np.logical_or.at(heads[0], _BUTTON_OF_FLAT, mask)
+    for head, rows in _ROWS_READING.items():
+        np.logical_or.at(heads[head], _PARAMETER_OF_FLAT[rows], mask[rows])
+    heads[0][g.NONE] = 1
+    return tuple(heads)
+
+
 def flatten_actions(actions: np.ndarray) -> np.ndarray:
     """`flatten_action` for stacked MultiDiscrete actions [N, 4] -> [N]."""
     actions = np.asarray(actions, dtype=np.int64).reshape(-1, len(ACTION_HEADS))

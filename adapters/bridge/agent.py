@@ -1,0 +1,358 @@
+"""The agent side of the bridge: one process serves a policy to any number of engines (`aql deploy`).
+
+The agent binds a ROUTER socket (loopback unless told otherwise); engines connect with DEALER (or REQ)
+sockets. Each loop drains every waiting message, answers handshakes, heartbeats and episode ends at once,
+and answers all waiting step requests with one batched policy call. A malformed request gets an error
+reply and the server keeps serving. With `record_dir`, every game played is written to a replay log (one
+per engine session, flushed every second, so a killed agent loses at most a second of steps) and each
+game's outcome is appended to `games.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from aql_agent.adapters.bridge import protocol as p
+from aql_agent.adapters.bridge.policies import BridgePolicy
+
+
+@dataclasses.dataclass
+class Stream:
+    """One agent of one session: its episode, last frame, and the decision awaiting its reward."""
+
+    episode: Any = None
+    frame: int = -1
+    pending: tuple | None = None  # (observation, mask, action) not yet written to the log
+
+
+@dataclasses.dataclass
+class Session:
+    identity: bytes
+    envelope: tuple[bytes, ...]
+    spec: p.EnvSpec
+    engine: str
+    last_seen: float
+    streams: dict[str, Stream] = dataclasses.field(default_factory=dict)
+    writer: Any = None
+    ended: set = dataclasses.field(default_factory=set)  # agents whose current episode has ended
+    finals: dict = dataclasses.field(default_factory=dict)  # their final observations, for the log
+    outcomes: dict = dataclasses.field(default_factory=dict)  # and their outcomes
+    games: int = 0
+
+
+class AgentServer:
+    """Serve `policy` on `bind` until `stop()` (or `serve(until=...)` returns true)."""
+
+    def __init__(self, policy: BridgePolicy, bind: str = "tcp://127.0.0.1:5555", record_dir: str | None = None,
+                 session_timeout: float = 10.0, max_message_bytes: int = p.DEFAULT_MAX_MESSAGE_BYTES,
+                 max_batch: int = 256, curve_secret_key: bytes | None = None, log: Callable[[str], None] | None = print):
+        import zmq
+
+        self.policy, self.record_dir, self.session_timeout = policy, record_dir, session_timeout
+        self.max_message_bytes, self.max_batch, self.log = max_message_bytes, max_batch, log or (lambda _: None)
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes + 4096)  # libzmq drops bigger ones unread
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if curve_secret_key is not None:
+            self.socket.setsockopt(zmq.CURVE_SERVER, 1)
+            self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve_secret_key)
+        self.socket.bind(bind)
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.sessions: dict[str, Session] = {}
+        self.stats = {"requests": 0, "steps": 0, "batches": 0, "errors": 0, "games": 0, "sessions": 0}
+        self._running = True
+        self._last_flush = time.monotonic()
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def serve(self, until: Callable[[], bool] | None = None, poll_ms: int = 100) -> None:
+        import zmq
+
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while self._running and not (until and until()):
+                if poller.poll(poll_ms):
+                    self._serve_waiting()
+                self._housekeeping()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._running = False
+
+    def _serve_waiting(self) -> None:
+        import zmq
+
+        steps = []
+        for _ in range(self.max_batch):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            self.stats["requests"] += 1
+            step = self._handle(frames)
+            if step is not None:
+                steps.append(step)
+        if steps:
+            self._answer_steps(steps)
+
+    def _handle(self, frames: list[bytes]) -> tuple | None:
+        """Answer everything but steps; a valid step comes back for the batch."""
+        identity, envelope, payload = frames[0], tuple(frames[1:-1]), frames[-1]
+        seq = 0
+        try:
+            if len(frames) < 2 or any(envelope):  # DEALER: [id, msg]; REQ: [id, b"", msg]
+                raise p.BridgeError(p.MALFORMED, "a request is one frame (DEALER) or an empty delimiter and one "
+                                                 "frame (REQ)")
+            message = p.decode(payload, self.max_message_bytes)
+            seq = message["seq"]
+            kind = message["type"]
+            if kind == "hello":
+                self._send(identity, envelope, self._hello(identity, envelope, message))
+                return None
+            session = self._session(message, identity)
+            session.last_seen = time.monotonic()
+            if kind == "step":
+                return session, self._parse_step(session, message)
+            if kind == "end":
+                self._end(session, message)
+                self._send(identity, envelope, {"type": "ack", "seq": seq})
+            elif kind == "heartbeat":
+                self._send(identity, envelope, {"type": "heartbeat", "seq": seq, "time": time.time()})
+            else:  # bye
+                self._close_session(message["session"], "engine said bye")
+                self._send(identity, envelope, {"type": "ack", "seq": seq})
+        except p.BridgeError as failure:
+            self.stats["errors"] += 1
+            self._send(identity, envelope, p.error(seq if isinstance(seq, int) else 0, failure.code, failure.detail))
+        return None
+
+    def _hello(self, identity: bytes, envelope: tuple, message: dict) -> dict:
+        seq = message["seq"]
+        protocol = message.get("protocol")
+        version = message.get("version")
+        if protocol != p.PROTOCOL:
+            return {"type": "refuse", "seq": seq, "reason": f"this agent speaks {p.PROTOCOL!r}, not {protocol!r}"}
+        if not (isinstance(version, list) and len(version) == 2 and all(isinstance(v, int) for v in version)):
+            raise p.BridgeError(p.BAD_FIELD, f"hello.version must be [major, minor], got {version!r}")
+        if version[0] != p.VERSION[0]:
+            return {"type": "refuse", "seq": seq, "reason": f"protocol major version {version[0]} is not this "
+                    f"agent's {p.VERSION[0]} (agent speaks {p.VERSION[0]}.{p.VERSION[1]})"}
+        spec = p.EnvSpec.from_wire(message)
+        if spec.observation_bytes > self.max_message_bytes or (spec.actions or 0) > self.max_message_bytes:
+            return {"type": "refuse", "seq": seq, "reason": f"an observation of {spec.observation_bytes} bytes or "
+                    f"{spec.actions} actions cannot fit this agent's {self.max_message_bytes}-byte messages"}
+        reason = self.policy.check(spec)
+        if reason:
+            return {"type": "refuse", "seq": seq, "reason": reason}
+        session_id = secrets.token_hex(8)
+        engine = str(message.get("engine", "engine"))
+        session = Session(identity, envelope, spec, engine, time.monotonic(),
+                          streams={agent: Stream() for agent in spec.agents})
+        if self.record_dir:
+            session.writer = self._open_log(session_id, session)
+        self.sessions[session_id] = session
+        self.stats["sessions"] += 1
+        self.log(f"session {session_id}: {engine} playing {spec.env_id} (agents {list(spec.agents)})")
+        return {"type": "welcome", "seq": seq, "protocol": p.PROTOCOL, "version": list(p.VERSION),
+                "session": session_id, "policy": self.policy.describe(),
+                "heartbeat_ms": int(self.session_timeout * 1000 / 4),
+                "session_timeout_ms": int(self.session_timeout * 1000), "max_message_bytes": self.max_message_bytes}
+
+    def _session(self, message: dict, identity: bytes) -> Session:
+        session_id = message.get("session")
+        session = self.sessions.get(session_id) if isinstance(session_id, str) else None
+        if session is None:
+            raise p.BridgeError(p.NO_SESSION, f"no session {session_id!r} (the agent restarted, or it timed out): "
+                                              "send hello again")
+        if session.identity != identity:
+            session.identity = identity  # the engine reconnected with a new socket
+        return session
+
+    def _parse_step(self, session: Session, message: dict) -> tuple:
+        spec = session.spec
+        agent = p.require(message, "agent", str, where="step")
+        if agent not in session.streams:
+            raise p.BridgeError(p.BAD_FIELD, f"step.agent {agent!r} is not one of the handshake's {list(spec.agents)}")
+        episode = message.get("episode")
+        if not isinstance(episode, (int, str)) or isinstance(episode, bool):
+            raise p.BridgeError(p.BAD_FIELD, f"step.episode must be an integer or a string, got {episode!r}")
+        frame = p.require_int(message.get("frame"), "step.frame", low=0)
+        stream = session.streams[agent]
+        if episode == stream.episode and frame <= stream.frame:
+            raise p.BridgeError(p.OUT_OF_ORDER, f"frame {frame} of episode {episode!r} for {agent!r} does not follow "
+                                                f"frame {stream.frame}")
+        observation = p.array_from_wire(message.get("observation"), spec.observation_dtype, spec.observation_shape,
+                                        "step.observation")
+        mask = None
+        if spec.action_mask:
+            mask = p.array_from_wire(message.get("action_mask"), "uint8", (spec.actions,), "step.action_mask")
+        reward = float(p.require(message, "reward", (int, float), where="step", default=0.0))
+        if episode != stream.episode:
+            self._begin(session, agent, episode)
+        stream.frame = frame
+        return message["seq"], agent, episode, frame, observation, mask, reward
+
+    def _answer_steps(self, steps: list[tuple]) -> None:
+        """One policy call per environment spec among the waiting steps (usually one)."""
+        groups: dict[p.EnvSpec, list[tuple]] = {}
+        for step in steps:
+            groups.setdefault(step[0].spec, []).append(step)
+        for spec, group in groups.items():
+            self._answer_group(spec, group)
+
+    def _answer_group(self, spec: p.EnvSpec, steps: list[tuple]) -> None:
+        observations = np.stack([s[1][4] for s in steps])
+        masks = np.stack([s[1][5] for s in steps]) if spec.action_mask else None
+        try:
+            actions = self.policy.act(spec, [(id(s[0]), s[1][1], s[1][2]) for s in steps], observations, masks)
+        except Exception as failure:  # a policy bug must not take the server down
+            for session, (seq, *_rest) in steps:
+                self._send(session.identity, session.envelope, p.error(seq, p.INTERNAL, f"policy failed: {failure}"))
+            self.stats["errors"] += len(steps)
+            return
+        self.stats["batches"] += 1
+        self.stats["steps"] += len(steps)
+        for (session, (seq, agent, episode, frame, observation, mask, reward)), action in zip(steps, actions):
+            stream = session.streams[agent]
+            if session.writer is not None:
+                if stream.pending is not None:
+                    session.writer.add_step(*self._logged(session, stream.pending), reward, False, False,
+                                            agent=agent)
+                stream.pending = (observation, mask, action)
+            wire_action = (int(action) if session.spec.actions is not None
+                           else p.array_to_wire(np.asarray(action), "float32"))
+            self._send(session.identity, session.envelope, {"type": "action", "seq": seq, "episode": episode,
+                                                             "frame": frame, "agent": agent, "action": wire_action})
+
+    # -- episodes and recording -------------------------------------------------------------------------
+    def _begin(self, session: Session, agent: str, episode: Any) -> None:
+        stream = session.streams[agent]
+        if session.writer is not None:
+            others_open = any(s.episode == episode for name, s in session.streams.items() if name != agent)
+            if not others_open:
+                if session.writer.episode_open:
+                    self._finish_log_episode(session, {"stopped": "the engine began another episode"})
+                session.writer.begin_episode(metadata={"engine_episode": episode})
+                session.ended, session.finals, session.outcomes = set(), {}, {}
+        stream.episode, stream.frame, stream.pending = episode, -1, None
+        self.policy.begin((id(session), agent, episode))
+
+    def _end(self, session: Session, message: dict) -> None:
+        agent = p.require(message, "agent", str, where="end")
+        if agent not in session.streams:
+            raise p.BridgeError(p.BAD_FIELD, f"end.agent {agent!r} is not one of {list(session.spec.agents)}")
+        stream = session.streams[agent]
+        outcome = message.get("outcome")
+        if outcome not in (None, "win", "loss", "draw"):
+            raise p.BridgeError(p.BAD_FIELD, f"end.outcome must be win, loss, draw or nil, got {outcome!r}")
+        final = None
+        if message.get("observation") is not None:
+            final = p.array_from_wire(message["observation"], session.spec.observation_dtype,
+                                      session.spec.observation_shape, "end.observation")
+        mask = None
+        if session.spec.action_mask and message.get("action_mask") is not None:
+            mask = p.array_from_wire(message["action_mask"], "uint8", (session.spec.actions,), "end.action_mask")
+        reward = float(p.require(message, "reward", (int, float), where="end", default=0.0))
+        terminated = bool(message.get("terminated", outcome is not None))
+        truncated = bool(message.get("truncated", False))
+        writer = session.writer
+        if writer is not None and writer.episode_open and stream.pending is not None:
+            writer.add_step(*self._logged(session, stream.pending), reward, terminated, truncated, agent=agent)
+            stream.pending = None
+            session.ended.add(agent)
+            if final is not None:
+                session.finals[agent] = self._observation(session, final, mask)
+            if outcome is not None:
+                session.outcomes[agent] = outcome
+            active = {name for name, s in session.streams.items() if s.episode == stream.episode}
+            if session.ended >= active:
+                self._finish_log_episode(session, {"engine_episode": stream.episode})
+        self.policy.end((id(session), agent, stream.episode))
+        session.games += 1
+        self.stats["games"] += 1
+        record = {"session": next(k for k, v in self.sessions.items() if v is session), "engine": session.engine,
+                  "episode": stream.episode, "agent": agent, "outcome": outcome, "frame": message.get("frame")}
+        self.log(json.dumps(record))
+        if self.record_dir:
+            with open(os.path.join(self.record_dir, "games.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+        stream.episode, stream.frame = None, -1
+
+    def _observation(self, session: Session, observation: np.ndarray, mask: np.ndarray | None) -> Any:
+        return observation if mask is None else {"observation": observation, "action_mask": mask}
+
+    def _logged(self, session: Session, pending: tuple) -> tuple:
+        observation, mask, action = pending
+        return self._observation(session, observation, mask), action
+
+    def _finish_log_episode(self, session: Session, metadata: dict) -> None:
+        session.writer.end_episode(final_observation=session.finals or None, outcome=session.outcomes or None,
+                                   metadata=metadata)
+        session.finals, session.outcomes = {}, {}
+
+    def _open_log(self, session_id: str, session: Session) -> Any:
+        from gymnasium import spaces
+
+        from aql_agent.replay import ReplayWriter
+
+        spec = session.spec
+        os.makedirs(self.record_dir, exist_ok=True)
+        observation = spaces.Box(-np.inf, np.inf, spec.observation_shape, np.dtype(spec.observation_dtype)) \
+            if np.dtype(spec.observation_dtype).kind == "f" else \
+            spaces.Box(np.iinfo(spec.observation_dtype).min, np.iinfo(spec.observation_dtype).max,
+                       spec.observation_shape, np.dtype(spec.observation_dtype))
+        if spec.action_mask:
+            observation = spaces.Dict({"observation": observation, "action_mask": spaces.MultiBinary(spec.actions)})
+        action = (spaces.Discrete(spec.actions) if spec.actions is not None
+                  else spaces.Box(-np.inf, np.inf, spec.action_shape, np.float32))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = os.path.join(self.record_dir, f"{spec.env_id}-{stamp}-{session_id}.aqlog")
+        player = {"kind": "agent", **self.policy.describe()}
+        return ReplayWriter(path, spec.env_id, observation, action, agents=list(spec.agents),
+                            players={agent: player for agent in spec.agents},
+                            recorder={"tool": "aql deploy", "engine": session.engine},
+                            metadata={"session": session_id, "env": spec.to_wire()})
+
+    # -- sessions ---------------------------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        for session_id, session in list(self.sessions.items()):
+            if now - session.last_seen > self.session_timeout:
+                self._close_session(session_id, f"engine silent for {self.session_timeout:.0f} s")
+        if now - self._last_flush >= 1.0:
+            for session in self.sessions.values():
+                if session.writer is not None:
+                    session.writer.flush()
+            self._last_flush = now
+
+    def _close_session(self, session_id: str, why: str) -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return
+        if session.writer is not None:
+            if session.writer.episode_open:
+                self._finish_log_episode(session, {"stopped": why})
+            session.writer.close()
+        for agent, stream in session.streams.items():
+            if stream.episode is not None:
+                self.policy.end((id(session), agent, stream.episode))
+        self.log(f"session {session_id} closed: {why} ({session.games} games)")
+
+    def close(self) -> None:
+        for session_id in list(self.sessions):
+            self._close_session(session_id, "agent shut down")
+        self.socket.close(0)
+
+    def _send(self, identity: bytes, envelope: tuple, message: dict) -> None:
+        self.socket.send_multipart([identity, *envelope, p.encode(message)])

@@ -1,0 +1,254 @@
+"""The ZeroMQ bridge: protocol checks, a fuzzed server that keeps serving, engine and agent in separate
+processes, an agent killed and restarted mid-game, recording, refusals and batching."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aql_agent.adapters.bridge import AgentServer, BridgeError, BridgeRefused, EngineClient, EnvSpec, RandomPolicy
+from aql_agent.adapters.bridge import protocol as p
+from aql_agent.replay import ReplayReader
+
+SPEC = EnvSpec("toy-v0", (4,), "float32", actions=5, action_mask=True, agents=("agent",))
+
+
+@pytest.fixture
+def server():
+    """An agent serving uniform legal actions, in a thread, on a free loopback port."""
+    agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", session_timeout=5.0, max_message_bytes=4096,
+                        log=None)
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    yield agent
+    agent.stop()
+    thread.join(5)
+
+
+def raw_request(endpoint: str, payload: bytes, timeout_ms: int = 2000) -> dict:
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(endpoint)
+    try:
+        socket.send(payload)
+        assert socket.poll(timeout_ms), "the agent did not answer"
+        return msgpack.unpackb(socket.recv(), raw=False)
+    finally:
+        socket.close(0)
+
+
+# -- protocol ----------------------------------------------------------------------------------------------
+
+
+def test_env_spec_round_trips_and_bad_specs_are_named():
+    assert EnvSpec.from_wire({"env": SPEC.to_wire()}) == SPEC
+    continuous = EnvSpec("Hopper-v5", (11,), actions=None, action_shape=(3,))
+    assert EnvSpec.from_wire({"env": continuous.to_wire()}) == continuous
+    with pytest.raises(BridgeError, match="env.observation.shape must be an integer >= 1"):
+        EnvSpec.from_wire({"env": {**SPEC.to_wire(), "observation": {"dtype": "float32", "shape": [0]}}})
+    with pytest.raises(BridgeError, match="'discrete' or 'continuous'"):
+        EnvSpec.from_wire({"env": {**SPEC.to_wire(), "action": {"type": "box"}}})
+
+
+@pytest.mark.parametrize("payload, code", [
+    (b"\xc1", p.MALFORMED), (msgpack.packb([1, 2]), p.MALFORMED), (msgpack.packb({"type": "launch", "seq": 1}),
+                                                                    p.UNKNOWN_TYPE),
+    (msgpack.packb({"type": "step"}), p.BAD_FIELD), (msgpack.packb({"type": "step", "seq": True}), p.BAD_FIELD),
+    (b"\x00" * 5000, p.TOO_LARGE)])
+def test_decode_names_what_is_wrong(payload, code):
+    with pytest.raises(BridgeError) as failure:
+        p.decode(payload, max_bytes=4096)
+    assert failure.value.code == code
+
+
+def test_arrays_of_the_wrong_size_are_refused():
+    with pytest.raises(BridgeError, match="declared float32 \\[4\\], which is 16 bytes"):
+        p.array_from_wire(b"\x00" * 12, "float32", (4,), "step.observation")
+
+
+# -- the agent keeps serving ---------------------------------------------------------------------------------
+
+
+def valid_step(session: str, frame: int, seq: int = 7) -> bytes:
+    return p.encode({"type": "step", "seq": seq, "session": session, "agent": "agent", "episode": 0, "frame": frame,
+                     "observation": np.zeros(4, np.float32).tobytes(), "action_mask": bytes([0, 0, 1, 0, 1]),
+                     "reward": 0.0})
+
+
+# one server for every input on purpose: it must survive them all
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.one_of(
+    st.binary(max_size=300),
+    st.dictionaries(st.sampled_from(["type", "seq", "session", "agent", "episode", "frame", "observation",
+                                     "action_mask", "reward", "env", "version", "protocol"]),
+                    st.one_of(st.none(), st.booleans(), st.integers(-5, 2**40), st.floats(allow_nan=True),
+                              st.text(max_size=8), st.binary(max_size=40), st.lists(st.integers(), max_size=3)),
+                    max_size=8).map(lambda d: msgpack.packb(d, use_bin_type=True))))
+def test_random_and_malformed_frames_get_an_error_and_a_valid_step_is_still_served(server, garbage):
+    reply = raw_request(server.endpoint, garbage)
+    assert reply["type"] in ("error", "refuse", "welcome", "ack", "heartbeat", "action")
+    client = EngineClient(server.endpoint, SPEC, timeout_s=2.0)
+    client.connect()
+    action = client.act("agent", "e", 1, np.zeros(4, np.float32), np.array([0, 0, 1, 0, 1]))
+    assert action in (2, 4)  # a legal action, never the fallback
+    assert client.stats["fallbacks"] == 0
+    client.close()
+
+
+def test_errors_name_the_problem_and_out_of_order_frames_are_refused(server):
+    client = EngineClient(server.endpoint, SPEC, timeout_s=2.0)
+    session = client.connect()["session"]
+    assert raw_request(server.endpoint, valid_step(session, 5))["type"] == "action"
+    reply = raw_request(server.endpoint, valid_step(session, 5))
+    assert reply["type"] == "error" and reply["code"] == p.OUT_OF_ORDER and reply["seq"] == 7
+    short = msgpack.unpackb(valid_step(session, 6), raw=False)
+    short["observation"] = b"\x00" * 8
+    reply = raw_request(server.endpoint, p.encode(short))
+    assert reply["code"] == p.SHAPE and "16 bytes" in reply["message"]
+    reply = raw_request(server.endpoint, valid_step("no-such-session", 1))
+    assert reply["code"] == p.NO_SESSION and "hello" in reply["message"]
+    assert raw_request(server.endpoint, b"\x00" * 5000)["code"] == p.TOO_LARGE
+    assert raw_request(server.endpoint, valid_step(session, 6))["type"] == "action"
+
+
+def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_path):
+    from aql_agent.adapters.bridge import CheckpointPolicy
+    from aql_agent.checkpoint import Preprocessing, save_checkpoint
+    from aql_agent.learners import make_learner
+
+    path = save_checkpoint(tmp_path / "dqn", make_learner("dqn", 4, 5, {"hidden": [8]}),
+                           Preprocessing.identity(4, 0), step=0)
+    agent = AgentServer(CheckpointPolicy(path), "tcp://127.0.0.1:*", log=None)
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        hello = {"type": "hello", "seq": 1, "protocol": p.PROTOCOL, "version": [2, 0], "env": SPEC.to_wire()}
+        reply = raw_request(agent.endpoint, p.encode(hello))
+        assert reply["type"] == "refuse" and "major version 2" in reply["reason"]
+        wrong = EnvSpec("toy-v0", (6,), actions=5, action_mask=True)
+        with pytest.raises(BridgeRefused, match="observations of shape \\(4,\\)"):
+            EngineClient(agent.endpoint, wrong).connect()
+        client = EngineClient(agent.endpoint, SPEC)
+        assert client.connect()["policy"]["name"] == "dqn"
+        assert client.act("agent", 0, 0, np.ones(4, np.float32), np.array([0, 1, 0, 0, 0])) == 1
+        client.close()
+    finally:
+        agent.stop()
+        thread.join(5)
+
+
+def test_concurrent_engines_are_answered_in_batches(server):
+    clients = [EngineClient(server.endpoint, SPEC, timeout_s=5.0) for _ in range(6)]
+    for client in clients:
+        client.connect()
+
+    def play(client: EngineClient) -> None:
+        for frame in range(60):
+            client.act("agent", 0, frame, np.zeros(4, np.float32), np.ones(5))
+
+    threads = [threading.Thread(target=play, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert server.stats["steps"] == 360 and all(c.stats["fallbacks"] == 0 for c in clients)
+    assert server.stats["batches"] < server.stats["steps"]  # some requests shared a policy call
+
+
+# -- separate processes ---------------------------------------------------------------------------------------
+
+
+def start_agent(*arguments: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "aql_agent", "deploy", *arguments], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    first = json.loads(process.stdout.readline())
+    return process, first["endpoint"]
+
+
+def test_engine_and_agent_in_separate_processes_play_and_record(tmp_path):
+    agent, endpoint = start_agent("--policy", "bt:easy", "--bind", "tcp://127.0.0.1:*", "--record", str(tmp_path))
+    try:
+        result = subprocess.run([sys.executable, "-m", "aql_agent", "engine", "--connect", endpoint, "--games", "2",
+                                 "--opponent", "random", "--set", "max_frames=600", "--no-progress"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["games"] == 2 and report["wins"] + report["losses"] + report["draws"] == 2
+        assert report["agent"] == {"name": "bt", "level": "easy"}
+        assert report["bridge"]["fallbacks"] == 0 and report["bridge"]["latency_ms_p99"] > 0
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(10)
+    logs = [name for name in os.listdir(tmp_path) if name.endswith(".aqlog")]
+    assert len(logs) == 1
+    reader = ReplayReader(os.path.join(tmp_path, logs[0]))
+    assert reader.header.env_id == "moba-1v1" and len(list(reader.episodes())) == 2
+    with open(tmp_path / "games.jsonl") as f:
+        assert len(f.readlines()) == 2
+
+
+def test_an_agent_killed_mid_game_is_noticed_and_a_restarted_one_takes_over(tmp_path):
+    import socket as sockets
+
+    with sockets.socket() as probe:  # a fixed free port, so that the restarted agent binds the same one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"tcp://127.0.0.1:{port}"
+    agent, _ = start_agent("--policy", "random", "--bind", endpoint, "--record", str(tmp_path / "first"))
+    client = EngineClient(endpoint, SPEC, timeout_s=0.3, fallback_action=-1)
+    client.connect()
+    for frame in range(200):
+        assert client.act("agent", 0, frame, np.zeros(4, np.float32), np.ones(5)) != -1
+    time.sleep(1.5)  # the agent flushes its log every second
+    agent.kill()
+    agent.wait(10)
+    started = time.perf_counter()
+    assert client.act("agent", 0, 200, np.zeros(4, np.float32), np.ones(5)) == -1  # the fallback, in time
+    assert time.perf_counter() - started < 1.0
+    restarted, _ = start_agent("--policy", "random", "--bind", endpoint)
+    try:
+        actions = [client.act("agent", 0, frame, np.zeros(4, np.float32), np.ones(5)) for frame in range(201, 260)]
+        assert actions[-1] != -1 and client.stats["rehandshakes"] >= 1
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(10)
+    partial = [os.path.join(tmp_path / "first", n) for n in os.listdir(tmp_path / "first") if ".aqlog" in n]
+    with pytest.warns(Warning):
+        steps = list(ReplayReader(partial[0], recover=True).steps())
+    assert len(steps) >= 199  # every decision before the kill was flushed (the last awaits its reward)
+
+
+def test_curve_encryption_and_the_loopback_default(tmp_path):
+    import zmq.auth
+
+    from aql_agent.cli import main
+
+    public_file, secret_file = zmq.auth.create_certificates(str(tmp_path), "agent")
+    public, secret = zmq.auth.load_certificate(secret_file)
+    agent = AgentServer(RandomPolicy(0), "tcp://127.0.0.1:*", curve_secret_key=secret, log=None)
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        client = EngineClient(agent.endpoint, SPEC, curve_server_key=zmq.auth.load_certificate(public_file)[0])
+        client.connect()
+        assert client.act("agent", 0, 0, np.zeros(4, np.float32), np.array([0, 1, 0, 0, 0])) == 1
+        client.close()
+        plain = EngineClient(agent.endpoint, SPEC, timeout_s=0.3)  # no key: the agent never hears it
+        with pytest.raises(Exception, match="no agent answered"):
+            plain.connect()
+    finally:
+        agent.stop()
+        thread.join(5)
+    assert main(["deploy", "--policy", "random", "--bind", "tcp://0.0.0.0:5599"]) == 2  # needs --public
