@@ -94,7 +94,8 @@ def valid_step(session: str, frame: int, seq: int = 7) -> bytes:
     st.dictionaries(st.sampled_from(["type", "seq", "session", "agent", "episode", "frame", "observation",
                                      "action_mask", "reward", "env", "version", "protocol"]),
                     st.one_of(st.none(), st.booleans(), st.integers(-5, 2**40), st.floats(allow_nan=True),
-                              st.text(max_size=8), st.binary(max_size=40), st.lists(st.integers(), max_size=3)),
+                              st.text(max_size=8), st.binary(max_size=40),
+                              st.lists(st.integers(-2**63, 2**63 - 1), max_size=3)),
                     max_size=8).map(lambda d: msgpack.packb(d, use_bin_type=True))))
 def test_random_and_malformed_frames_get_an_error_and_a_valid_step_is_still_served(server, garbage):
     reply = raw_request(server.endpoint, garbage)
