@@ -35,6 +35,7 @@ class Stream:
 
 @dataclasses.dataclass
 class Session:
+    id: str
     identity: bytes
     envelope: tuple[bytes, ...]
     spec: p.EnvSpec
@@ -157,7 +158,7 @@ class AgentServer:
             return {"type": "refuse", "seq": seq, "reason": reason}
         session_id = secrets.token_hex(8)
         engine = str(message.get("engine", "engine"))
-        session = Session(identity, envelope, spec, engine, time.monotonic(),
+        session = Session(session_id, identity, envelope, spec, engine, time.monotonic(),
                           streams={agent: Stream() for agent in spec.agents})
         if self.record_dir:
             session.writer = self._open_log(session_id, session)
@@ -272,7 +273,7 @@ class AgentServer:
             stream.pending = None
             session.ended.add(agent)
             if final is not None:
-                session.finals[agent] = self._observation(session, final, mask)
+                session.finals[agent] = self._observation(final, mask)
             if outcome is not None:
                 session.outcomes[agent] = outcome
             active = {name for name, s in session.streams.items() if s.episode == stream.episode}
@@ -281,7 +282,7 @@ class AgentServer:
         self.policy.end((id(session), agent, stream.episode))
         session.games += 1
         self.stats["games"] += 1
-        record = {"session": next(k for k, v in self.sessions.items() if v is session), "engine": session.engine,
+        record = {"session": session.id, "engine": session.engine,
                   "episode": stream.episode, "agent": agent, "outcome": outcome, "frame": message.get("frame")}
         self.log(json.dumps(record))
         if self.record_dir:
@@ -289,12 +290,13 @@ class AgentServer:
                 f.write(json.dumps(record) + "\n")
         stream.episode, stream.frame = None, -1
 
-    def _observation(self, session: Session, observation: np.ndarray, mask: np.ndarray | None) -> Any:
+    @staticmethod
+    def _observation(observation: np.ndarray, mask: np.ndarray | None) -> Any:
         return observation if mask is None else {"observation": observation, "action_mask": mask}
 
     def _logged(self, session: Session, pending: tuple) -> tuple:
         observation, mask, action = pending
-        return self._observation(session, observation, mask), action
+        return self._observation(observation, mask), action
 
     def _finish_log_episode(self, session: Session, metadata: dict) -> None:
         session.writer.end_episode(final_observation=session.finals or None, outcome=session.outcomes or None,
