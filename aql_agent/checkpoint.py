@@ -9,6 +9,7 @@ folder holds `checkpoints/step-NNNNNNNNN/` and `latest.json`, which names the ne
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -45,17 +46,23 @@ class Preprocessing:
     def identity(cls, obs_dim: int, act_dim: int) -> Preprocessing:
         return cls((0.0,) * obs_dim, (1.0,) * obs_dim, (-1.0,) * act_dim, (1.0,) * act_dim)
 
+    @functools.cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The tuples as float32 arrays, built once: a policy normalises every decision it makes."""
+        return tuple(np.asarray(v, np.float32) for v in (self.obs_mean, self.obs_std, self.action_low,
+                                                         self.action_high))
+
     def normalise_observations(self, obs: np.ndarray) -> np.ndarray:
-        return ((obs - np.asarray(self.obs_mean, np.float32)) / np.asarray(self.obs_std, np.float32)
-                ).astype(np.float32)
+        mean, std, _, _ = self._arrays
+        return ((obs - mean) / std).astype(np.float32, copy=False)
 
     def actions_to_unit(self, actions: np.ndarray) -> np.ndarray:
-        low, high = np.asarray(self.action_low, np.float32), np.asarray(self.action_high, np.float32)
-        return (2.0 * (actions - low) / (high - low) - 1.0).astype(np.float32)
+        _, _, low, high = self._arrays
+        return (2.0 * (actions - low) / (high - low) - 1.0).astype(np.float32, copy=False)
 
     def actions_from_unit(self, actions: np.ndarray) -> np.ndarray:
-        low, high = np.asarray(self.action_low, np.float32), np.asarray(self.action_high, np.float32)
-        return (low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+        _, _, low, high = self._arrays
+        return (low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32, copy=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

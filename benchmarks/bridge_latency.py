@@ -2,17 +2,23 @@
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bridge_latency.py     # writes benchmarks/results/bridge_latency.*
 
-1. **floor**: a REQ socket sends a moba-1v1 step message (130 float32 + 53-byte mask, msgpack) to a REP echo in
-   another process, which returns the bytes unchanged.
-2. **bridge, one engine**: `EngineClient.act` against `aql deploy` (another process) serving an MLP checkpoint
-   (discrete AQL, 256-256 networks, moba-1v1's 130 -> 53 shapes): encode, send, validate, policy inference,
-   reply, decode. Latency p50 / p99 and decisions per second.
-3. **bridge, several engines**: `--engines` processes, each a client in a loop, against the same agent:
-   total decisions per second (the agent batches requests that arrive together).
-4. **soak**: `--soak` decisions from one engine, every reply checked for its seq, episode, frame and agent.
+Targets, each served by its own process, all up at once:
+
+* **echo** (the floor): a REP socket that returns a moba-1v1 step message (130 float32 + 53-byte mask,
+  msgpack) unchanged;
+* **bridge, random policy**: `aql deploy --policy random`: the bridge's own cost (validation, batching,
+  replies) with next to no inference;
+* **bridge, MLP policy**: `aql deploy` serving a discrete BC checkpoint, one 256-256 MLP, 130 -> 53;
+* **bridge, AQL policy**: a discrete AQL checkpoint (Q network, base and residual imitation networks).
+
+One engine (`EngineClient.act`: encode, send, validate, infer, reply, decode, check) visits the targets in
+turn, `--rounds` rounds of `count / rounds` requests each, so a slow spell of the machine (a shared 2-core VM
+swings 2x) lands on every target alike; ratios are taken within the run. Then `--engines` engine processes
+in a loop against the MLP agent (and against the echo) for decisions per second, and a soak of `--soak`
+decisions from one engine with every reply checked for its seq, episode, frame and agent.
 
 Targets (issue 7): p99 <= 1 ms with an MLP policy on loopback, overhead over the bare echo <= 2x,
->= 5k decisions/s with several engines, zero lost or mismatched replies in the soak.
+>= 5k decisions/s with several engines, zero lost or mismatched replies in a 100k soak.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+OBSERVATIONS, ACTIONS = 130, 53
 
 
 def step_payload() -> bytes:
@@ -37,8 +44,8 @@ def step_payload() -> bytes:
 
     rng = np.random.default_rng(0)
     return p.encode({"type": "step", "seq": 1, "session": "0123456789abcdef", "agent": "blue", "episode": 0,
-                     "frame": 1, "observation": rng.normal(size=130).astype(np.float32).tobytes(),
-                     "action_mask": bytes(53), "reward": 0.0})
+                     "frame": 1, "observation": rng.normal(size=OBSERVATIONS).astype(np.float32).tobytes(),
+                     "action_mask": bytes(ACTIONS), "reward": 0.0})
 
 
 def echo_server(endpoints) -> None:
@@ -48,162 +55,216 @@ def echo_server(endpoints) -> None:
     socket.bind("tcp://127.0.0.1:*")
     endpoints.put(socket.getsockopt_string(zmq.LAST_ENDPOINT))
     while True:
-        message = socket.recv()
-        if message == b"stop":
-            socket.send(b"")
-            return
-        socket.send(message)
+        socket.send(socket.recv())
 
 
-def measure_floor(count: int) -> np.ndarray:
-    import zmq
+class Echo:
+    """The floor: one REQ/REP round trip of the step message's bytes."""
 
-    endpoints = multiprocessing.Queue()
-    server = multiprocessing.Process(target=echo_server, args=(endpoints,), daemon=True)
-    server.start()
-    socket = zmq.Context.instance().socket(zmq.REQ)
-    socket.connect(endpoints.get(timeout=30))
-    payload = step_payload()
-    times = np.empty(count)
-    for i in range(count + 200):
+    def __init__(self, endpoint: str):
+        import zmq
+
+        self.socket = zmq.Context.instance().socket(zmq.REQ)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.payload = step_payload()
+        self.latencies: list[float] = []
+
+    def decide(self, frame: int) -> None:
         started = time.perf_counter()
-        socket.send(payload)
-        socket.recv()
-        if i >= 200:
-            times[i - 200] = time.perf_counter() - started
-    socket.send(b"stop")
-    socket.recv()
-    socket.close(0)
-    server.join(5)
-    return times
+        self.socket.send(self.payload)
+        self.socket.recv()
+        self.latencies.append(time.perf_counter() - started)
 
 
-def make_checkpoint(folder: str) -> str:
+class Engine:
+    """One engine session: decisions through `EngineClient.act`, every reply checked."""
+
+    def __init__(self, endpoint: str, seed: int):
+        from aql_agent.adapters.bridge.engine import EngineClient
+        from aql_agent.adapters.bridge.moba_engine import moba_spec
+
+        rng = np.random.default_rng(seed)
+        self.client = EngineClient(endpoint, moba_spec(5.0), timeout_s=5.0, fallback_action=-1)
+        self.client.connect()
+        self.client.latencies.clear()  # the handshake's round trip is not a decision
+        self.episode = seed
+        self.observation = rng.normal(size=OBSERVATIONS).astype(np.float32)
+        self.mask = rng.random(ACTIONS) < 0.6
+        self.mask[0] = True
+        self.illegal = 0
+        self.latencies = self.client.latencies
+
+    def decide(self, frame: int) -> None:
+        action = self.client.act("blue", self.episode, frame, self.observation, self.mask)
+        self.illegal += action == -1 or not self.mask[action]
+
+    def faults(self) -> dict[str, int]:
+        stats = self.client.stats
+        return {"mismatched": stats["mismatched"] + stats["stale_replies"] + self.illegal,
+                "fallbacks": stats["fallbacks"], "timeouts": stats["timeouts"]}
+
+
+def connect(kind: str, endpoint: str, seed: int) -> Echo | Engine:
+    return Echo(endpoint) if kind == "echo" else Engine(endpoint, seed)
+
+
+def throughput_worker(kind: str, endpoint: str, seconds: float, seed: int, results) -> None:
+    target = connect(kind, endpoint, seed)
+    for frame in range(100):
+        target.decide(frame)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        target.decide(100 + done)
+        done += 1
+    elapsed = time.perf_counter() - started
+    results.put({"decisions": done, "seconds": elapsed,
+                 **(target.faults() if isinstance(target, Engine) else {})})
+
+
+def throughput(kind: str, endpoint: str, engines: int, seconds: float) -> dict:
+    results = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=throughput_worker, args=(kind, endpoint, seconds, i, results))
+               for i in range(engines)]
+    for worker in workers:
+        worker.start()
+    collected = [results.get(timeout=seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    total = {"engines": engines, "decisions_per_s": sum(r["decisions"] for r in collected)
+             / max(r["seconds"] for r in collected)}
+    for key in ("mismatched", "fallbacks", "timeouts"):
+        if key in collected[0]:
+            total[key] = sum(r[key] for r in collected)
+    return total
+
+
+def make_checkpoint(folder: str, algo: str) -> str:
     from aql_agent.checkpoint import Preprocessing, save_checkpoint
     from aql_agent.learners import make_learner
 
-    learner = make_learner("aql-discrete", 130, 53)
-    return save_checkpoint(os.path.join(folder, "aql-discrete"), learner, Preprocessing.identity(130, 0), step=0)
+    learner = make_learner(algo, OBSERVATIONS, ACTIONS)
+    return save_checkpoint(os.path.join(folder, algo), learner, Preprocessing.identity(OBSERVATIONS, 0), step=0)
 
 
-def client_loop(endpoint: str, count: int, seconds: float | None, results, index: int) -> None:
-    """One engine: `count` decisions (or as many as fit in `seconds`); reports latencies and mismatches."""
-    import torch
-
-    torch.set_num_threads(1)
-    from aql_agent.adapters.bridge.engine import EngineClient
-    from aql_agent.adapters.bridge.moba_engine import moba_spec
-
-    rng = np.random.default_rng(index)
-    client = EngineClient(endpoint, moba_spec(5.0), timeout_s=5.0, fallback_action=-1)
-    client.connect()
-    observation = rng.normal(size=130).astype(np.float32)
-    mask = rng.random(53) < 0.6
-    mask[0] = True
-    for warm in range(100):
-        client.act("blue", -1, warm, observation, mask)
-    client.latencies.clear()
-    illegal = 0
-    done, started = 0, time.perf_counter()
-    deadline = started + seconds if seconds else None
-    while (done < count) if deadline is None else (time.perf_counter() < deadline):
-        action = client.act("blue", index, done, observation, mask)  # the client checks seq, episode, frame, agent
-        illegal += action == -1 or not mask[action]
-        done += 1
-    elapsed = time.perf_counter() - started
-    client.close()
-    results.put({"index": index, "decisions": done, "seconds": elapsed,
-                 "mismatched": client.stats["mismatched"] + client.stats["stale_replies"] + illegal,
-                 "fallbacks": client.stats["fallbacks"], "timeouts": client.stats["timeouts"],
-                 "latencies": client.latencies[-done:] if seconds is None else []})
+def start_agent(source: list[str]) -> tuple[subprocess.Popen, str]:
+    agent = subprocess.Popen([sys.executable, "-m", "aql_agent", "deploy", *source, "--bind", "tcp://127.0.0.1:*",
+                              "--threads", "1"], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    return agent, json.loads(agent.stdout.readline())["endpoint"]
 
 
-def run_clients(endpoint: str, engines: int, count: int, seconds: float | None) -> list[dict]:
-    results = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=client_loop, args=(endpoint, count, seconds, results, i))
-                 for i in range(engines)]
-    for process in processes:
-        process.start()
-    collected = [results.get(timeout=600) for _ in processes]
-    for process in processes:
-        process.join(10)
-    return collected
-
-
-def summary(latencies: np.ndarray) -> dict:
-    ms = latencies * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(ms.mean()), "per_s": float(1 / latencies.mean())}
+def summary(latencies: list[float] | np.ndarray) -> dict:
+    ms = np.asarray(latencies) * 1000
+    return {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "per_s": float(1000 / ms.mean())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=10_000, help="round trips for the latency figures")
-    parser.add_argument("--engines", type=int, default=4, help="engine processes for the throughput figure")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the several-engines run")
+    parser.add_argument("--count", type=int, default=20_000, help="round trips per target for the latency figures")
+    parser.add_argument("--rounds", type=int, default=40, help="the targets take turns this many times")
+    parser.add_argument("--engines", type=int, nargs="+", default=[2, 4, 8],
+                        help="engine processes for the throughput figures (one run per count)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each several-engines run")
     parser.add_argument("--soak", type=int, default=100_000, help="decisions in the soak run (0: skip)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "bridge_latency"))
     args = parser.parse_args()
     multiprocessing.set_start_method("spawn", force=True)
 
-    floor = measure_floor(args.count)
-    print("floor (REQ/REP echo):", summary(floor), flush=True)
     workdir = tempfile.mkdtemp()
-    checkpoint = make_checkpoint(workdir)
-    agent = subprocess.Popen([sys.executable, "-m", "aql_agent", "deploy", "--checkpoint", checkpoint, "--bind",
-                              "tcp://127.0.0.1:*", "--threads", "1"], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    endpoint = json.loads(agent.stdout.readline())["endpoint"]
+    endpoints = multiprocessing.Queue()
+    echo = multiprocessing.Process(target=echo_server, args=(endpoints,), daemon=True)
+    echo.start()
+    agents = {"random": start_agent(["--policy", "random"]),
+              "mlp": start_agent(["--checkpoint", make_checkpoint(workdir, "bc-discrete")]),
+              "aql": start_agent(["--checkpoint", make_checkpoint(workdir, "aql-discrete")])}
+    endpoint = {"echo": endpoints.get(timeout=30), **{name: agent[1] for name, agent in agents.items()}}
     try:
-        one = run_clients(endpoint, 1, args.count, None)[0]
-        bridge = np.array(one["latencies"])
-        print("bridge, one engine:", summary(bridge), flush=True)
-        several = run_clients(endpoint, args.engines, 0, args.seconds)
-        total = sum(r["decisions"] for r in several) / max(r["seconds"] for r in several)
-        print(f"bridge, {args.engines} engines: {total:.0f} decisions/s", flush=True)
-        soak = run_clients(endpoint, 1, args.soak, None)[0] if args.soak else None
-        if soak:
-            print(f"soak: {soak['decisions']} decisions, {soak['mismatched']} mismatched, {soak['fallbacks']} "
-                  f"fallbacks", flush=True)
+        targets = {name: connect(name if name == "echo" else "engine", address, i)
+                   for i, (name, address) in enumerate(endpoint.items())}
+        for target in targets.values():
+            for frame in range(200):
+                target.decide(frame)
+            target.latencies.clear()
+        per_round = max(1, args.count // args.rounds)
+        for round_index in range(args.rounds):
+            for target in targets.values():
+                for i in range(per_round):
+                    target.decide(1000 + round_index * per_round + i)
+        latency = {name: summary(target.latencies) for name, target in targets.items()}
+        for name, figures in latency.items():
+            print(f"{name:>6}: p50 {figures['p50_ms']:.3f} ms  p99 {figures['p99_ms']:.3f} ms", flush=True)
+        faults = {name: target.faults() for name, target in targets.items() if isinstance(target, Engine)}
+        several = []
+        for engines in args.engines:
+            several.append({"engines": engines,
+                            "echo": throughput("echo", endpoint["echo"], engines, args.seconds),
+                            "mlp": throughput("engine", endpoint["mlp"], engines, args.seconds)})
+            print(f"{engines} engines: echo {several[-1]['echo']['decisions_per_s']:.0f}/s, bridge + MLP "
+                  f"{several[-1]['mlp']['decisions_per_s']:.0f}/s", flush=True)
+        soak = None
+        if args.soak:
+            engine, started = Engine(endpoint["mlp"], 99), time.perf_counter()
+            for frame in range(args.soak):
+                engine.decide(frame)
+            soak = {"decisions": args.soak, **engine.faults(), "seconds": time.perf_counter() - started,
+                    "answered": len(engine.latencies)}
+            print(f"soak: {soak}", flush=True)
     finally:
-        agent.terminate()
-        agent.wait(10)
+        for agent, _ in agents.values():
+            agent.terminate()
+            agent.wait(10)
+        echo.terminate()
+    floor = latency["echo"]
     record = {
-        "floor_req_rep_echo": summary(floor), "bridge_one_engine": summary(bridge),
-        "overhead_p50": summary(bridge)["p50_ms"] / summary(floor)["p50_ms"],
-        "overhead_p99": summary(bridge)["p99_ms"] / summary(floor)["p99_ms"],
-        "several_engines": {"engines": args.engines, "decisions_per_s": total,
-                            "mismatched": sum(r["mismatched"] for r in several),
-                            "fallbacks": sum(r["fallbacks"] for r in several)},
-        "soak": None if not soak else {k: soak[k] for k in ("decisions", "mismatched", "fallbacks", "timeouts",
-                                                            "seconds")},
-        "policy": "aql-discrete checkpoint, 256-256 networks, 130 -> 53, one torch thread",
-        "payload_bytes": len(step_payload()), "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
+        "latency": latency,
+        "overhead_vs_echo": {name: {"p50": latency[name]["p50_ms"] / floor["p50_ms"],
+                                    "p99": latency[name]["p99_ms"] / floor["p99_ms"]}
+                             for name in ("random", "mlp", "aql")},
+        "faults": faults, "several_engines": several, "soak": soak,
+        "targets": {"p99_mlp_le_1ms": latency["mlp"]["p99_ms"] <= 1.0,
+                    "overhead_mlp_p50_le_2x": latency["mlp"]["p50_ms"] / floor["p50_ms"] <= 2.0,
+                    "several_engines_ge_5k_per_s": max(s["mlp"]["decisions_per_s"] for s in several) >= 5000,
+                    "soak_clean": bool(soak and soak["decisions"] >= 100_000 and soak["answered"] == soak["decisions"]
+                                       and not (soak["mismatched"] or soak["fallbacks"] or soak["timeouts"]))},
+        "policies": {"mlp": "bc-discrete checkpoint, one 256-256 MLP, 130 -> 53",
+                     "aql": "aql-discrete checkpoint: Q, base and residual imitation networks (256-256 each)",
+                     "threads": "one torch thread per agent"},
+        "rounds": args.rounds, "payload_bytes": len(step_payload()),
+        "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(record, f, indent=2)
-    plot(floor, bridge, record, args.out + ".png")
-    print(json.dumps({k: v for k, v in record.items()}, indent=2))
+    plot({name: np.asarray(target.latencies) for name, target in targets.items()}, record, args.out + ".png")
+    print(json.dumps(record, indent=2))
 
 
-def plot(floor: np.ndarray, bridge: np.ndarray, record: dict, path: str) -> None:
+def plot(latencies: dict[str, np.ndarray], record: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    bins = np.logspace(np.log10(min(floor.min(), bridge.min()) * 1000), np.log10(max(floor.max(), bridge.max())
-                                                                                  * 1000), 60)
-    ax.hist(floor * 1000, bins=bins, alpha=0.6, label=f"pyzmq REQ/REP echo (p99 {record['floor_req_rep_echo']['p99_ms']:.3f} ms)")
-    ax.hist(bridge * 1000, bins=bins, alpha=0.6,
-            label=f"bridge + MLP policy (p99 {record['bridge_one_engine']['p99_ms']:.3f} ms)")
-    ax.set_xscale("log")
-    ax.set(xlabel="round trip (ms, log)", ylabel="requests",
-           title=f"decision round trips on loopback; {record['several_engines']['engines']} engines: "
-                 f"{record['several_engines']['decisions_per_s']:.0f}/s")
-    ax.legend(fontsize=8)
+    labels = {"echo": "pyzmq REQ/REP echo (floor)", "random": "bridge, random policy",
+              "mlp": "bridge, MLP policy", "aql": "bridge, AQL policy"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, values in latencies.items():
+        ms = np.sort(values) * 1000
+        left.plot(ms, np.arange(1, len(ms) + 1) / len(ms),
+                  label=f"{labels[name]}: p50 {np.percentile(ms, 50):.3f}, p99 {np.percentile(ms, 99):.3f} ms")
+    left.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    left.set(xscale="log", xlabel="round trip (ms, log)", ylabel="fraction of requests",
+             title=f"one engine, targets interleaved ({record['rounds']} rounds)")
+    left.legend(fontsize=7, loc="lower right")
+    several = record["several_engines"]
+    x = np.arange(len(several))
+    right.bar(x - 0.2, [s["echo"]["decisions_per_s"] for s in several], 0.4, label="echo (floor)")
+    right.bar(x + 0.2, [s["mlp"]["decisions_per_s"] for s in several], 0.4, label="bridge + MLP policy")
+    right.axhline(5000, color="grey", linestyle=":", linewidth=1)
+    right.set_xticks(x, [f"{s['engines']} engines" for s in several])
+    right.set(ylabel="decisions / s (all engines)", title="engine processes in a loop, one agent")
+    right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -50,6 +50,7 @@ class EngineClient:
 
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self._receive_timeout_ms: int | None = None
         if self.curve_server_key is not None:
             public, secret = zmq.curve_keypair()
             self.socket.setsockopt(zmq.CURVE_SERVERKEY, self.curve_server_key)
@@ -151,12 +152,21 @@ class EngineClient:
         self.socket.send(p.encode({**message, "seq": seq}))
         deadline = started + self.timeout_s
         while True:
+            # A blocking receive with a timeout (RCVTIMEO) rather than poll-then-receive: one wake-up per reply.
             remaining = deadline - time.perf_counter()
-            if remaining <= 0 or not self.socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+            timeout_ms = int(remaining * 1000) + 1
+            if timeout_ms != self._receive_timeout_ms:
+                self.socket.setsockopt(zmq.RCVTIMEO, timeout_ms)
+                self._receive_timeout_ms = timeout_ms
+            try:
+                if remaining <= 0:
+                    raise zmq.Again
+                frame = self.socket.recv()
+            except zmq.Again:
                 self.stats["timeouts"] += 1
                 self._reset_socket()  # the session is kept: a restarted agent answers no_session, and we re-hello
                 return None
-            reply = p.decode(self.socket.recv(), expect=p.AGENT_MESSAGES)
+            reply = p.decode(frame, expect=p.AGENT_MESSAGES)
             if reply["seq"] == seq:
                 self.latencies.append(time.perf_counter() - started)
                 return reply
