@@ -73,6 +73,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from aql_agent.finetune import FinetuneSettings, finetune
+
+    settings = FinetuneSettings(
+        checkpoint=args.checkpoint, env=args.env, out=args.out, steps=args.steps, data=args.data, agent=args.agent,
+        offline_ratio=args.offline_ratio, updates_per_step=args.updates_per_step, round_steps=args.round_steps,
+        round_games=args.round_games, relax=args.relax, constraint_final=args.constraint_final,
+        anneal_steps=args.anneal_steps, exploration=args.exploration, opponent=args.opponent,
+        through_bridge=args.through_bridge, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        log_every=args.log_every, seed=args.seed, device=args.device, progress=not args.no_progress,
+        tensorboard=not args.no_tensorboard, resume=args.resume)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    summary = finetune(settings)
+    for key in ("first_evaluation", "evaluation"):
+        summary[key] = {k: v for k, v in summary[key].items() if k != "returns"}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from aql_agent.adapters.gym import evaluate_policy
     from aql_agent.checkpoint import load_policy
@@ -238,6 +259,45 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
     train.set_defaults(run=_train)
+
+    tune = commands.add_parser(
+        "finetune", help="fine-tune an offline checkpoint online, mixing its offline data with new play",
+        description="Play --env with the checkpoint's learner in rounds, add what it plays to an online buffer, "
+                    "and update on batches mixing offline and online rows (--offline-ratio) while the learner's "
+                    "offline constraint relaxes linearly (--relax, --anneal-steps). Writes OUT/finetune.json, "
+                    "metrics.csv, rounds.csv, eval.csv (its first row: the offline checkpoint), tensorboard/, "
+                    "checkpoints/ and online/ (moba-1v1: every round's games as replay logs).")
+    tune.add_argument("--checkpoint", required=True, help="offline checkpoint or run folder (aql train)")
+    tune.add_argument("--env", required=True, help="gymnasium id (Hopper-v5) or moba-1v1")
+    tune.add_argument("--out", required=True, help="run folder")
+    tune.add_argument("--steps", type=int, default=10_000, help="online env steps (decisions) in total")
+    tune.add_argument("--data", help="offline data to keep mixing in (default: the checkpoint's training data)")
+    tune.add_argument("--agent", help="whose transitions to take from multi-agent offline data (default: all)")
+    tune.add_argument("--offline-ratio", type=float, default=0.5,
+                      help="fraction of each batch from the offline data (default 0.5, RLPD's symmetric sampling)")
+    tune.add_argument("--updates-per-step", type=float, default=1.0, help="updates per online transition")
+    tune.add_argument("--round-steps", type=int, default=1000, help="gymnasium: steps per round of play")
+    tune.add_argument("--round-games", type=int, default=2, help="moba-1v1: games per round of play")
+    tune.add_argument("--relax", type=float, default=4.0,
+                      help="the offline constraint ends this many times looser (1 keeps it; default 4)")
+    tune.add_argument("--constraint-final", type=float, help="the constraint's final value instead of --relax")
+    tune.add_argument("--anneal-steps", type=int, help="env steps to reach it (default: half of --steps)")
+    tune.add_argument("--exploration", type=float,
+                      help="continuous: Gaussian noise std as a fraction of half the action range (default 0.1); "
+                           "discrete: epsilon (default: the learner's exploration_epsilon)")
+    tune.add_argument("--opponent", default="bt:medium", help="moba-1v1: the bot played online and in evaluations")
+    tune.add_argument("--through-bridge", action="store_true",
+                      help="moba-1v1: serve the learner over ZeroMQ to a tools/engine process for the online games")
+    tune.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations and checkpoints")
+    tune.add_argument("--eval-episodes", type=int, default=10, help="episodes (moba-1v1: games) per evaluation")
+    tune.add_argument("--log-every", type=int, default=100, help="updates per metrics row")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--device", default="cpu")
+    tune.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    tune.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+    tune.set_defaults(run=_finetune)
 
     evaluate = commands.add_parser(
         "eval", help="evaluate a checkpoint and print JSON",

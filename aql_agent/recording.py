@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tqdm import tqdm
@@ -33,13 +33,15 @@ def _log_path(out_dir: str, env_name: str, player: str, opponent: str | None, se
     return path
 
 
-def record_moba(out_dir: str, player: str, opponent: str = "bt:medium", *, episodes: int = 1, seed: int = 0,
-                side: str = "blue", heroes: tuple[str, str] = ("ranger", "ranger"), fps: float = 15.0,
+def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str, Any]],
+                opponent: str = "bt:medium", *, episodes: int = 1, seed: int = 0, side: str = "blue",
+                heroes: tuple[str, str] = ("ranger", "ranger"), fps: float = 15.0,
                 settings: Mapping[str, Any] | None = None, compression: str = "none", overwrite: bool = False,
                 progress: bool = True, events=None) -> str:
     """Record `episodes` moba-1v1 games of `player` (on `side`) against `opponent`; returns the log's path.
 
-    Players: `human`, `random`, `bt:LEVEL`, `agent:CHECKPOINT`. With a human, a pygame window shows the
+    Players: `human`, `random`, `bt:LEVEL`, `agent:CHECKPOINT`, or for `player` a (policy, description) pair
+    (a policy in memory, e.g. one being fine-tuned; the description goes into the log). With a human, a pygame window shows the
     game at `fps` game frames per second (0: as fast as the keyboard loop runs); `events` replaces
     `pygame.event.get` (scripted input).
     """
@@ -61,6 +63,9 @@ def record_moba(out_dir: str, player: str, opponent: str = "bt:medium", *, episo
     if human:
         policies[side] = KeyboardPlayer(moba.AGENTS.index(side), events=events)
         players[side] = {"kind": "human", "name": os.environ.get("USER", "human")}
+    elif not isinstance(player, str):
+        policies[side], players[side] = player[0], dict(player[1])
+        player = f"{players[side].get('kind', 'agent')}-{players[side].get('name', 'policy')}"
     else:
         policies[side], players[side] = make_player(player, "moba-1v1", seed=seed)
     policies[other], players[other] = make_player(opponent, "moba-1v1", seed=seed + 7919)

@@ -185,31 +185,42 @@ def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings, env_
                          tuple(map(float, high)), settings.reward_scale)
 
 
-class TensorSampler:
-    """All transitions as one [N, columns] tensor; a batch is one index_select on seeded random rows.
+def transition_rows(dataset: TransitionDataset, preprocessing: Preprocessing, discrete: bool = False
+                    ) -> tuple[np.ndarray, list[int], bool]:
+    """A dataset as learner-ready float32 rows: (rows [N, columns], column widths, whether masks are in them).
 
-    Discrete data keeps its action index in one column (exact in float32) and its masks as 0/1 columns."""
+    Columns: observation, action (unit box; a discrete index in one column, exact in float32), reward (scaled),
+    next observation, terminal, then the legal-action masks at s and s' as 0/1 when a discrete dataset has them."""
+    obs = preprocessing.normalise_observations(dataset.observations)
+    next_obs = preprocessing.normalise_observations(dataset.next_observations)
+    actions = (dataset.actions.astype(np.float32)[:, None] if discrete
+               else preprocessing.actions_to_unit(dataset.actions))
+    rewards = (dataset.rewards * preprocessing.reward_scale).astype(np.float32)[:, None]
+    terminals = dataset.terminals.astype(np.float32)[:, None]
+    columns = [obs, actions, rewards, next_obs, terminals]
+    masked = discrete and dataset.action_masks is not None
+    if masked:
+        columns += [dataset.action_masks.astype(np.float32), dataset.next_action_masks.astype(np.float32)]
+    return np.concatenate(columns, axis=1), [c.shape[1] for c in columns], masked
+
+
+class TensorSampler:
+    """All transitions as one [N, columns] tensor; a batch is one index_select on seeded random rows."""
 
     def __init__(self, dataset: TransitionDataset, preprocessing: Preprocessing, seed: int, device: str,
                  discrete: bool = False):
-        obs = preprocessing.normalise_observations(dataset.observations)
-        next_obs = preprocessing.normalise_observations(dataset.next_observations)
-        actions = (dataset.actions.astype(np.float32)[:, None] if discrete
-                   else preprocessing.actions_to_unit(dataset.actions))
-        rewards = (dataset.rewards * preprocessing.reward_scale).astype(np.float32)[:, None]
-        terminals = dataset.terminals.astype(np.float32)[:, None]
-        columns = [obs, actions, rewards, next_obs, terminals]
-        self.masked = discrete and dataset.action_masks is not None
-        if self.masked:
-            columns += [dataset.action_masks.astype(np.float32), dataset.next_action_masks.astype(np.float32)]
-        self.table = torch.as_tensor(np.concatenate(columns, axis=1), device=device)
-        self.widths = [c.shape[1] for c in columns]
+        rows, self.widths, self.masked = transition_rows(dataset, preprocessing, discrete)
+        self.table = torch.as_tensor(rows, device=device)
         self.discrete = discrete
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(len(self.table), (batch_size,), generator=self.generator, device=self.table.device)
-        obs, act, rew, next_obs, term, *masks = self.table.index_select(0, index).split(self.widths, dim=1)
+        return self.batch(self.table.index_select(0, index))
+
+    def batch(self, rows: torch.Tensor) -> Batch:
+        """Rows of this sampler's layout as a learner batch."""
+        obs, act, rew, next_obs, term, *masks = rows.split(self.widths, dim=1)
         if self.discrete:
             act = act.squeeze(1).long()
         masks = [m.bool() for m in masks] if self.masked else [None, None]

@@ -6,9 +6,9 @@
 
 from aql_agent.adapters.bridge.agent import AgentServer
 from aql_agent.adapters.bridge.engine import BridgeRefused, EngineClient
-from aql_agent.adapters.bridge.policies import (BotPolicy, BridgePolicy, CheckpointPolicy, RandomPolicy,
+from aql_agent.adapters.bridge.policies import (BotPolicy, BridgePolicy, CheckpointPolicy, RandomPolicy, ServedPolicy,
                                                 make_bridge_policy)
 from aql_agent.adapters.bridge.protocol import PROTOCOL, VERSION, BridgeError, EnvSpec
 
 __all__ = ["PROTOCOL", "VERSION", "AgentServer", "BotPolicy", "BridgeError", "BridgePolicy", "BridgeRefused",
-           "CheckpointPolicy", "EngineClient", "EnvSpec", "RandomPolicy", "make_bridge_policy"]
+           "CheckpointPolicy", "EngineClient", "EnvSpec", "RandomPolicy", "ServedPolicy", "make_bridge_policy"]

@@ -40,15 +40,14 @@ class BridgePolicy:
         raise NotImplementedError
 
 
-class CheckpointPolicy(BridgePolicy):
-    """A trained checkpoint (`aql train`): one batched forward pass per batch of decisions."""
+class ServedPolicy(BridgePolicy):
+    """A trained policy (`aql_agent.checkpoint.Policy`) held in memory: one batched forward pass per batch of
+    decisions. `deterministic=False` explores (epsilon-greedy among legal actions): the fine-tuning loop
+    serves its learner this way between rounds of updates."""
 
-    def __init__(self, path: str):
-        from aql_agent.checkpoint import load_policy
-
-        self.path = path
-        self.policy = load_policy(path)
-        self.learner = self.policy.learner
+    def __init__(self, policy: Any, description: dict[str, Any], deterministic: bool = True):
+        self.policy, self.learner = policy, policy.learner
+        self.description, self.deterministic = dict(description), deterministic
 
     def check(self, spec: EnvSpec) -> str | None:
         if spec.observation_shape != (self.learner.obs_dim,):
@@ -66,12 +65,23 @@ class CheckpointPolicy(BridgePolicy):
     def act(self, spec: EnvSpec, streams: list[Stream], observations: np.ndarray, masks: np.ndarray | None
             ) -> np.ndarray:
         if self.learner.discrete:
-            return self.policy.act({"observation": observations, "action_mask": masks})
-        return self.policy.act(observations)
+            return self.policy.act({"observation": observations, "action_mask": masks}, self.deterministic)
+        return self.policy.act(observations, self.deterministic)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.policy.info["algo"], "checkpoint": os.path.abspath(self.path),
-                "step": self.policy.info["step"]}
+        return dict(self.description)
+
+
+class CheckpointPolicy(ServedPolicy):
+    """A trained checkpoint (`aql train`, `aql finetune`) loaded from disk."""
+
+    def __init__(self, path: str):
+        from aql_agent.checkpoint import load_policy
+
+        policy = load_policy(path)
+        super().__init__(policy, {"name": policy.info["algo"], "checkpoint": os.path.abspath(path),
+                                  "step": policy.info["step"]})
+        self.path = path
 
 
 class RandomPolicy(BridgePolicy):

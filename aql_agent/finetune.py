@@ -1,0 +1,454 @@
+"""Online fine-tuning after offline pretraining (`aql finetune`): play, keep the offline data, learn from both.
+
+The loop works in rounds: the current learner plays (exploring) for a round, its transitions join an online
+buffer, and it makes `updates_per_step` updates per new transition on batches that mix offline and online
+rows in a fixed proportion (`offline_ratio`; 0.5 is RLPD's symmetric sampling). Meanwhile the learner's
+offline constraint is relaxed on a linear schedule over `anneal_steps` environment steps, from its offline
+value to `relax` times looser (the knob per learner is in `CONSTRAINTS`), so the agent may move away from the
+logged behaviour as its own experience grows. Where the rounds are played:
+
+* a gymnasium env (continuous learners: MuJoCo; discrete learners: e.g. CartPole), one env kept across
+  rounds, `round_steps` steps per round, Gaussian exploration noise on continuous actions;
+* moba-1v1 against a bot, `round_games` games per round, each round recorded into a replay log;
+* moba-1v1 through the bridge (`through_bridge`): the learner is served over ZeroMQ (`AgentServer`, as
+  `aql deploy --record` does) to a `tools/engine` process that plays the bot; the recorded games are the
+  round's data. This is the path of a team whose game runs in its own engine.
+
+Evaluation (deterministic policy, fixed seeds, as `aql train`) runs before the first round, so eval.csv's
+first row is the offline checkpoint measured the same way as every later one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aql_agent import __version__
+from aql_agent.checkpoint import Policy, Preprocessing, load_learner, resolve_checkpoint
+from aql_agent.data import TransitionDataset
+from aql_agent.data.formats import load_dataset
+from aql_agent.errors import AqlError
+from aql_agent.learners import Batch, Learner
+from aql_agent.training import (MetricLog, TensorSampler, _checkpoint, _latest_step, check_dataset,
+                                check_discrete_dataset, check_finite, transition_rows)
+
+#: the offline constraint each learner relaxes while fine-tuning: (config field, +1 if larger is looser)
+CONSTRAINTS: dict[str, tuple[str, int]] = {
+    "aql": ("epsilon", +1),  # the Lagrange threshold on G's generative error
+    "aql-cql": ("epsilon", +1),
+    "bear": ("mmd_threshold", +1),
+    "bcq": ("perturbation", +1),
+    "cql": ("conservative_weight", -1),
+    "bcq-discrete": ("threshold", -1),  # G(a|s) / max G below it is not allowed; 0 is DQN
+    "aql-discrete": ("threshold", -1),
+}
+#: learners with no value function: online reward cannot improve them
+NOT_FINE_TUNABLE = ("bc", "bc-discrete")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneSettings:
+    """Everything `aql finetune` takes; saved as `finetune.json` in the run folder."""
+
+    checkpoint: str
+    """Offline checkpoint or run folder (`aql train`)."""
+    env: str
+    """gymnasium id, or moba-1v1 (played against `opponent`)."""
+    out: str
+    """Run folder: finetune.json, metrics.csv, rounds.csv, eval.csv, tensorboard/, checkpoints/, online/."""
+    steps: int = 10_000
+    """Online environment steps (the learning agent's decisions) in total."""
+    data: str | None = None
+    """Offline data mixed into every batch; default: the data the checkpoint was trained on (its train.json)."""
+    agent: str | None = None
+    """Whose transitions to take from multi-agent offline data (default: all)."""
+    offline_ratio: float = 0.5
+    """Fraction of every batch drawn from the offline data (the rest from online play)."""
+    updates_per_step: float = 1.0
+    """Gradient updates per online transition (the update-to-data ratio)."""
+    round_steps: int = 1000
+    """gymnasium envs: steps played between rounds of updates."""
+    round_games: int = 2
+    """moba-1v1: games played between rounds of updates (sides alternate round by round)."""
+    relax: float = 4.0
+    """The offline constraint ends this many times looser (1: kept as trained)."""
+    constraint_final: float | None = None
+    """The constraint's final value, instead of `relax`."""
+    anneal_steps: int | None = None
+    """Environment steps over which the constraint moves linearly to its final value (default: steps / 2)."""
+    exploration: float | None = None
+    """Continuous: Gaussian noise std in units of half the action range (default 0.1). Discrete: epsilon of
+    epsilon-greedy (default: the learner's exploration_epsilon)."""
+    opponent: str = "bt:medium"
+    """moba-1v1: who the agent plays against (bt:LEVEL or random), online and in evaluations."""
+    through_bridge: bool = False
+    """moba-1v1: play the online games through the ZeroMQ bridge and a tools/engine process."""
+    eval_every: int = 5000
+    """Environment steps between evaluations (and checkpoints)."""
+    eval_episodes: int = 10
+    """Episodes (games) per evaluation."""
+    log_every: int = 100
+    """Updates averaged into one row of metrics.csv."""
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    tensorboard: bool = True
+    resume: bool = False
+    """Continue the run in `out` from its latest checkpoint (with its online buffer; play restarts a new episode)."""
+
+
+# -- data -------------------------------------------------------------------------------------------------
+
+
+class MixedSampler:
+    """Batches with exactly round(batch * offline_ratio) offline rows and the rest online rows (all offline
+    until the first online data arrives). `drawn` counts the rows taken from each."""
+
+    def __init__(self, offline: TensorSampler, offline_ratio: float, seed: int):
+        self.offline, self.offline_ratio = offline, offline_ratio
+        self.online = offline.table.new_empty((0, offline.table.shape[1]))
+        self.generator = torch.Generator(device=offline.table.device).manual_seed(seed + 1)
+        self.drawn = {"offline": 0, "online": 0}
+
+    def add(self, rows: np.ndarray) -> None:
+        if rows.shape[1] != self.online.shape[1]:
+            raise AqlError(f"online transitions have {rows.shape[1]} columns, the offline data {self.online.shape[1]}"
+                           ": the env's observations or action masks do not match the offline data's")
+        self.online = torch.cat([self.online, torch.as_tensor(rows, device=self.online.device)])
+
+    def sample(self, batch_size: int) -> Batch:
+        offline_rows = batch_size if len(self.online) == 0 else round(batch_size * self.offline_ratio)
+        parts = []
+        if offline_rows:
+            parts.append(self.offline.table.index_select(0, torch.randint(
+                len(self.offline.table), (offline_rows,), generator=self.offline.generator, device=self.online.device)))
+        if batch_size - offline_rows:
+            parts.append(self.online.index_select(0, torch.randint(
+                len(self.online), (batch_size - offline_rows,), generator=self.generator, device=self.online.device)))
+        self.drawn["offline"] += offline_rows
+        self.drawn["online"] += batch_size - offline_rows
+        return self.offline.batch(torch.cat(parts) if len(parts) > 1 else parts[0])
+
+
+@dataclasses.dataclass
+class ConstraintSchedule:
+    """The learner's offline constraint, moved linearly from `start` to `final` over `steps` env steps."""
+
+    field: str | None
+    start: float = 0.0
+    final: float = 0.0
+    steps: int = 1
+
+    @classmethod
+    def for_learner(cls, learner: Learner, settings: FinetuneSettings) -> ConstraintSchedule:
+        algo, config = learner.name, learner.config
+        if algo not in CONSTRAINTS:
+            return cls(None)
+        field, looser = CONSTRAINTS[algo]
+        if algo == "cql" and config.lagrange_threshold is not None:
+            field, looser = "lagrange_threshold", +1  # the weight is learned; its target gap is the constraint
+        start = float(getattr(config, field))
+        final = settings.constraint_final
+        if final is None:
+            final = start * settings.relax if looser > 0 else start / settings.relax
+        steps = settings.anneal_steps if settings.anneal_steps is not None else max(1, settings.steps // 2)
+        return cls(field, start, float(final), max(1, steps))
+
+    def value(self, env_step: int) -> float:
+        return self.start + (self.final - self.start) * min(1.0, env_step / self.steps)
+
+    def apply(self, learner: Learner, env_step: int) -> float | None:
+        """Set the learner's constraint for this point of fine-tuning; returns it (None: the learner has none)."""
+        if self.field is None:
+            return None
+        value = self.value(env_step)
+        learner.config = dataclasses.replace(learner.config, **{self.field: value})
+        return value
+
+
+# -- where the agent plays --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Round:
+    """What one round of play produced: its transitions (raw env units) and a summary of how it went."""
+
+    data: TransitionDataset
+    summary: dict[str, float]
+
+
+class GymCollector:
+    """One gymnasium env kept across rounds (an episode may span two rounds)."""
+
+    def __init__(self, env_id: str, seed: int, exploration: float | None):
+        from aql_agent.adapters.gym import make_env
+
+        self.env_id, self.env = env_id, make_env(env_id, seed=seed)
+        self.rng = np.random.default_rng(seed)
+        self.exploration = 0.1 if exploration is None else exploration
+        self.observation, _ = self.env.reset(seed=seed)
+        self.episode_return, self.episodes = 0.0, 0
+
+    def _action(self, policy: Policy) -> Any:
+        if policy.learner.discrete:
+            return int(policy.act(self.observation, deterministic=False))
+        action = policy.act(self.observation, deterministic=False)
+        low, high = self.env.action_space.low, self.env.action_space.high
+        noise = self.rng.normal(0.0, self.exploration, action.shape) * (high - low) / 2
+        return np.clip(action + noise, low, high).astype(np.float32)
+
+    def play(self, policy: Policy, steps: int) -> Round:
+        rows: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
+                                                  "terminals", "timeouts")}
+        returns = []
+        for _ in range(steps):
+            action = self._action(policy)
+            next_observation, reward, terminated, truncated, _ = self.env.step(action)
+            for key, value in zip(rows, (self.observation, action, reward, next_observation, terminated, truncated)):
+                rows[key].append(value)
+            self.episode_return += float(reward)
+            self.observation = next_observation
+            if terminated or truncated:
+                returns.append(self.episode_return)
+                self.episode_return, self.episodes = 0.0, self.episodes + 1
+                self.observation, _ = self.env.reset()
+        rows["timeouts"][-1] = rows["timeouts"][-1] or not rows["terminals"][-1]  # the round may end mid-episode
+        data = TransitionDataset(np.asarray(rows["observations"], np.float32), np.asarray(rows["actions"]),
+                                 np.asarray(rows["rewards"], np.float32),
+                                 np.asarray(rows["next_observations"], np.float32),
+                                 np.asarray(rows["terminals"], bool), np.asarray(rows["timeouts"], bool),
+                                 metadata={"env_id": self.env_id, "source": ["aql finetune"]})
+        summary = {"episodes": len(returns)}
+        if returns:
+            summary["return_mean"] = float(np.mean(returns))
+        return Round(data, summary)
+
+
+class MobaCollector:
+    """moba-1v1 games against a bot, each round recorded into a replay log under `logs`."""
+
+    def __init__(self, opponent: str, logs: str, seed: int, rounds: int = 0):
+        self.opponent, self.logs, self.seed, self.rounds = opponent, logs, seed, rounds
+
+    def play(self, policy: Policy, games: int) -> Round:
+        from aql_agent.adapters import moba
+        from aql_agent.adapters.players import learner_view
+        from aql_agent.recording import record_moba
+
+        side = moba.AGENTS[self.rounds % 2]
+        seed = self.seed + 1000 * self.rounds
+        player = moba.flat_player(lambda view: policy.act(view, deterministic=False))
+        who = {"kind": "agent", "name": policy.learner.name, "fine_tuning_round": self.rounds}
+        path = record_moba(os.path.join(self.logs, f"round-{self.rounds:04d}"), (player, who), self.opponent,
+                           episodes=games, seed=seed, side=side, overwrite=True, progress=False)
+        self.rounds += 1
+        data = learner_view(TransitionDataset.from_log(path, agent=side))
+        outcomes = _outcomes(path, side)
+        return Round(data, {"games": games, "win_rate": outcomes.count("win") / games})
+
+
+class BridgeCollector(MobaCollector):
+    """moba-1v1 games served over the ZeroMQ bridge to a `tools/engine` process, recorded by the agent side."""
+
+    def play(self, policy: Policy, games: int) -> Round:
+        from aql_agent.adapters.bridge import AgentServer, ServedPolicy
+        from aql_agent.adapters.players import learner_view
+
+        folder = os.path.join(self.logs, f"round-{self.rounds:04d}")
+        served = ServedPolicy(policy, {"name": policy.learner.name, "fine_tuning_round": self.rounds},
+                              deterministic=False)
+        server = AgentServer(served, "tcp://127.0.0.1:*", record_dir=folder, log=None)
+        command = [sys.executable, "-m", "aql_agent", "engine", "--connect", server.endpoint, "--games", str(games),
+                   "--opponent", self.opponent, "--seed", str(self.seed + 1000 * self.rounds), "--side",
+                   ("blue", "red")[self.rounds % 2], "--no-progress"]
+        with tempfile.TemporaryFile("w+") as errors:
+            engine = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+            server.serve(until=lambda: engine.poll() is not None, poll_ms=20)  # returns closed: logs finalised
+            report = engine.stdout.read()
+            if engine.wait() != 0:
+                errors.seek(0)
+                raise AqlError(f"tools/engine failed in fine-tuning round {self.rounds}: {errors.read()[-2000:]}")
+        self.rounds += 1
+        data = learner_view(load_dataset(folder, agent="all"))
+        return Round(data, {"games": games, "win_rate": json.loads(report)["win_rate"]})
+
+
+def _outcomes(path: str, agent: str) -> list[str | None]:
+    from aql_agent.replay import ReplayReader
+
+    return [episode.outcomes.get(agent) for episode in ReplayReader(path).columns().episodes]
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
+
+
+def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
+    if settings.data:
+        return settings.data
+    run = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_dir)))
+    record = os.path.join(run, "train.json")
+    if not os.path.exists(record):
+        raise AqlError(f"no --data given and no train.json beside {checkpoint_dir} to find the offline data: pass "
+                       "--data with the dataset the checkpoint was trained on")
+    with open(record) as f:
+        return json.load(f)["settings"]["data"]
+
+
+def _evaluate(learner: Learner, preprocessing: Preprocessing, settings: FinetuneSettings, env_step: int
+              ) -> dict[str, Any]:
+    from aql_agent.adapters.gym import evaluate_policy
+    from aql_agent.adapters.players import MULTI_AGENT_ENVS, evaluate_against
+
+    policy = Policy(learner, preprocessing)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed + env_step)
+        seed = 10_000 * (settings.seed + 1)
+        if settings.env in MULTI_AGENT_ENVS:
+            result = evaluate_against(settings.env, policy, settings.opponent, settings.eval_episodes, seed=seed)
+        else:
+            result = evaluate_policy(settings.env, policy, settings.eval_episodes, seed=seed)
+    return {**result, "step": env_step}
+
+
+def _check(settings: FinetuneSettings) -> None:
+    if settings.steps < 1 or settings.eval_every < 1 or settings.log_every < 1 or settings.eval_episodes < 1:
+        raise AqlError("--steps, --eval-every, --log-every and --eval-episodes must be positive")
+    if not 0.0 <= settings.offline_ratio <= 1.0:
+        raise AqlError(f"--offline-ratio must be in [0, 1], got {settings.offline_ratio}")
+    if settings.updates_per_step <= 0 or settings.relax <= 0 or settings.round_steps < 1 or settings.round_games < 1:
+        raise AqlError("--updates-per-step, --relax, --round-steps and --round-games must be positive")
+    if settings.through_bridge and settings.env != "moba-1v1":
+        raise AqlError("--through-bridge plays moba-1v1 through tools/engine; other envs play in-process")
+
+
+def finetune(settings: FinetuneSettings) -> dict[str, Any]:
+    """Fine-tune an offline checkpoint online; returns a summary with the first and last evaluations."""
+    from aql_agent.adapters.players import MULTI_AGENT_ENVS, learner_view
+
+    _check(settings)
+    checkpoint_dir = resolve_checkpoint(settings.checkpoint)
+    learner, info, _ = load_learner(checkpoint_dir, settings.device)
+    if learner.name in NOT_FINE_TUNABLE:
+        raise AqlError(f"{learner.name} learns no value function, so online reward cannot improve it: fine-tune a "
+                       "Q-learning checkpoint (aql, bcq, bear, cql, sac, ddpg; aql-discrete, bcq-discrete, dqn)")
+    moba = settings.env in MULTI_AGENT_ENVS
+    if moba and not learner.discrete:
+        raise AqlError(f"{settings.env} needs a discrete learner; {checkpoint_dir} holds {learner.name!r}")
+    preprocessing = Preprocessing.from_dict(info["preprocessing"])
+    data = _offline_data(settings, checkpoint_dir)
+    dataset = load_dataset(data, agent=settings.agent or ("all" if moba else None))
+    if learner.discrete:
+        dataset = check_discrete_dataset(learner_view(dataset), data)
+        check_finite(dataset, data)
+    else:
+        check_dataset(dataset, data)
+    if dataset.observations.shape[1] != learner.obs_dim:
+        raise AqlError(f"{data} has {dataset.observations.shape[1]} observation features; the checkpoint takes "
+                       f"{learner.obs_dim}: pass the --data it was trained on")
+
+    os.makedirs(settings.out, exist_ok=True)
+    resume = _latest_step(settings.out) if settings.resume else None
+    if not settings.resume and _latest_step(settings.out) is not None:
+        raise AqlError(f"{settings.out} already holds a run: pass --resume to continue it, or pick a new --out")
+    torch.manual_seed(settings.seed)
+    sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete),
+                           settings.offline_ratio, settings.seed)
+    schedule = ConstraintSchedule.for_learner(learner, settings)
+    if learner.discrete and settings.exploration is not None:
+        learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
+    env_step = 0
+    if resume is not None:
+        checkpoint_dir, env_step = resume
+        learner, _, trainer_state = load_learner(checkpoint_dir, settings.device, expect_algo=learner.name)
+        if learner.discrete and settings.exploration is not None:
+            learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
+        sampler.add(np.load(os.path.join(settings.out, "online-buffer.npz"))["rows"][:trainer_state["buffer_rows"]])
+        sampler.drawn = {"offline": int(trainer_state["drawn"][0]), "online": int(trainer_state["drawn"][1])}
+    logs = os.path.join(settings.out, "online")
+    if not moba:
+        collector: Any = GymCollector(settings.env, settings.seed + env_step, settings.exploration)
+    else:
+        kind = BridgeCollector if settings.through_bridge else MobaCollector
+        collector = kind(settings.opponent, logs, settings.seed,
+                         rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0)
+    with open(os.path.join(settings.out, "finetune.json"), "w") as f:
+        json.dump({"settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
+                   "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,
+                   "constraint": dataclasses.asdict(schedule), "aql_agent_version": __version__}, f, indent=2)
+
+    tensorboard = os.path.join(settings.out, "tensorboard") if settings.tensorboard else None
+    metrics_log = MetricLog(os.path.join(settings.out, "metrics.csv"), tensorboard, learner.updates if resume else 0)
+    rounds_log = MetricLog(os.path.join(settings.out, "rounds.csv"), None, env_step)
+    eval_log = MetricLog(os.path.join(settings.out, "eval.csv"), None, env_step)
+    summary: dict[str, Any] = {"out": settings.out, "algo": learner.name, "offline_checkpoint": checkpoint_dir}
+
+    def evaluate() -> None:
+        result = _evaluate(learner, preprocessing, settings, env_step)
+        eval_log.write(env_step, {k: v for k, v in result.items() if k != "step" and isinstance(v, (int, float))
+                                  and not isinstance(v, bool)}, prefix="eval")
+        summary.setdefault("first_evaluation", result)
+        summary["evaluation"] = result
+
+    def checkpoint() -> None:
+        rows = sampler.online.cpu().numpy()
+        np.savez(os.path.join(settings.out, "online-buffer.npz"), rows=rows)
+        _checkpoint(settings.out, learner, preprocessing, env_step, {
+            "buffer_rows": len(rows), "drawn": torch.tensor([sampler.drawn["offline"], sampler.drawn["online"]])})
+
+    bar = tqdm(total=settings.steps, initial=env_step, desc=f"finetune {learner.name}", unit="step",
+               disable=not settings.progress, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    sums: dict[str, float] = {}
+    count, owed, started = 0, 0.0, time.perf_counter()
+    try:
+        if resume is None:
+            evaluate()
+        next_eval = (env_step // settings.eval_every + 1) * settings.eval_every
+        while env_step < settings.steps:
+            constraint = schedule.apply(learner, env_step)
+            policy = Policy(learner, preprocessing)
+            if moba:
+                played = collector.play(policy, settings.round_games)
+            else:
+                played = collector.play(policy, min(settings.round_steps, settings.steps - env_step))
+            sampler.add(transition_rows(played.data, preprocessing, learner.discrete)[0])
+            env_step += len(played.data)
+            bar.update(len(played.data))
+            owed += len(played.data) * settings.updates_per_step
+            for _ in range(int(owed)):
+                for key, value in learner.update(sampler.sample(learner.config.batch_size)).items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+                if count == settings.log_every:
+                    metrics_log.write(learner.updates, {k: v / count for k, v in sums.items()})
+                    sums, count = {}, 0
+            owed -= int(owed)
+            drawn = sampler.drawn["offline"] + sampler.drawn["online"]
+            rounds_log.write(env_step, {**played.summary, "transitions": len(played.data),
+                                        "online_buffer": len(sampler.online), "updates": learner.updates,
+                                        "offline_fraction": sampler.drawn["offline"] / max(1, drawn),
+                                        **({"constraint": constraint} if constraint is not None else {})},
+                             prefix="online")
+            if env_step >= next_eval or env_step >= settings.steps:
+                evaluate()
+                checkpoint()
+                next_eval = (env_step // settings.eval_every + 1) * settings.eval_every
+    finally:
+        bar.close()
+        metrics_log.close()
+        rounds_log.close()
+        eval_log.close()
+    summary.update({"env_steps": env_step, "updates": learner.updates, "seconds": time.perf_counter() - started,
+                    "drawn": dict(sampler.drawn), "constraint": dataclasses.asdict(schedule),
+                    "checkpoint": os.path.join(settings.out, "checkpoints", f"step-{env_step:09d}")})
+    return summary
