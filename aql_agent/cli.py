@@ -35,7 +35,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from aql_agent.demo import run_demo
 
-    run_demo(args.out, episodes=args.episodes, seed=args.seed)
+    run_demo(args.out, quick=args.quick, seed=args.seed, opponent=args.opponent)
     return 0
 
 
@@ -396,9 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--no-progress", action="store_true")
     engine.set_defaults(run=_engine)
 
-    demo = commands.add_parser("demo", help="record a small log, convert it and show what it holds")
+    demo = commands.add_parser(
+        "demo", help="record bot games, train discrete AQL, deploy it over ZeroMQ, fine-tune it, compare",
+        description="The whole story on moba-1v1 in a few minutes: record behaviour-tree games, train discrete AQL "
+                    "from the logs, deploy it over ZeroMQ against the behaviour tree (tools/engine), fine-tune it "
+                    "through the bridge, and print the before/after win rates (and a plot).")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")
-    demo.add_argument("--episodes", type=int, default=10, help="episodes to record per player (default: 10)")
+    demo.add_argument("--quick", action="store_true", help="tiny budgets, every step (what CI runs)")
+    demo.add_argument("--opponent", default="bt:medium", help="the engine's behaviour tree (default: bt:medium)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
     return parser

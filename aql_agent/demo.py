@@ -1,72 +1,148 @@
-"""The README's demo: record bot games into replay logs, convert them to datasets, show what they hold.
+"""The README's demo, the whole story on moba-1v1: record -> train -> deploy -> fine-tune -> before/after.
 
-Later features extend it into the whole story (record -> train -> deploy -> fine-tune).
+1. record behaviour-tree games into replay logs (what `tools/record` does);
+2. train discrete AQL from the logs (`aql train`);
+3. deploy it over ZeroMQ (`aql deploy`, its own process) and let `tools/engine` (another process) play it
+   against the medium behaviour tree: the "before" win rate;
+4. fine-tune it online through the same bridge, the engine's games recorded by the agent side
+   (`aql finetune --through-bridge`);
+5. deploy the fine-tuned checkpoint the same way: the "after" win rate; print the table, write a plot.
+
+`quick=True` is the reduced mode CI runs (every step, tiny budgets). The default budget takes a few minutes
+on 2 cores and is far too small for a strong agent: docs/results.md has the 3-seed runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-from collections.abc import Callable
+import subprocess
+import sys
+from typing import Any
 
-import numpy as np
-
-from aql_agent.adapters.gym import make_env, record_episodes
-from aql_agent.data import TransitionDataset, convert, load_dataset
-from aql_agent.inspect import format_summary, summarise
-from aql_agent.recording import record_moba
+from aql_agent.errors import AqlError
 
 
-def cartpole_bot(noise: float, seed: int) -> Callable[[np.ndarray], int]:
-    """A scripted CartPole player: push toward where the pole is falling; `noise` is its chance of a random push."""
-    rng = np.random.default_rng(seed)
+@dataclasses.dataclass(frozen=True)
+class DemoBudget:
+    games_per_pairing: int = 4
+    """Games recorded for each behaviour-tree pairing."""
+    train_steps: int = 3000
+    """Offline updates."""
+    eval_games: int = 6
+    """Games the engine plays for each of the before and after win rates."""
+    finetune_steps: int = 12_000
+    """Online decisions played while fine-tuning (moba-1v1 games are ~3500 decisions)."""
+    updates_per_step: float = 0.1
 
-    def act(observation: np.ndarray) -> int:
-        if rng.random() < noise:
-            return int(rng.integers(2))
-        return int(observation[2] + 0.5 * observation[3] > 0)
 
-    return act
+QUICK = DemoBudget(games_per_pairing=1, train_steps=200, eval_games=1, finetune_steps=1, updates_per_step=0.02)
+PAIRINGS = (("bt:hard", "bt:medium"), ("bt:medium", "bt:easy"), ("bt:medium", "bt:medium"))
 
 
 def _banner(text: str) -> None:
-    print(f"\n=== {text} " + "=" * max(0, 70 - len(text)))
+    print(f"\n=== {text} " + "=" * max(0, 70 - len(text)), flush=True)
 
 
-def run_demo(out: str, episodes: int = 10, seed: int = 0) -> TransitionDataset:
-    """Record two bot levels, merge their logs into .npz and .hdf5, check a lossless round trip, then record
-    moba-1v1 bot games and read one side back as a dataset with its action masks."""
+def deploy_and_play(checkpoint: str, games: int, opponent: str, seed: int) -> dict[str, Any]:
+    """`aql deploy` the checkpoint in one process, `tools/engine` plays `games` against `opponent` in another;
+    returns the engine's report."""
+    agent = subprocess.Popen([sys.executable, "-m", "aql_agent", "deploy", "--checkpoint", checkpoint, "--bind",
+                              "tcp://127.0.0.1:*"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = agent.stdout.readline()
+        if not line:
+            raise AqlError(f"aql deploy exited with {agent.wait()} before serving {checkpoint}")
+        endpoint = json.loads(line)["endpoint"]
+        engine = subprocess.run([sys.executable, "-m", "aql_agent", "engine", "--connect", endpoint, "--games",
+                                 str(games), "--opponent", opponent, "--seed", str(seed), "--no-progress"],
+                                capture_output=True, text=True)
+        if engine.returncode != 0:
+            raise AqlError(f"tools/engine failed: {engine.stderr[-2000:]}")
+        return json.loads(engine.stdout)
+    finally:
+        agent.terminate()
+        agent.wait(30)
+
+
+def plot(before: dict, after: dict, rounds: str, path: str) -> None:
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for x, (name, report) in enumerate((("offline", before), ("fine-tuned", after))):
+        low, high = report["win_rate_ci95"]
+        left.bar(x, report["win_rate"], color=("tab:blue", "tab:green")[x])
+        left.errorbar(x, report["win_rate"], [[report["win_rate"] - low], [high - report["win_rate"]]], color="k",
+                      capsize=4)
+    left.set_xticks([0, 1], ["offline", "fine-tuned"])
+    left.set(ylim=(0, 1), ylabel=f"win rate vs {before['opponent']}",
+             title=f"over the bridge, {before['games']} games each (95% CI)")
+    with open(rounds, newline="") as f:
+        rows = list(csv.DictReader(f))
+    right.plot([int(r["step"]) for r in rows], [float(r["win_rate"]) for r in rows], "o-")
+    right.set(xlabel="online decisions", ylabel="win rate of the round (exploring)", ylim=(-0.05, 1.05),
+              title="fine-tuning rounds through the bridge")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:medium",
+             budget: DemoBudget | None = None) -> dict[str, Any]:
+    from aql_agent.finetune import FinetuneSettings, finetune
+    from aql_agent.inspect import format_summary, summarise
+    from aql_agent.recording import record_moba
+    from aql_agent.training import TrainSettings, train
+
+    budget = budget or (QUICK if quick else DemoBudget())
+    if os.path.exists(os.path.join(out, "offline", "latest.json")) or os.path.exists(
+            os.path.join(out, "finetuned", "latest.json")):
+        raise AqlError(f"{out} holds an earlier demo: remove it or pass another --out")
     logs = os.path.join(out, "logs")
-    os.makedirs(logs, exist_ok=True)
-    env = make_env("CartPole-v1", seed=seed)
-    for level, noise in (("hard", 0.0), ("easy", 0.5)):
-        path = os.path.join(logs, f"cartpole-bot-{level}.aqlog")
-        _banner(f"1. record {episodes} episodes of the {level} bot -> {path}")
-        record_episodes(env, cartpole_bot(noise, seed), path, episodes, seed=seed, overwrite=True,
-                        player={"kind": "bot", "name": "cartpole-lean", "level": level},
-                        metadata={"demo": True})
-        print(format_summary(summarise(path)))
+    _banner(f"1. record behaviour-tree games -> {logs}/ (tools/record)")
+    for index, (player, other) in enumerate(PAIRINGS):
+        record_moba(logs, player, other, episodes=budget.games_per_pairing, seed=seed + 1000 * index,
+                    overwrite=True, progress=not quick)
+    print(format_summary(summarise(logs)))
 
-    npz, hdf5 = os.path.join(out, "cartpole.npz"), os.path.join(out, "cartpole.hdf5")
-    _banner(f"2. convert {logs}/ -> {npz} and {hdf5}")
-    dataset = convert(logs, npz, overwrite=True)
-    convert(npz, hdf5, overwrite=True)
-    print(format_summary(summarise(npz)))
+    offline = os.path.join(out, "offline")
+    _banner(f"2. train discrete AQL on both sides of every game, {budget.train_steps} updates -> {offline}/")
+    train(TrainSettings(algo="aql-discrete", data=logs, out=offline, steps=budget.train_steps, seed=seed,
+                        agent="all", checkpoint_every=budget.train_steps, log_every=max(1, budget.train_steps // 20),
+                        progress=not quick))
 
-    roundtrip = os.path.join(out, "cartpole-roundtrip.aqlog")
-    _banner(f"3. round trip {hdf5} -> {roundtrip} -> arrays")
-    convert(hdf5, roundtrip, compression="zstd", overwrite=True)
-    same = load_dataset(roundtrip) == dataset
-    print(f"{len(dataset)} transitions, {len(dataset.episode_slices())} episodes; "
-          f"identical after log -> npz -> hdf5 -> zstd log -> arrays: {same}")
-    if not same:
-        raise RuntimeError("the round trip changed the data: please report this as a bug")
+    _banner(f"3. deploy it over ZeroMQ; tools/engine plays {budget.eval_games} games vs {opponent}")
+    before = deploy_and_play(offline, budget.eval_games, opponent, seed=seed + 50_000)
+    print(f"win rate {before['win_rate']:.2f} ({before['wins']}-{before['losses']}-{before['draws']}), bridge p50 "
+          f"{before['bridge']['latency_ms_p50']:.2f} ms")
 
-    moba_logs = os.path.join(out, "moba-logs")
-    _banner(f"4. record 2 moba-1v1 games, bt:hard (blue) vs bt:easy (red) -> {moba_logs}/")
-    moba_log = record_moba(moba_logs, "bt:hard", "bt:easy", episodes=2, seed=seed, overwrite=True, progress=False)
-    print(format_summary(summarise(moba_log)))
-    moba_data = TransitionDataset.from_log(moba_log, agent="red")
-    print(f"red's view as a dataset: observations {moba_data.observations.shape}, actions "
-          f"{moba_data.actions.shape}, legal-action masks {moba_data.action_masks.shape}")
-    print(f"\nfiles are in {out}/ ; try: aql inspect {roundtrip}; tools/record --player human --opponent bt:easy")
-    return dataset
+    tuned = os.path.join(out, "finetuned")
+    _banner(f"4. fine-tune through the bridge: {budget.finetune_steps} online decisions -> {tuned}/")
+    summary = finetune(FinetuneSettings(checkpoint=offline, env="moba-1v1", out=tuned, steps=budget.finetune_steps,
+                                        updates_per_step=budget.updates_per_step, round_games=1, opponent=opponent,
+                                        through_bridge=True, eval_every=10 ** 9, eval_episodes=1, seed=seed,
+                                        progress=not quick))
+    print(f"{summary['env_steps']} decisions in {len(os.listdir(os.path.join(tuned, 'online')))} rounds, "
+          f"{summary['updates'] - budget.train_steps} updates, batches "
+          f"{summary['drawn']['offline']} offline / {summary['drawn']['online']} online rows")
+
+    _banner(f"5. deploy the fine-tuned agent the same way: {budget.eval_games} games vs {opponent}")
+    after = deploy_and_play(tuned, budget.eval_games, opponent, seed=seed + 50_000)
+
+    figure = os.path.join(out, "before-after.png")
+    plot(before, after, os.path.join(tuned, "rounds.csv"), figure)
+    result = {"opponent": opponent, "budget": dataclasses.asdict(budget), "offline": before, "finetuned": after}
+    with open(os.path.join(out, "before-after.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    _banner("before / after (same engine, same seeds, over the bridge)")
+    print(f"{'agent':<12} {'games':>5} {'wins':>5} {'win rate':>9}  95% interval")
+    for name, report in (("offline", before), ("fine-tuned", after)):
+        low, high = report["win_rate_ci95"]
+        print(f"{name:<12} {report['games']:>5} {report['wins']:>5} {report['win_rate']:>9.2f}  [{low:.2f}, {high:.2f}]")
+    print(f"\nplot: {figure}\nthis budget is a smoke run; docs/results.md has fine-tuning over 3 seeds. Try: aql eval "
+          f"--checkpoint {tuned} --env moba-1v1 --games 20")
+    return result

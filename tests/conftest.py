@@ -100,3 +100,38 @@ def single_log(tmp_path) -> Recorded:
 @pytest.fixture
 def moba_log(tmp_path) -> Recorded:
     return write_moba_log(str(tmp_path / "moba.aqlog"))
+
+
+def random_play(env_id: str, episodes: int, path: str) -> str:
+    """`episodes` episodes of uniformly random actions in a gymnasium env, saved as a dataset file at `path`."""
+    import gymnasium as gym
+
+    from aql_agent.data import TransitionDataset, save_dataset
+    from aql_agent.spaces import space_to_spec
+
+    env = gym.make(env_id)
+    rows: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
+                                             "terminals", "timeouts")}
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=episode)
+        env.action_space.seed(episode)
+        done = False
+        while not done:
+            action = env.action_space.sample()
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            for key, value in zip(rows, (obs, action, reward, next_obs, terminated, truncated)):
+                rows[key].append(value)
+            obs, done = next_obs, terminated or truncated
+    types = {"actions": np.int64 if isinstance(env.action_space, spaces.Discrete) else np.float32,
+             "terminals": bool, "timeouts": bool}
+    dataset = TransitionDataset(**{k: np.asarray(v, dtype=types.get(k, np.float32)) for k, v in rows.items()},
+                                metadata={"observation_space": space_to_spec(env.observation_space),
+                                          "action_space": space_to_spec(env.action_space)})
+    save_dataset(dataset, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pendulum_data(tmp_path_factory) -> str:
+    """Two random-action Pendulum-v1 episodes: actions live in [-2, 2], so scaling is exercised."""
+    return random_play("Pendulum-v1", 2, str(tmp_path_factory.mktemp("data") / "pendulum-random.npz"))

@@ -72,11 +72,19 @@ def test_tools_convert_and_python_dash_m_run_from_the_checkout(tmp_path, single_
     assert result.returncode == 0 and "episodes:" in result.stdout
 
 
-def test_demo_records_converts_and_round_trips(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--episodes", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "identical after log -> npz -> hdf5 -> zstd log -> arrays: True" in out
-    assert os.path.exists(tmp_path / "demo" / "cartpole.hdf5")
+def test_demo_quick_runs_the_whole_story(tmp_path, capsys):
+    """The README demo in CI's reduced mode: record, train, deploy over ZeroMQ, fine-tune through the bridge,
+    before/after table and plot."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "before / after" in printed and "fine-tuned" in printed
+    result = json.loads((out / "before-after.json").read_text())
+    for arm in ("offline", "finetuned"):
+        assert result[arm]["games"] == 1 and result[arm]["wins"] + result[arm]["losses"] + result[arm]["draws"] == 1
+        assert result[arm]["bridge"]["fallbacks"] == 0
+    assert os.path.getsize(out / "before-after.png") > 10_000
+    assert os.listdir(out / "finetuned" / "online" / "round-0000")  # the bridge recorded the round's game
 
 
 def test_adapters_install_inside_the_aql_agent_namespace(tmp_path):

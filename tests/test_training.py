@@ -6,7 +6,6 @@ import csv
 import json
 import os
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -16,35 +15,9 @@ from aql_agent.cli import main
 from aql_agent.data import TransitionDataset, save_dataset
 from aql_agent.errors import AqlError, DatasetError
 from aql_agent.scores import normalized_score
-from aql_agent.spaces import space_to_spec
 from aql_agent.training import TrainSettings, train
 
 TINY = ["--set", "hidden=[32,32]", "--set", "batch_size=32"]
-
-
-@pytest.fixture(scope="module")
-def pendulum_data(tmp_path_factory) -> str:
-    """Two random-action Pendulum-v1 episodes: actions live in [-2, 2], so scaling is exercised."""
-    env = gym.make("Pendulum-v1")
-    rows: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
-                                             "terminals", "timeouts")}
-    for episode in range(2):
-        obs, _ = env.reset(seed=episode)
-        env.action_space.seed(episode)
-        done = False
-        while not done:
-            action = env.action_space.sample()
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            for key, value in zip(rows, (obs, action, reward, next_obs, terminated, truncated)):
-                rows[key].append(value)
-            obs, done = next_obs, terminated or truncated
-    dataset = TransitionDataset(**{k: np.asarray(v, dtype=np.float32 if k not in ("terminals", "timeouts")
-                                                 else bool) for k, v in rows.items()},
-                                metadata={"observation_space": space_to_spec(env.observation_space),
-                                          "action_space": space_to_spec(env.action_space)})
-    path = str(tmp_path_factory.mktemp("data") / "pendulum-random.npz")
-    save_dataset(dataset, path)
-    return path
 
 
 def read_csv(path: str) -> list[dict]:

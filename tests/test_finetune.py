@@ -1,0 +1,156 @@
+"""`aql finetune`: mixed batches in the asked proportion, the constraint schedule, end to end, resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_play
+
+from aql_agent.checkpoint import Preprocessing, load_learner
+from aql_agent.cli import main
+from aql_agent.data import TransitionDataset, save_dataset
+from aql_agent.errors import AqlError
+from aql_agent.finetune import ConstraintSchedule, FinetuneSettings, MixedSampler, finetune
+from aql_agent.learners import make_learner
+from aql_agent.training import TensorSampler, TrainSettings, train, transition_rows
+
+TINY = {"hidden": [32, 32], "batch_size": 32}
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tiny_offline_run(data: str, out: str, algo: str, **learner) -> str:
+    train(TrainSettings(algo, data, out, steps=30, checkpoint_every=30, log_every=10, progress=False,
+                        tensorboard=False, learner={**TINY, **learner}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cartpole_data(tmp_path_factory) -> str:
+    """Random CartPole-v1 play: short episodes, integer actions."""
+    return random_play("CartPole-v1", 8, str(tmp_path_factory.mktemp("data") / "cartpole-random.npz"))
+
+
+def marked(n: int, reward: float, obs_dim: int = 3) -> TransitionDataset:
+    """Transitions whose reward says where they came from."""
+    zeros = np.zeros((n, obs_dim), np.float32)
+    return TransitionDataset(zeros, np.zeros((n, 1), np.float32), np.full(n, reward, np.float32), zeros,
+                             np.zeros(n, bool), np.zeros(n, bool))
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.25, 0.0, 1.0])
+def test_every_batch_mixes_offline_and_online_rows_in_the_asked_proportion(ratio):
+    preprocessing = Preprocessing.identity(3, 1)
+    sampler = MixedSampler(TensorSampler(marked(500, 0.0), preprocessing, seed=0, device="cpu"), ratio, seed=0)
+    assert sampler.sample(64).rewards.sum() == 0  # no online data yet: all offline
+    sampler.drawn = {"offline": 0, "online": 0}
+    sampler.add(transition_rows(marked(40, 1.0), preprocessing)[0])
+    for _ in range(20):
+        online_rows = sampler.sample(64).rewards.sum().item()
+        assert online_rows == 64 - round(64 * ratio)
+    assert sampler.drawn == {"offline": 20 * round(64 * ratio), "online": 20 * (64 - round(64 * ratio))}
+    with pytest.raises(AqlError, match="columns"):
+        sampler.add(np.zeros((3, 5), np.float32))
+
+
+def test_the_constraint_relaxes_linearly_in_the_looser_direction():
+    settings = FinetuneSettings("unused", "Pendulum-v1", "unused", steps=1000, relax=4.0)
+    aql = make_learner("aql", 3, 1, TINY)
+    schedule = ConstraintSchedule.for_learner(aql, settings)
+    assert (schedule.field, schedule.start, schedule.final, schedule.steps) == ("epsilon", 0.05, 0.2, 500)
+    assert [round(schedule.apply(aql, t), 4) for t in (0, 250, 500, 900)] == [0.05, 0.125, 0.2, 0.2]
+    assert aql.config.epsilon == 0.2
+    bcq = make_learner("bcq-discrete", 3, 2, TINY)  # a smaller threshold allows more actions
+    schedule = ConstraintSchedule.for_learner(bcq, FinetuneSettings("u", "CartPole-v1", "u", steps=100,
+                                                                    constraint_final=0.0, anneal_steps=10))
+    assert schedule.value(0) == 0.3 and schedule.value(5) == pytest.approx(0.15) and schedule.value(50) == 0.0
+    cql = make_learner("cql", 3, 1, TINY)
+    assert ConstraintSchedule.for_learner(cql, settings).final == pytest.approx(5.0 / 4)
+    assert ConstraintSchedule.for_learner(make_learner("dqn", 3, 2, TINY), settings).apply(cql, 5) is None
+
+
+def test_continuous_finetune_end_to_end(pendulum_data, tmp_path):
+    offline = tiny_offline_run(pendulum_data, str(tmp_path / "offline"), "aql", warmup_steps=10)
+    out = tmp_path / "tuned"
+    summary = finetune(FinetuneSettings(offline, "Pendulum-v1", str(out), steps=300, round_steps=100,
+                                        updates_per_step=0.5, eval_every=300, eval_episodes=1, log_every=25,
+                                        progress=False, tensorboard=False))
+    assert summary["env_steps"] == 300 and summary["updates"] == 30 + 150
+    assert summary["drawn"] == {"offline": 150 * 16, "online": 150 * 16}
+    evaluations = read_csv(out / "eval.csv")
+    assert [int(r["step"]) for r in evaluations] == [0, 300]  # the offline checkpoint first, measured alike
+    rounds = read_csv(out / "rounds.csv")
+    assert [int(r["online_buffer"]) for r in rounds] == [100, 200, 300]
+    assert {float(r["offline_fraction"]) for r in rounds} == {0.5}
+    assert [round(float(r["constraint"]), 4) for r in rounds] == [0.05, 0.15, 0.2]
+    learner, info, _ = load_learner(out)
+    assert learner.config.epsilon == pytest.approx(0.2) and info["step"] == 300 and learner.updates == 180
+    assert len(np.load(out / "online-buffer.npz")["rows"]) == 300
+    metrics = read_csv(out / "metrics.csv")
+    assert metrics and all(np.isfinite(float(r["critic_loss"])) for r in metrics)
+
+
+def test_discrete_finetune_from_the_cli_and_resume(cartpole_data, tmp_path, capsys):
+    offline = tiny_offline_run(cartpole_data, str(tmp_path / "offline"), "bcq-discrete")
+    out = str(tmp_path / "tuned")
+    common = ["finetune", "--checkpoint", offline, "--env", "CartPole-v1", "--out", out, "--round-steps", "50",
+              "--updates-per-step", "0.2", "--eval-every", "100", "--eval-episodes", "1", "--exploration", "0.2",
+              "--no-progress", "--no-tensorboard"]
+    assert main([*common, "--steps", "100"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["env_steps"] == 100 and first["constraint"]["field"] == "threshold"
+    assert main([*common, "--steps", "200", "--resume"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["env_steps"] == 200 and second["updates"] == 30 + 40
+    assert second["drawn"]["offline"] == second["drawn"]["online"] == 40 * 16
+    assert [int(r["step"]) for r in read_csv(os.path.join(out, "eval.csv"))] == [0, 100, 200]
+    learner, _, _ = load_learner(out)
+    assert learner.config.exploration_epsilon == 0.2 and learner.config.threshold < 0.3
+    assert len(np.load(os.path.join(out, "online-buffer.npz"))["rows"]) == 200
+
+
+def test_finetuning_updates_the_policy(cartpole_data, tmp_path):
+    offline = tiny_offline_run(cartpole_data, str(tmp_path / "offline"), "dqn")
+    finetune(FinetuneSettings(offline, "CartPole-v1", str(tmp_path / "tuned"), steps=100, round_steps=100,
+                              eval_every=100, eval_episodes=1, progress=False, tensorboard=False))
+    before, _, _ = load_learner(offline)
+    after, _, _ = load_learner(tmp_path / "tuned")
+    assert after.updates == before.updates + 100
+    assert any(not torch.equal(a, b) for a, b in zip(before.nets.state_dict().values(),
+                                                         after.nets.state_dict().values()))
+
+
+def test_bad_settings_and_checkpoints_fail_with_one_clear_error(pendulum_data, cartpole_data, tmp_path):
+    bc = tiny_offline_run(pendulum_data, str(tmp_path / "bc"), "bc")
+    with pytest.raises(AqlError, match="learns no value function"):
+        finetune(FinetuneSettings(bc, "Pendulum-v1", str(tmp_path / "a"), steps=10))
+    aql = tiny_offline_run(pendulum_data, str(tmp_path / "aql"), "aql")
+    with pytest.raises(AqlError, match="through-bridge"):
+        finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "b"), through_bridge=True))
+    with pytest.raises(AqlError, match="offline-ratio"):
+        finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "c"), offline_ratio=1.5))
+    with pytest.raises(AqlError, match="discrete learner"):
+        finetune(FinetuneSettings(aql, "moba-1v1", str(tmp_path / "d")))
+    with pytest.raises(AqlError, match="continuous learners need float actions"):
+        finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "e"), data=cartpole_data))
+    wider = str(tmp_path / "wider.npz")
+    save_dataset(marked(50, 0.0, obs_dim=5), wider)
+    with pytest.raises(AqlError, match="observation features"):
+        finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "e"), data=wider))
+    lonely = tmp_path / "lonely"
+    shutil.copytree(os.path.join(aql, "checkpoints", "step-000000030"), lonely)
+    with pytest.raises(AqlError, match="pass --data"):
+        finetune(FinetuneSettings(str(lonely), "Pendulum-v1", str(tmp_path / "f")))
+    finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "g"), steps=20, round_steps=20, eval_episodes=1,
+                              progress=False, tensorboard=False))
+    with pytest.raises(AqlError, match="--resume"):
+        finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "g"), steps=20))
