@@ -78,6 +78,19 @@ class Policy:
     def __init__(self, learner: Learner, preprocessing: Preprocessing, info: Mapping[str, Any] | None = None):
         self.learner, self.preprocessing, self.info = learner, preprocessing, dict(info or {})
 
+    @property
+    def obs_dim(self) -> int:
+        return self.learner.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        """Continuous: the action vector's length. Discrete: the number of actions."""
+        return self.learner.act_dim
+
+    @property
+    def discrete(self) -> bool:
+        return self.learner.discrete
+
     def __call__(self, obs: Any) -> np.ndarray:
         return self.act(obs)
 

@@ -1,4 +1,4 @@
-"""The `aql` command: convert, inspect, train, eval, record, make-dataset, deploy, engine, demo."""
+"""The `aql` command: convert, inspect, train, finetune, eval, record, make-dataset, deploy, engine, export, demo."""
 
 from __future__ import annotations
 
@@ -177,7 +177,13 @@ def _deploy(args: argparse.Namespace) -> int:
     if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")) and not args.public:
         raise AqlError(f"{args.bind} is not a loopback address: pass --public to serve other machines (and consider "
                        "--curve-secret-key)")
-    policy = make_bridge_policy(f"agent:{args.checkpoint}" if args.checkpoint else args.policy, seed=args.seed)
+    backend = args.backend
+    if backend == "auto":
+        from importlib.util import find_spec
+
+        backend = "onnx" if find_spec("onnxruntime") and find_spec("onnxscript") else "torch"
+    policy = make_bridge_policy(f"agent:{args.checkpoint}" if args.checkpoint else args.policy, seed=args.seed,
+                                backend=backend)
     server = AgentServer(policy, args.bind, record_dir=args.record, session_timeout=args.session_timeout,
                          max_message_bytes=args.max_message_bytes, max_batch=args.max_batch,
                          curve_secret_key=_read_key(args.curve_secret_key, "CurveZMQ secret key"))
@@ -188,6 +194,20 @@ def _deploy(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         server.close()
     print(json.dumps({"stopped": server.stats}), flush=True)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from aql_agent.checkpoint import load_policy
+    from aql_agent.export import OnnxPolicy, agreement, export_onnx
+
+    policy = load_policy(args.checkpoint)
+    model = export_onnx(policy, args.out)
+    exported = OnnxPolicy(model, policy.obs_dim, policy.act_dim, policy.discrete, policy.info)
+    report = {"onnx": args.out, "bytes": len(model), "algo": policy.info["algo"],
+              "inputs": [i.name for i in exported.session.get_inputs()], "output": "action",
+              "check": agreement(policy, exported, args.check, seed=0)}
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -376,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--curve-secret-key", help="CurveZMQ: the agent's secret key file (zmq.auth certificate)")
     deploy.add_argument("--seed", type=int, default=0, help="seed of test policies")
     deploy.add_argument("--threads", type=int, help="torch threads")
+    deploy.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                        help="run the checkpoint with torch, or export it to ONNX and run ONNX Runtime (3-4x faster "
+                             "at batch 1; needs the serve extra); auto: onnx when installed")
     deploy.set_defaults(run=_deploy)
 
     engine = commands.add_parser(
@@ -395,6 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--curve-server-key", help="CurveZMQ: the agent's public key file")
     engine.add_argument("--no-progress", action="store_true")
     engine.set_defaults(run=_engine)
+
+    export = commands.add_parser(
+        "export", help="export a checkpoint's policy to ONNX (for ONNX Runtime in C++/C#/Java, or aql deploy)",
+        description="Write the deterministic policy, preprocessing included, as an ONNX graph with a dynamic batch "
+                    "dimension: inputs `observation` [B, obs] float32 (and `action_mask` [B, n] uint8 for discrete "
+                    "policies), output `action`. Checks the graph against the checkpoint on --check random inputs.")
+    export.add_argument("--checkpoint", required=True, help="checkpoint or run folder")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--check", type=int, default=256, help="random observations to compare on (default 256)")
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser(
         "demo", help="record bot games, train discrete AQL, deploy it over ZeroMQ, fine-tune it, compare",

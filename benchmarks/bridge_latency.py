@@ -8,14 +8,18 @@ Targets, each served by its own process, all up at once:
   msgpack) unchanged;
 * **bridge, random policy**: `aql deploy --policy random`: the bridge's own cost (validation, batching,
   replies) with next to no inference;
-* **bridge, MLP policy**: `aql deploy` serving a discrete BC checkpoint, one 256-256 MLP, 130 -> 53;
-* **bridge, AQL policy**: a discrete AQL checkpoint (Q network, base and residual imitation networks).
+* **bridge, MLP policy**: `aql deploy` serving a discrete BC checkpoint, one 256-256 MLP, 130 -> 53, run by
+  torch (`--backend torch`) and as an ONNX graph by ONNX Runtime (`--backend onnx`, the default when the
+  serve extra is installed);
+* **bridge, AQL policy**: a discrete AQL checkpoint (Q network, base and residual imitation networks), both
+  backends.
 
 One engine (`EngineClient.act`: encode, send, validate, infer, reply, decode, check) visits the targets in
 turn, `--rounds` rounds of `count / rounds` requests each, so a slow spell of the machine (a shared 2-core VM
 swings 2x) lands on every target alike; ratios are taken within the run. Then `--engines` engine processes
-in a loop against the MLP agent (and against the echo) for decisions per second, and a soak of `--soak`
-decisions from one engine with every reply checked for its seq, episode, frame and agent.
+in a loop against the MLP agents (and against the echo) for decisions per second, and a soak of `--soak`
+decisions from one engine against the ONNX MLP agent with every reply checked for its seq, episode, frame
+and agent.
 
 Targets (issue 7): p99 <= 1 ms with an MLP policy on loopback, overhead over the bare echo <= 2x,
 >= 5k decisions/s with several engines, zero lost or mismatched replies in a 100k soak.
@@ -147,7 +151,7 @@ def make_checkpoint(folder: str, algo: str) -> str:
     return save_checkpoint(os.path.join(folder, algo), learner, Preprocessing.identity(OBSERVATIONS, 0), step=0)
 
 
-def start_agent(source: list[str]) -> tuple[subprocess.Popen, str]:
+def start_agent(*source: str) -> tuple[subprocess.Popen, str]:
     agent = subprocess.Popen([sys.executable, "-m", "aql_agent", "deploy", *source, "--bind", "tcp://127.0.0.1:*",
                               "--threads", "1"], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
@@ -176,9 +180,12 @@ def main() -> None:
     endpoints = multiprocessing.Queue()
     echo = multiprocessing.Process(target=echo_server, args=(endpoints,), daemon=True)
     echo.start()
-    agents = {"random": start_agent(["--policy", "random"]),
-              "mlp": start_agent(["--checkpoint", make_checkpoint(workdir, "bc-discrete")]),
-              "aql": start_agent(["--checkpoint", make_checkpoint(workdir, "aql-discrete")])}
+    mlp, aql = make_checkpoint(workdir, "bc-discrete"), make_checkpoint(workdir, "aql-discrete")
+    agents = {"random": start_agent("--policy", "random"),
+              "mlp_torch": start_agent("--checkpoint", mlp, "--backend", "torch"),
+              "mlp_onnx": start_agent("--checkpoint", mlp, "--backend", "onnx"),
+              "aql_torch": start_agent("--checkpoint", aql, "--backend", "torch"),
+              "aql_onnx": start_agent("--checkpoint", aql, "--backend", "onnx")}
     endpoint = {"echo": endpoints.get(timeout=30), **{name: agent[1] for name, agent in agents.items()}}
     try:
         targets = {name: connect(name if name == "echo" else "engine", address, i)
@@ -194,18 +201,19 @@ def main() -> None:
                     target.decide(1000 + round_index * per_round + i)
         latency = {name: summary(target.latencies) for name, target in targets.items()}
         for name, figures in latency.items():
-            print(f"{name:>6}: p50 {figures['p50_ms']:.3f} ms  p99 {figures['p99_ms']:.3f} ms", flush=True)
+            print(f"{name:>9}: p50 {figures['p50_ms']:.3f} ms  p99 {figures['p99_ms']:.3f} ms", flush=True)
         faults = {name: target.faults() for name, target in targets.items() if isinstance(target, Engine)}
         several = []
         for engines in args.engines:
             several.append({"engines": engines,
                             "echo": throughput("echo", endpoint["echo"], engines, args.seconds),
-                            "mlp": throughput("engine", endpoint["mlp"], engines, args.seconds)})
-            print(f"{engines} engines: echo {several[-1]['echo']['decisions_per_s']:.0f}/s, bridge + MLP "
-                  f"{several[-1]['mlp']['decisions_per_s']:.0f}/s", flush=True)
+                            **{name: throughput("engine", endpoint[name], engines, args.seconds)
+                               for name in ("mlp_torch", "mlp_onnx")}})
+            print(f"{engines} engines: " + ", ".join(f"{name} {several[-1][name]['decisions_per_s']:.0f}/s"
+                                                     for name in ("echo", "mlp_torch", "mlp_onnx")), flush=True)
         soak = None
         if args.soak:
-            engine, started = Engine(endpoint["mlp"], 99), time.perf_counter()
+            engine, started = Engine(endpoint["mlp_onnx"], 99), time.perf_counter()
             for frame in range(args.soak):
                 engine.decide(frame)
             soak = {"decisions": args.soak, **engine.faults(), "seconds": time.perf_counter() - started,
@@ -221,16 +229,17 @@ def main() -> None:
         "latency": latency,
         "overhead_vs_echo": {name: {"p50": latency[name]["p50_ms"] / floor["p50_ms"],
                                     "p99": latency[name]["p99_ms"] / floor["p99_ms"]}
-                             for name in ("random", "mlp", "aql")},
+                             for name in latency if name != "echo"},
         "faults": faults, "several_engines": several, "soak": soak,
-        "targets": {"p99_mlp_le_1ms": latency["mlp"]["p99_ms"] <= 1.0,
-                    "overhead_mlp_p50_le_2x": latency["mlp"]["p50_ms"] / floor["p50_ms"] <= 2.0,
-                    "several_engines_ge_5k_per_s": max(s["mlp"]["decisions_per_s"] for s in several) >= 5000,
+        "targets": {"p99_mlp_le_1ms": latency["mlp_onnx"]["p99_ms"] <= 1.0,
+                    "overhead_mlp_p50_le_2x": latency["mlp_onnx"]["p50_ms"] / floor["p50_ms"] <= 2.0,
+                    "several_engines_ge_5k_per_s": max(s["mlp_onnx"]["decisions_per_s"] for s in several) >= 5000,
                     "soak_clean": bool(soak and soak["decisions"] >= 100_000 and soak["answered"] == soak["decisions"]
                                        and not (soak["mismatched"] or soak["fallbacks"] or soak["timeouts"]))},
         "policies": {"mlp": "bc-discrete checkpoint, one 256-256 MLP, 130 -> 53",
                      "aql": "aql-discrete checkpoint: Q, base and residual imitation networks (256-256 each)",
-                     "threads": "one torch thread per agent"},
+                     "backends": "torch (one thread) or ONNX Runtime (one thread) in the agent process",
+                     "targets_measured_on": "mlp_onnx, aql deploy's default backend with the serve extra"},
         "rounds": args.rounds, "payload_bytes": len(step_payload()),
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
     }
@@ -247,7 +256,8 @@ def plot(latencies: dict[str, np.ndarray], record: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     labels = {"echo": "pyzmq REQ/REP echo (floor)", "random": "bridge, random policy",
-              "mlp": "bridge, MLP policy", "aql": "bridge, AQL policy"}
+              "mlp_torch": "bridge, MLP, torch", "mlp_onnx": "bridge, MLP, ONNX Runtime",
+              "aql_torch": "bridge, discrete AQL, torch", "aql_onnx": "bridge, discrete AQL, ONNX Runtime"}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     for name, values in latencies.items():
         ms = np.sort(values) * 1000
@@ -259,8 +269,9 @@ def plot(latencies: dict[str, np.ndarray], record: dict, path: str) -> None:
     left.legend(fontsize=7, loc="lower right")
     several = record["several_engines"]
     x = np.arange(len(several))
-    right.bar(x - 0.2, [s["echo"]["decisions_per_s"] for s in several], 0.4, label="echo (floor)")
-    right.bar(x + 0.2, [s["mlp"]["decisions_per_s"] for s in several], 0.4, label="bridge + MLP policy")
+    for offset, (name, label) in zip((-0.27, 0.0, 0.27), (("echo", "echo (floor)"), ("mlp_torch", "bridge, MLP, torch"),
+                                                           ("mlp_onnx", "bridge, MLP, ONNX Runtime"))):
+        right.bar(x + offset, [s[name]["decisions_per_s"] for s in several], 0.27, label=label)
     right.axhline(5000, color="grey", linestyle=":", linewidth=1)
     right.set_xticks(x, [f"{s['engines']} engines" for s in several])
     right.set(ylabel="decisions / s (all engines)", title="engine processes in a loop, one agent")

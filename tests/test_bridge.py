@@ -124,14 +124,17 @@ def test_errors_name_the_problem_and_out_of_order_frames_are_refused(server):
     assert raw_request(server.endpoint, valid_step(session, 6))["type"] == "action"
 
 
-def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_path, backend):
     from aql_agent.adapters.bridge import CheckpointPolicy
     from aql_agent.checkpoint import Preprocessing, save_checkpoint
     from aql_agent.learners import make_learner
 
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
     path = save_checkpoint(tmp_path / "dqn", make_learner("dqn", 4, 5, {"hidden": [8]}),
                            Preprocessing.identity(4, 0), step=0)
-    agent = AgentServer(CheckpointPolicy(path), "tcp://127.0.0.1:*", log=None)
+    agent = AgentServer(CheckpointPolicy(path, backend), "tcp://127.0.0.1:*", log=None)
     thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
     thread.start()
     try:
@@ -142,7 +145,8 @@ def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_
         with pytest.raises(BridgeRefused, match="observations of shape \\(4,\\)"):
             EngineClient(agent.endpoint, wrong).connect()
         client = EngineClient(agent.endpoint, SPEC)
-        assert client.connect()["policy"]["name"] == "dqn"
+        assert client.connect()["policy"] == {"name": "dqn", "checkpoint": os.path.abspath(path), "step": 0,
+                                              "backend": backend}
         assert client.act("agent", 0, 0, np.ones(4, np.float32), np.array([0, 1, 0, 0, 0])) == 1
         client.close()
     finally:

@@ -41,30 +41,30 @@ class BridgePolicy:
 
 
 class ServedPolicy(BridgePolicy):
-    """A trained policy (`aql_agent.checkpoint.Policy`) held in memory: one batched forward pass per batch of
-    decisions. `deterministic=False` explores (epsilon-greedy among legal actions): the fine-tuning loop
-    serves its learner this way between rounds of updates."""
+    """A trained policy held in memory (`aql_agent.checkpoint.Policy`, or an `OnnxPolicy` of one): one batched
+    forward pass per batch of decisions. `deterministic=False` explores (epsilon-greedy among legal actions):
+    the fine-tuning loop serves its learner this way between rounds of updates."""
 
     def __init__(self, policy: Any, description: dict[str, Any], deterministic: bool = True):
-        self.policy, self.learner = policy, policy.learner
-        self.description, self.deterministic = dict(description), deterministic
+        self.policy, self.description, self.deterministic = policy, dict(description), deterministic
 
     def check(self, spec: EnvSpec) -> str | None:
-        if spec.observation_shape != (self.learner.obs_dim,):
-            return (f"the checkpoint takes observations of shape ({self.learner.obs_dim},), the engine declared "
+        policy = self.policy
+        if spec.observation_shape != (policy.obs_dim,):
+            return (f"the checkpoint takes observations of shape ({policy.obs_dim},), the engine declared "
                     f"{list(spec.observation_shape)}")
-        if self.learner.discrete:
-            if spec.actions != self.learner.act_dim:
-                return (f"the checkpoint chooses among {self.learner.act_dim} discrete actions, the engine declared "
+        if policy.discrete:
+            if spec.actions != policy.act_dim:
+                return (f"the checkpoint chooses among {policy.act_dim} discrete actions, the engine declared "
                         + (f"{spec.actions}" if spec.actions is not None else "continuous actions"))
-        elif spec.action_shape != (self.learner.act_dim,):
-            return (f"the checkpoint outputs continuous actions of shape ({self.learner.act_dim},), the engine "
+        elif spec.action_shape != (policy.act_dim,):
+            return (f"the checkpoint outputs continuous actions of shape ({policy.act_dim},), the engine "
                     f"declared {spec.action_shape or f'{spec.actions} discrete actions'}")
         return None
 
     def act(self, spec: EnvSpec, streams: list[Stream], observations: np.ndarray, masks: np.ndarray | None
             ) -> np.ndarray:
-        if self.learner.discrete:
+        if self.policy.discrete:
             return self.policy.act({"observation": observations, "action_mask": masks}, self.deterministic)
         return self.policy.act(observations, self.deterministic)
 
@@ -73,14 +73,22 @@ class ServedPolicy(BridgePolicy):
 
 
 class CheckpointPolicy(ServedPolicy):
-    """A trained checkpoint (`aql train`, `aql finetune`) loaded from disk."""
+    """A trained checkpoint (`aql train`, `aql finetune`) loaded from disk and run by torch, or exported to
+    ONNX and run by ONNX Runtime (`backend="onnx"`: the same actions at a fraction of the latency)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, backend: str = "torch"):
         from aql_agent.checkpoint import load_policy
 
-        policy = load_policy(path)
+        if backend == "onnx":
+            from aql_agent.export import OnnxPolicy
+
+            policy: Any = OnnxPolicy.from_checkpoint(path)
+        elif backend == "torch":
+            policy = load_policy(path)
+        else:
+            raise AqlError(f"unknown backend {backend!r}; choose torch or onnx")
         super().__init__(policy, {"name": policy.info["algo"], "checkpoint": os.path.abspath(path),
-                                  "step": policy.info["step"]})
+                                  "step": policy.info["step"], "backend": backend})
         self.path = path
 
 
@@ -144,8 +152,8 @@ class BotPolicy(BridgePolicy):
         return {"name": "bt", "level": self.level}
 
 
-def make_bridge_policy(spec: str, seed: int | None = None) -> BridgePolicy:
-    """`agent:CHECKPOINT` (or a checkpoint path), `random`, or `bt:LEVEL` (moba-1v1 only)."""
+def make_bridge_policy(spec: str, seed: int | None = None, backend: str = "torch") -> BridgePolicy:
+    """`agent:CHECKPOINT` (or a checkpoint path; run by `backend`), `random`, or `bt:LEVEL` (moba-1v1 only)."""
     kind, _, argument = spec.partition(":")
     if kind == "random" and not argument:
         return RandomPolicy(seed)
@@ -154,4 +162,4 @@ def make_bridge_policy(spec: str, seed: int | None = None) -> BridgePolicy:
     path = argument if kind == "agent" else spec
     if not os.path.exists(path):
         raise AqlError(f"no checkpoint at {path!r}: give a checkpoint or run folder (aql train), random or bt:LEVEL")
-    return CheckpointPolicy(path)
+    return CheckpointPolicy(path, backend)

@@ -258,5 +258,5 @@ def best_of_samples(critic: nn.Module, obs: torch.Tensor, candidates: torch.Tens
     """argmax over N candidate actions [B, N, act] of the first critic's Q (BCQ's and BEAR's act rule)."""
     n = candidates.shape[1]
     q = critic(obs.unsqueeze(1).expand(-1, n, -1), candidates)[0]  # [B, N]
-    index = q.argmax(-1)
-    return candidates[torch.arange(len(obs), device=obs.device), index]
+    index = q.argmax(-1)[:, None, None].expand(-1, 1, candidates.shape[-1])
+    return candidates.gather(1, index).squeeze(1)  # gather, not arange(len(obs)): keeps the batch size symbolic
