@@ -78,7 +78,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     settings = FinetuneSettings(
         checkpoint=args.checkpoint, env=args.env, out=args.out, steps=args.steps, data=args.data, agent=args.agent,
-        offline_ratio=args.offline_ratio, updates_per_step=args.updates_per_step, round_steps=args.round_steps,
+        offline_ratio=args.offline_ratio, constrain_on=args.constrain_on, updates_per_step=args.updates_per_step, round_steps=args.round_steps,
         round_games=args.round_games, relax=args.relax, constraint_final=args.constraint_final,
         anneal_steps=args.anneal_steps, exploration=args.exploration, opponent=args.opponent,
         through_bridge=args.through_bridge, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
@@ -295,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--agent", help="whose transitions to take from multi-agent offline data (default: all)")
     tune.add_argument("--offline-ratio", type=float, default=0.5,
                       help="fraction of each batch from the offline data (default 0.5, RLPD's symmetric sampling)")
+    tune.add_argument("--constrain-on", choices=("offline", "all"), default="offline",
+                      help="rows the behaviour model and the constraint learn from (default: the offline data's)")
     tune.add_argument("--updates-per-step", type=float, default=1.0, help="updates per online transition")
     tune.add_argument("--round-steps", type=int, default=1000, help="gymnasium: steps per round of play")
     tune.add_argument("--round-games", type=int, default=2, help="moba-1v1: games per round of play")

@@ -134,7 +134,10 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
     after = deploy_and_play(tuned, budget.eval_games, opponent, seed=seed + 50_000)
 
     figure = os.path.join(out, "before-after.png")
-    plot(before, after, os.path.join(tuned, "rounds.csv"), figure)
+    try:
+        plot(before, after, os.path.join(tuned, "rounds.csv"), figure)
+    except ImportError:
+        figure = "(none: pip install matplotlib for it)"
     result = {"opponent": opponent, "budget": dataclasses.asdict(budget), "offline": before, "finetuned": after}
     with open(os.path.join(out, "before-after.json"), "w") as f:
         json.dump(result, f, indent=2)

@@ -75,6 +75,9 @@ class FinetuneSettings:
     """Whose transitions to take from multi-agent offline data (default: all)."""
     offline_ratio: float = 0.5
     """Fraction of every batch drawn from the offline data (the rest from online play)."""
+    constrain_on: str = "offline"
+    """Rows the behaviour model and the constraint learn from: `offline` (the logged data's) or `all` (online
+    play too: the agent's own actions then count as behaviour, which loosens the constraint by itself)."""
     updates_per_step: float = 1.0
     """Gradient updates per online transition (the update-to-data ratio)."""
     round_steps: int = 1000
@@ -113,10 +116,11 @@ class FinetuneSettings:
 
 class MixedSampler:
     """Batches with exactly round(batch * offline_ratio) offline rows and the rest online rows (all offline
-    until the first online data arrives). `drawn` counts the rows taken from each."""
+    until the first online data arrives). `drawn` counts the rows taken from each; with `mark_offline` each
+    batch says which rows are offline (`Batch.offline`), so behaviour models learn from those only."""
 
-    def __init__(self, offline: TensorSampler, offline_ratio: float, seed: int):
-        self.offline, self.offline_ratio = offline, offline_ratio
+    def __init__(self, offline: TensorSampler, offline_ratio: float, seed: int, mark_offline: bool = True):
+        self.offline, self.offline_ratio, self.mark_offline = offline, offline_ratio, mark_offline
         self.online = offline.table.new_empty((0, offline.table.shape[1]))
         self.generator = torch.Generator(device=offline.table.device).manual_seed(seed + 1)
         self.drawn = {"offline": 0, "online": 0}
@@ -138,7 +142,10 @@ class MixedSampler:
                 len(self.online), (batch_size - offline_rows,), generator=self.generator, device=self.online.device)))
         self.drawn["offline"] += offline_rows
         self.drawn["online"] += batch_size - offline_rows
-        return self.offline.batch(torch.cat(parts) if len(parts) > 1 else parts[0])
+        batch = self.offline.batch(torch.cat(parts) if len(parts) > 1 else parts[0])
+        if not self.mark_offline:
+            return batch
+        return batch._replace(offline=torch.arange(batch_size, device=self.online.device) < offline_rows)
 
 
 @dataclasses.dataclass
@@ -328,6 +335,8 @@ def _check(settings: FinetuneSettings) -> None:
         raise AqlError(f"--offline-ratio must be in [0, 1], got {settings.offline_ratio}")
     if settings.updates_per_step <= 0 or settings.relax <= 0 or settings.round_steps < 1 or settings.round_games < 1:
         raise AqlError("--updates-per-step, --relax, --round-steps and --round-games must be positive")
+    if settings.constrain_on not in ("offline", "all"):
+        raise AqlError(f"--constrain-on must be offline or all, got {settings.constrain_on!r}")
     if settings.through_bridge and settings.env != "moba-1v1":
         raise AqlError("--through-bridge plays moba-1v1 through tools/engine; other envs play in-process")
 
@@ -363,7 +372,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         raise AqlError(f"{settings.out} already holds a run: pass --resume to continue it, or pick a new --out")
     torch.manual_seed(settings.seed)
     sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete),
-                           settings.offline_ratio, settings.seed)
+                           settings.offline_ratio, settings.seed, mark_offline=settings.constrain_on == "offline")
     schedule = ConstraintSchedule.for_learner(learner, settings)
     if learner.discrete and settings.exploration is not None:
         learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)

@@ -18,6 +18,7 @@ from aql_agent.data import TransitionDataset, save_dataset
 from aql_agent.errors import AqlError
 from aql_agent.finetune import ConstraintSchedule, FinetuneSettings, MixedSampler, finetune
 from aql_agent.learners import make_learner
+from aql_agent.learners.base import behaviour_mean, behaviour_rows
 from aql_agent.training import TensorSampler, TrainSettings, train, transition_rows
 
 TINY = {"hidden": [32, 32], "batch_size": 32}
@@ -60,6 +61,19 @@ def test_every_batch_mixes_offline_and_online_rows_in_the_asked_proportion(ratio
     assert sampler.drawn == {"offline": 20 * round(64 * ratio), "online": 20 * (64 - round(64 * ratio))}
     with pytest.raises(AqlError, match="columns"):
         sampler.add(np.zeros((3, 5), np.float32))
+
+
+def test_behaviour_models_learn_from_the_offline_rows_only():
+    preprocessing = Preprocessing.identity(3, 1)
+    sampler = MixedSampler(TensorSampler(marked(100, 0.0), preprocessing, seed=0, device="cpu"), 0.25, seed=0)
+    sampler.add(transition_rows(marked(10, 1.0), preprocessing)[0])
+    batch = sampler.sample(16)
+    assert batch.offline.tolist() == [True] * 4 + [False] * 12 and batch.rewards[:4].sum() == 0
+    behaviour = behaviour_rows(batch)
+    assert len(behaviour.observations) == 4 and behaviour.offline is None and behaviour.rewards.sum() == 0
+    assert behaviour_mean(batch.rewards, batch) == 0 and batch.rewards.mean() > 0
+    unmarked = MixedSampler(sampler.offline, 0.25, seed=0, mark_offline=False)
+    assert unmarked.sample(16).offline is None and behaviour_rows(unmarked.sample(16)).observations.shape[0] == 16
 
 
 def test_the_constraint_relaxes_linearly_in_the_looser_direction():

@@ -35,7 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, best_of_samples, step
+from aql_agent.learners.base import (Batch, CriticConfig, Learner, adam, behaviour_mean, behaviour_rows,
+                                     best_of_samples, step)
 from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, bcq_target, conservative_penalty, mlp, soft_update,
                           vae_loss)
 
@@ -163,12 +164,13 @@ class AQLLearner(Learner):
         step(self.optimizers["critic"], critic_loss, list(nets["critic"].parameters()))
 
         alpha = nets["alpha"].value()
+        behaviour = behaviour_rows(batch)
         with self.autocast():
-            fit_loss = generator.generative_loss(obs, actions, cfg.vae_kl_weight)
+            fit_loss = generator.generative_loss(behaviour.observations, behaviour.actions, cfg.vae_kl_weight)
             with torch.no_grad():
                 vae_pre_tanh = generator.vae.decode_pre_tanh(obs)  # the VAE's proposal, a fixed input to r
             proposed = generator.correct(obs, vae_pre_tanh).float()  # G(s), [B, act]
-            gen_error = (proposed - actions).pow(2).mean()
+            gen_error = behaviour_mean((proposed - actions).pow(2).mean(-1), batch)
             loss = fit_loss + alpha * gen_error
             if self.updates >= cfg.warmup_steps:
                 loss = loss - nets["critic"](obs, proposed).float().amin(0).mean()

@@ -34,6 +34,23 @@ class Batch(NamedTuple):
     terminals: torch.Tensor  # [B], 1.0 where the episode truly ended (no bootstrap)
     action_masks: torch.Tensor | None = None  # [B, n] bool, discrete learners: legal actions at s
     next_action_masks: torch.Tensor | None = None  # [B, n] bool: legal actions at s'
+    offline: torch.Tensor | None = None  # [B] bool while fine-tuning: the rows from the logged data
+
+
+def behaviour_rows(batch: Batch) -> Batch:
+    """The rows a behaviour model and its constraint learn from: while fine-tuning, the logged data's only (on
+    the agent's own play the constraint would hold it near itself, which is no constraint); otherwise all."""
+    if batch.offline is None or not bool(batch.offline.any()):
+        return batch
+    keep = batch.offline
+    return Batch(*(None if field is None else field[keep] for field in batch[:-1]))
+
+
+def behaviour_mean(values: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The mean of per-row `values` [B] over `behaviour_rows(batch)`."""
+    if batch.offline is None or not bool(batch.offline.any()):
+        return values.mean()
+    return values[batch.offline].mean()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, adam, imitation_metrics, step
+from aql_agent.learners.base import Batch, adam, behaviour_rows, imitation_metrics, step
 from aql_agent.learners.dqn import DQNConfig, DQNLearner
 from aql_agent.nn import masked_argmax, masked_logits, mlp
 
@@ -59,15 +59,18 @@ class DiscreteBCQLearner(DQNLearner):
 
     def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
         legal, next_legal = self.masks(batch)
+        behaviour = behaviour_rows(batch)
+        behaviour_legal = legal if behaviour is batch else self.masks(behaviour)[0]
         with self.autocast():
-            generative_loss, logits = self._generative_loss(batch, legal)
+            generative_loss, logits = self._generative_loss(behaviour, behaviour_legal)
         step(self.optimizers["imitation"], generative_loss, list(self.nets["imitation"].parameters()))
         with torch.no_grad(), self.autocast():
             allowed = self.allowed(batch.next_observations, next_legal)
             next_actions = masked_argmax(self.nets["q"](batch.next_observations).float(), allowed)
         metrics = self._q_update(batch, next_actions)
         metrics.pop("q_values")
-        return {**metrics, "imitation_loss": generative_loss, **imitation_metrics(logits, batch.actions, legal)}
+        return {**metrics, "imitation_loss": generative_loss,
+                **imitation_metrics(logits, behaviour.actions, behaviour_legal)}
 
     def _act(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
         greedy = masked_argmax(self.nets["q"](obs).float(), self.allowed(obs, mask))

@@ -18,7 +18,8 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, best_of_samples, step
+from aql_agent.learners.base import (Batch, CriticConfig, Learner, adam, behaviour_mean, behaviour_rows,
+                                     best_of_samples, step)
 from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, TanhGaussianActor, bcq_target, mmd, soft_update,
                           vae_loss)
 
@@ -82,9 +83,10 @@ class BEARLearner(Learner):
         cfg, nets = self.config, self.nets
         obs, actions = batch.observations, batch.actions
 
+        behaviour = behaviour_rows(batch)
         with self.autocast():
-            recon, mean, std = nets["vae"](obs, actions)
-            generative_loss = vae_loss(recon.float(), actions, mean.float(), std.float(), cfg.vae_kl_weight)
+            recon, mean, std = nets["vae"](behaviour.observations, behaviour.actions)
+            generative_loss = vae_loss(recon.float(), behaviour.actions, mean.float(), std.float(), cfg.vae_kl_weight)
         step(self.optimizers["vae"], generative_loss, list(nets["vae"].parameters()))
 
         with torch.no_grad(), self.autocast():
@@ -110,7 +112,8 @@ class BEARLearner(Learner):
                 policy_q = nets["critic"](obs, policy_actions[:, 0]).float().amin(0)  # [B]
                 actor_loss = (-policy_q + alpha * divergence).mean()
         step(self.optimizers["actor"], actor_loss, list(nets["actor"].parameters()))
-        step(self.optimizers["alpha"], nets["alpha"].loss(divergence, cfg.mmd_threshold), [nets["alpha"].log_alpha])
+        step(self.optimizers["alpha"], nets["alpha"].loss(behaviour_mean(divergence, batch), cfg.mmd_threshold),
+             [nets["alpha"].log_alpha])
         nets["alpha"].clamp_()
 
         soft_update(nets["critic_target"], nets["critic"], cfg.tau)
