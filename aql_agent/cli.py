@@ -300,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--updates-per-step", type=float, default=1.0, help="updates per online transition")
     tune.add_argument("--round-steps", type=int, default=1000, help="gymnasium: steps per round of play")
     tune.add_argument("--round-games", type=int, default=2, help="moba-1v1: games per round of play")
-    tune.add_argument("--relax", type=float, default=4.0,
-                      help="the offline constraint ends this many times looser (1 keeps it; default 4)")
+    tune.add_argument("--relax", type=float, default=1.0,
+                      help="the offline constraint ends this many times looser (default 1: kept as trained)")
     tune.add_argument("--constraint-final", type=float, help="the constraint's final value instead of --relax")
     tune.add_argument("--anneal-steps", type=int, help="env steps to reach it (default: half of --steps)")
     tune.add_argument("--exploration", type=float,

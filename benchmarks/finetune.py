@@ -7,7 +7,8 @@ For each suite and seed:
 
 1. **offline**: `aql train` from logged data (`--offline-steps` updates);
 2. **fine-tuned**: `aql finetune` from that checkpoint, `--online-steps` env steps at `--updates-per-step`
-   updates each, half of every batch offline, the constraint relaxed 4x over the first half (the defaults);
+   updates each, half of every batch offline, the constraint kept as trained and measured on the offline
+   rows (the defaults; `--finetune-args` adds flags, e.g. `--relax 4` or `--constrain-on all` for ablations);
 3. **offline-only control**: the offline run resumed for the same number of extra updates on the offline
    data alone, so the two arms differ only in what they learn from.
 
@@ -142,8 +143,11 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/finetune")
     parser.add_argument("--hopper-data", default=os.path.join(SHARED, "hopper-medium.npz"))
     parser.add_argument("--moba-games", type=int, default=10, help="games per behaviour-tree pairing (data)")
+    parser.add_argument("--finetune-args", default="", help="extra aql finetune flags for every fine-tuned run")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
+    for config in SUITES.values():
+        config["finetune_args"] = config["finetune_args"] + args.finetune_args.split()
 
     data = {"hopper": args.hopper_data}
     if "moba" in args.suite:

@@ -96,7 +96,7 @@ def test_continuous_finetune_end_to_end(pendulum_data, tmp_path):
     offline = tiny_offline_run(pendulum_data, str(tmp_path / "offline"), "aql", warmup_steps=10)
     out = tmp_path / "tuned"
     summary = finetune(FinetuneSettings(offline, "Pendulum-v1", str(out), steps=300, round_steps=100,
-                                        updates_per_step=0.5, eval_every=300, eval_episodes=1, log_every=25,
+                                        updates_per_step=0.5, relax=4.0, eval_every=300, eval_episodes=1, log_every=25,
                                         progress=False, tensorboard=False))
     assert summary["env_steps"] == 300 and summary["updates"] == 30 + 150
     assert summary["drawn"] == {"offline": 150 * 16, "online": 150 * 16}
@@ -117,7 +117,7 @@ def test_discrete_finetune_from_the_cli_and_resume(cartpole_data, tmp_path, caps
     offline = tiny_offline_run(cartpole_data, str(tmp_path / "offline"), "bcq-discrete")
     out = str(tmp_path / "tuned")
     common = ["finetune", "--checkpoint", offline, "--env", "CartPole-v1", "--out", out, "--round-steps", "50",
-              "--updates-per-step", "0.2", "--eval-every", "100", "--eval-episodes", "1", "--exploration", "0.2",
+              "--updates-per-step", "0.2", "--relax", "4", "--eval-every", "100", "--eval-episodes", "1", "--exploration", "0.2",
               "--no-progress", "--no-tensorboard"]
     assert main([*common, "--steps", "100"]) == 0
     first = json.loads(capsys.readouterr().out)
