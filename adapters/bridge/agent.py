@@ -218,8 +218,12 @@ class AgentServer:
             self._answer_group(spec, group)
 
     def _answer_group(self, spec: p.EnvSpec, steps: list[tuple]) -> None:
-        observations = np.stack([s[1][4] for s in steps])
-        masks = np.stack([s[1][5] for s in steps]) if spec.action_mask else None
+        if len(steps) == 1:  # the common case with one engine: a view, not a stack
+            observations = steps[0][1][4][None]
+            masks = steps[0][1][5][None] if spec.action_mask else None
+        else:
+            observations = np.stack([s[1][4] for s in steps])
+            masks = np.stack([s[1][5] for s in steps]) if spec.action_mask else None
         try:
             actions = self.policy.act(spec, [(id(s[0]), s[1][1], s[1][2]) for s in steps], observations, masks)
         except Exception as failure:  # a policy bug must not take the server down

@@ -9,6 +9,7 @@ booleans, nil and bytes only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -152,19 +153,25 @@ def _names(kinds: type | tuple[type, ...]) -> str:
     return " or ".join(words.get(k, k.__name__) for k in kinds)
 
 
+@functools.cache
+def wire_dtype(dtype: str) -> np.dtype:
+    """The little-endian numpy dtype of a protocol dtype name (built once per name: every step uses it)."""
+    return np.dtype(dtype).newbyteorder("<")
+
+
 def array_from_wire(data: Any, dtype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     """A raw little-endian byte string as an array of the declared dtype and shape."""
     if not isinstance(data, bytes):
         raise BridgeError(BAD_FIELD, f"{name} must be raw bytes (msgpack bin), got {type(data).__name__}")
-    expected = math.prod(shape) * np.dtype(dtype).itemsize
-    if len(data) != expected:
+    wire = wire_dtype(dtype)
+    if len(data) != math.prod(shape) * wire.itemsize:
         raise BridgeError(SHAPE, f"{name} has {len(data)} bytes; the handshake declared {dtype} {list(shape)}, "
-                                 f"which is {expected} bytes")
-    return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+                                 f"which is {math.prod(shape) * wire.itemsize} bytes")
+    return np.frombuffer(data, dtype=wire).reshape(shape)
 
 
 def array_to_wire(array: np.ndarray, dtype: str) -> bytes:
-    return np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+    return np.ascontiguousarray(array, dtype=wire_dtype(dtype)).tobytes()
 
 
 def error(seq: int, code: str, message: str) -> dict[str, Any]:
