@@ -154,6 +154,27 @@ def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_
         thread.join(5)
 
 
+def test_an_engine_started_before_its_agent_waits_for_it():
+    import zmq
+
+    socket = zmq.Context.instance().socket(zmq.ROUTER)
+    port = socket.bind_to_random_port("tcp://127.0.0.1")
+    socket.close(0)  # a free port nobody serves yet
+    endpoint = f"tcp://127.0.0.1:{port}"
+    client = EngineClient(endpoint, SPEC, timeout_s=0.2, connect_timeout_s=20.0)
+    agent = AgentServer(RandomPolicy(0), endpoint, log=None)
+    late = threading.Timer(0.5, lambda: threading.Thread(target=agent.serve, kwargs={"poll_ms": 10},
+                                                         daemon=True).start())
+    late.start()
+    try:
+        assert client.connect()["type"] == "welcome"  # sent before the agent bound; answered once it serves
+        assert client.act("agent", 0, 0, np.zeros(4, np.float32), np.array([0, 1, 0, 0, 0])) == 1
+        client.close()
+    finally:
+        late.join()
+        agent.stop()
+
+
 def test_concurrent_engines_are_answered_in_batches(server):
     clients = [EngineClient(server.endpoint, SPEC, timeout_s=5.0) for _ in range(6)]
     for client in clients:
@@ -250,7 +271,7 @@ def test_curve_encryption_and_the_loopback_default(tmp_path):
         client.connect()
         assert client.act("agent", 0, 0, np.zeros(4, np.float32), np.array([0, 1, 0, 0, 0])) == 1
         client.close()
-        plain = EngineClient(agent.endpoint, SPEC, timeout_s=0.3)  # no key: the agent never hears it
+        plain = EngineClient(agent.endpoint, SPEC, timeout_s=0.3, connect_timeout_s=0.3)  # no key: never heard
         with pytest.raises(Exception, match="no agent answered"):
             plain.connect()
     finally:

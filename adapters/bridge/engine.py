@@ -2,6 +2,7 @@
 
     client = EngineClient("tcp://127.0.0.1:5555", spec, fallback_action=0)
     client.connect()                                  # hello -> welcome (or BridgeRefused with the reason)
+                                                      # waits up to connect_timeout_s for an agent starting up
     action = client.act("blue", episode, frame, observation, action_mask, reward)
     client.end_episode("blue", episode, frame, final_observation, action_mask, reward, outcome="win")
     client.close()
@@ -29,10 +30,12 @@ class BridgeRefused(AqlError):
 
 class EngineClient:
     def __init__(self, endpoint: str, spec: p.EnvSpec, engine: str = "aql-agent python engine",
-                 timeout_s: float = 1.0, fallback_action: Any = 0, curve_server_key: bytes | None = None):
+                 timeout_s: float = 1.0, fallback_action: Any = 0, curve_server_key: bytes | None = None,
+                 connect_timeout_s: float = 30.0):
         import zmq
 
         self.endpoint, self.spec, self.engine, self.timeout_s = endpoint, spec, engine, timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.fallback_action = fallback_action
         self.curve_server_key = curve_server_key
         self.context = zmq.Context.instance()
@@ -64,12 +67,16 @@ class EngineClient:
         self.socket = None
         self.stats["reconnects"] += 1
 
-    def connect(self) -> dict[str, Any]:
-        """Shake hands; returns the welcome (session, policy, heartbeat and timeout). Raises BridgeRefused."""
+    def connect(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """Shake hands; returns the welcome (session, policy, heartbeat and timeout). Raises BridgeRefused.
+
+        The first handshake waits up to `connect_timeout_s` (an agent may still be loading its checkpoint);
+        a re-handshake in the middle of a game waits `timeout_s`, like any decision."""
+        timeout_s = self.connect_timeout_s if timeout_s is None else timeout_s
         reply = self._request({"type": "hello", "protocol": p.PROTOCOL, "version": list(p.VERSION),
-                               "engine": self.engine, "env": self.spec.to_wire()}, handshake=True)
+                               "engine": self.engine, "env": self.spec.to_wire()}, timeout_s=timeout_s)
         if reply is None:
-            raise AqlError(f"no agent answered at {self.endpoint} within {self.timeout_s} s (is `aql deploy` running "
+            raise AqlError(f"no agent answered at {self.endpoint} within {timeout_s} s (is `aql deploy` running "
                            "and bound there?)")
         if reply["type"] == "refuse":
             raise BridgeRefused(f"the agent at {self.endpoint} refused: {reply.get('reason')}")
@@ -80,7 +87,7 @@ class EngineClient:
 
     def close(self) -> None:
         if self.socket is not None and self.session is not None:
-            self._request({"type": "bye", "session": self.session}, handshake=True)
+            self._request({"type": "bye", "session": self.session})
         if self.socket is not None:
             self.socket.close(0)
         self.socket, self.session = None, None
@@ -128,7 +135,7 @@ class EngineClient:
         for _ in range(2):
             if self.session is None:
                 try:
-                    self.connect()
+                    self.connect(self.timeout_s)
                     self.stats["rehandshakes"] += 1
                 except AqlError:
                     return None
@@ -139,8 +146,8 @@ class EngineClient:
             return reply
         return None
 
-    def _request(self, message: dict, handshake: bool = False) -> dict | None:
-        """One request, one reply (None after `timeout_s`, with the socket reset)."""
+    def _request(self, message: dict, timeout_s: float | None = None) -> dict | None:
+        """One request, one reply (None after `timeout_s`, by default the client's, with the socket reset)."""
         import zmq
 
         if self.socket is None:
@@ -150,7 +157,7 @@ class EngineClient:
         self.stats["requests"] += 1
         started = time.perf_counter()
         self.socket.send(p.encode({**message, "seq": seq}))
-        deadline = started + self.timeout_s
+        deadline = started + (self.timeout_s if timeout_s is None else timeout_s)
         while True:
             # A blocking receive with a timeout (RCVTIMEO) rather than poll-then-receive: one wake-up per reply.
             remaining = deadline - time.perf_counter()
