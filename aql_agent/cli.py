@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -10,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 from aql_agent import __version__
+from aql_agent.demo import QUICK, DemoBudget
 from aql_agent.errors import AqlError
 
 
@@ -35,7 +37,13 @@ def _inspect(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from aql_agent.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, seed=args.seed, opponent=args.opponent)
+    budget = QUICK if args.quick else DemoBudget()
+    overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(DemoBudget)
+                 if getattr(args, field.name) is not None}
+    for name, value in overrides.items():
+        if value <= 0:
+            raise AqlError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    run_demo(args.out, seed=args.seed, opponent=args.opponent, budget=dataclasses.replace(budget, **overrides))
     return 0
 
 
@@ -433,13 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="record bot games, train discrete AQL, deploy it over ZeroMQ, fine-tune it, compare",
-        description="The whole story on moba-1v1 in a few minutes: record behaviour-tree games, train discrete AQL "
+        description="The whole story on moba-1v1 in about five minutes: record behaviour-tree games, train discrete AQL "
                     "from the logs, deploy it over ZeroMQ against the behaviour tree (tools/engine), fine-tune it "
                     "through the bridge, and print the before/after win rates (and a plot).")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")
     demo.add_argument("--quick", action="store_true", help="tiny budgets, every step (what CI runs)")
     demo.add_argument("--opponent", default="bt:medium", help="the engine's behaviour tree (default: bt:medium)")
     demo.add_argument("--seed", type=int, default=0)
+    bigger = demo.add_argument_group("budget (defaults: about five minutes on 2 cores; --quick shrinks them all)")
+    for field in dataclasses.fields(DemoBudget):
+        bigger.add_argument(f"--{field.name.replace('_', '-')}", type=int if field.type == "int" else float,
+                            default=None, metavar="N", help=f"{field.metadata['help']} (default: {field.default})")
     demo.set_defaults(run=_demo)
     return parser
 

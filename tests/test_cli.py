@@ -74,17 +74,23 @@ def test_tools_convert_and_python_dash_m_run_from_the_checkout(tmp_path, single_
 
 def test_demo_quick_runs_the_whole_story(tmp_path, capsys):
     """The README demo in CI's reduced mode: record, train, deploy over ZeroMQ, fine-tune through the bridge,
-    before/after table and plot."""
+    before/after table and plot; a budget flag overrides the quick budget."""
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--quick"]) == 0
+    assert main(["demo", "--out", str(out), "--quick", "--eval-games", "2"]) == 0
     printed = capsys.readouterr().out
     assert "before / after" in printed and "fine-tuned" in printed
     result = json.loads((out / "before-after.json").read_text())
+    assert result["budget"]["eval_games"] == 2 and result["budget"]["train_steps"] == 200
     for arm in ("offline", "finetuned"):
-        assert result[arm]["games"] == 1 and result[arm]["wins"] + result[arm]["losses"] + result[arm]["draws"] == 1
+        assert result[arm]["games"] == 2 and result[arm]["wins"] + result[arm]["losses"] + result[arm]["draws"] == 2
         assert result[arm]["bridge"]["fallbacks"] == 0
     assert os.path.getsize(out / "before-after.png") > 10_000
     assert os.listdir(out / "finetuned" / "online" / "round-0000")  # the bridge recorded the round's game
+
+
+def test_demo_refuses_a_budget_that_is_not_positive(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--train-steps", "0"]) == 2
+    assert "--train-steps must be positive" in capsys.readouterr().err
 
 
 def test_adapters_install_inside_the_aql_agent_namespace(tmp_path):

@@ -12,7 +12,7 @@ from aql_agent.adapters.moba import game as g
 from aql_agent.adapters.moba.bt import BehaviourTreeBot
 from aql_agent.adapters.moba.env import FEATURE_INDEX, TARGET_BUILDING
 from aql_agent.adapters.moba.game import Game, Unit
-from aql_agent.adapters.moba.play import head_to_head, play_game, random_legal_policy
+from aql_agent.adapters.moba.play import head_to_head, play_game, random_legal_policy, wilson_interval
 from aql_agent.adapters.players import make_parallel_env, make_player
 from aql_agent.errors import AqlError
 
@@ -314,3 +314,14 @@ def test_bt_never_plays_illegal_actions_and_hero_uses_its_kit():
     hero = env.game.heroes[0 if result.winner == "blue" else 1]
     assert hero.level > 4 and hero.last_hits > 10 and hero.kills + hero.last_hits > 0
     assert result.winner is not None
+
+
+def test_the_wilson_interval_always_holds_the_win_rate():
+    """At 0 or all wins rounding once put the bound a hair inside the rate (and a plot's error bar below 0)."""
+    for games in range(1, 60):
+        for wins in range(games + 1):
+            low, high = wilson_interval(wins, games)
+            assert 0.0 <= low <= wins / games <= high <= 1.0
+    assert wilson_interval(6, 6)[1] == 1.0 and wilson_interval(0, 6)[0] == 0.0
+    low, high = wilson_interval(5, 10)
+    assert 0.2 < low < 0.3 and 0.7 < high < 0.8

@@ -65,7 +65,8 @@ def wilson_interval(wins: int, games: int, z: float = 1.96) -> tuple[float, floa
     rate = wins / games
     centre = (rate + z * z / (2 * games)) / (1 + z * z / games)
     half = z * math.sqrt(rate * (1 - rate) / games + z * z / (4 * games * games)) / (1 + z * z / games)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at 0 or N wins the exact bound is the rate itself; rounding must not leave the rate outside
+    return min(rate, max(0.0, centre - half)), max(rate, min(1.0, centre + half))
 
 
 def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int], Policy], games: int,
