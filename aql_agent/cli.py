@@ -225,7 +225,8 @@ def _engine(args: argparse.Namespace) -> int:
     report = play_moba_games(args.connect, args.games, opponent=args.opponent, side=args.side, seed=args.seed,
                              timeout_s=args.timeout_ms / 1000, settings=_parse_overrides(args.set),
                              progress=not args.no_progress,
-                             curve_server_key=_read_key(args.curve_server_key, "CurveZMQ public key"))
+                             curve_server_key=_read_key(args.curve_server_key, "CurveZMQ public key"),
+                             connect_timeout_s=args.connect_timeout)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -423,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--seed", type=int, default=0, help="game i plays seed + i")
     engine.add_argument("--timeout-ms", type=float, default=1000.0,
                         help="wait this long for a decision, then play the fallback (none) and reconnect")
+    engine.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="how long the first handshake waits for an agent still starting up (default: 30)")
     engine.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="moba-1v1 setting, e.g. max_frames=6000")
     engine.add_argument("--curve-server-key", help="CurveZMQ: the agent's public key file")

@@ -154,13 +154,17 @@ def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_
         thread.join(5)
 
 
-def test_an_engine_started_before_its_agent_waits_for_it():
-    import zmq
-
+def unserved_endpoint() -> str:
+    """A free loopback port below Linux's ephemeral range: a client retrying a port in that range can be
+    handed it as its own source port and connect to itself, which then holds the port."""
     socket = zmq.Context.instance().socket(zmq.ROUTER)
-    port = socket.bind_to_random_port("tcp://127.0.0.1")
-    socket.close(0)  # a free port nobody serves yet
-    endpoint = f"tcp://127.0.0.1:{port}"
+    port = socket.bind_to_random_port("tcp://127.0.0.1", min_port=20000, max_port=32000)
+    socket.close(0)
+    return f"tcp://127.0.0.1:{port}"
+
+
+def test_an_engine_started_before_its_agent_waits_for_it():
+    endpoint = unserved_endpoint()
     client = EngineClient(endpoint, SPEC, timeout_s=0.2, connect_timeout_s=20.0)
     agent = AgentServer(RandomPolicy(0), endpoint, log=None)
     late = threading.Timer(0.5, lambda: threading.Thread(target=agent.serve, kwargs={"poll_ms": 10},
@@ -173,6 +177,16 @@ def test_an_engine_started_before_its_agent_waits_for_it():
     finally:
         late.join()
         agent.stop()
+
+
+def test_tools_engine_gives_up_on_an_absent_agent_after_its_connect_timeout(capsys):
+    from aql_agent.cli import main
+
+    started = time.perf_counter()
+    assert main(["engine", "--connect", unserved_endpoint(), "--games", "1", "--connect-timeout", "0.5",
+                 "--no-progress"]) == 2
+    assert time.perf_counter() - started < 10
+    assert "no agent answered" in capsys.readouterr().err
 
 
 def test_concurrent_engines_are_answered_in_batches(server):

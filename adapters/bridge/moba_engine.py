@@ -25,7 +25,7 @@ def moba_spec(tick_rate: float) -> EnvSpec:
 
 def play_moba_games(endpoint: str, games: int, opponent: str = "bt:medium", side: str = "alternate", seed: int = 0,
                     timeout_s: float = 1.0, settings: dict[str, Any] | None = None, progress: bool = True,
-                    curve_server_key: bytes | None = None) -> dict[str, Any]:
+                    curve_server_key: bytes | None = None, connect_timeout_s: float = 30.0) -> dict[str, Any]:
     from tqdm import tqdm
 
     from aql_agent.adapters import moba
@@ -38,7 +38,8 @@ def play_moba_games(endpoint: str, games: int, opponent: str = "bt:medium", side
         raise ValueError(f"games must be at least 1, got {games}")
     env = moba.parallel_env(**dict(settings or {}))
     client = EngineClient(endpoint, moba_spec(15.0 / env.config.frame_skip), engine="tools/engine (moba-1v1)",
-                          timeout_s=timeout_s, fallback_action=0, curve_server_key=curve_server_key)
+                          timeout_s=timeout_s, fallback_action=0, curve_server_key=curve_server_key,
+                          connect_timeout_s=connect_timeout_s)
     client.connect()
     counts = {"wins": 0, "losses": 0, "draws": 0}
     frames = kills = deaths = towers = 0
