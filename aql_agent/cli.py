@@ -86,7 +86,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
     settings = FinetuneSettings(
         checkpoint=args.checkpoint, env=args.env, out=args.out, steps=args.steps, data=args.data, agent=args.agent,
-        offline_ratio=args.offline_ratio, constrain_on=args.constrain_on, updates_per_step=args.updates_per_step, round_steps=args.round_steps,
+        offline_ratio=args.offline_ratio, constrain_on=args.constrain_on, updates_per_step=args.updates_per_step,
+        round_steps=args.round_steps,
         round_games=args.round_games, relax=args.relax, constraint_final=args.constraint_final,
         anneal_steps=args.anneal_steps, exploration=args.exploration, opponent=args.opponent,
         through_bridge=args.through_bridge, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
@@ -444,8 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="record bot games, train discrete AQL, deploy it over ZeroMQ, fine-tune it, compare",
-        description="The whole story on moba-1v1 in about five minutes: record behaviour-tree games, train discrete AQL "
-                    "from the logs, deploy it over ZeroMQ against the behaviour tree (tools/engine), fine-tune it "
+        description="The whole story on moba-1v1 in about five minutes: record behaviour-tree games, train discrete "
+                    "AQL from the logs, deploy it over ZeroMQ against the behaviour tree (tools/engine), fine-tune it "
                     "through the bridge, and print the before/after win rates (and a plot).")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")
     demo.add_argument("--quick", action="store_true", help="tiny budgets, every step (what CI runs)")

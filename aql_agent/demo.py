@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 from aql_agent.errors import AqlError
@@ -44,8 +45,10 @@ QUICK = DemoBudget(games_per_pairing=1, train_steps=200, eval_games=1, finetune_
 PAIRINGS = (("bt:hard", "bt:medium"), ("bt:medium", "bt:easy"), ("bt:medium", "bt:medium"))
 
 
-def _banner(text: str) -> None:
-    print(f"\n=== {text} " + "=" * max(0, 70 - len(text)), flush=True)
+def _banner(text: str, started: float) -> None:
+    """A stage's heading, with the time since the demo started (so a user sees where the minutes go)."""
+    minutes, seconds = divmod(int(time.perf_counter() - started), 60)
+    print(f"\n=== {text} " + "=" * max(0, 70 - len(text)) + f" [{minutes}:{seconds:02d}]", flush=True)
 
 
 def deploy_and_play(checkpoint: str, games: int, opponent: str, seed: int) -> dict[str, Any]:
@@ -101,30 +104,31 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
     from aql_agent.recording import record_moba
     from aql_agent.training import TrainSettings, train
 
+    started = time.perf_counter()
     budget = budget or (QUICK if quick else DemoBudget())
     if os.path.exists(os.path.join(out, "offline", "latest.json")) or os.path.exists(
             os.path.join(out, "finetuned", "latest.json")):
         raise AqlError(f"{out} holds an earlier demo: remove it or pass another --out")
     logs = os.path.join(out, "logs")
-    _banner(f"1. record behaviour-tree games -> {logs}/ (tools/record)")
+    _banner(f"1. record behaviour-tree games -> {logs}/ (tools/record)", started)
     for index, (player, other) in enumerate(PAIRINGS):
         record_moba(logs, player, other, episodes=budget.games_per_pairing, seed=seed + 1000 * index,
                     overwrite=True, progress=not quick)
     print(format_summary(summarise(logs)))
 
     offline = os.path.join(out, "offline")
-    _banner(f"2. train discrete AQL on both sides of every game, {budget.train_steps} updates -> {offline}/")
+    _banner(f"2. train discrete AQL on both sides of every game, {budget.train_steps} updates -> {offline}/", started)
     train(TrainSettings(algo="aql-discrete", data=logs, out=offline, steps=budget.train_steps, seed=seed,
                         agent="all", checkpoint_every=budget.train_steps, log_every=max(1, budget.train_steps // 20),
                         progress=not quick))
 
-    _banner(f"3. deploy it over ZeroMQ; tools/engine plays {budget.eval_games} games vs {opponent}")
+    _banner(f"3. deploy it over ZeroMQ; tools/engine plays {budget.eval_games} games vs {opponent}", started)
     before = deploy_and_play(offline, budget.eval_games, opponent, seed=seed + 50_000)
     print(f"win rate {before['win_rate']:.2f} ({before['wins']}-{before['losses']}-{before['draws']}), bridge p50 "
           f"{before['bridge']['latency_ms_p50']:.2f} ms")
 
     tuned = os.path.join(out, "finetuned")
-    _banner(f"4. fine-tune through the bridge: {budget.finetune_steps} online decisions -> {tuned}/")
+    _banner(f"4. fine-tune through the bridge: {budget.finetune_steps} online decisions -> {tuned}/", started)
     summary = finetune(FinetuneSettings(checkpoint=offline, env="moba-1v1", out=tuned, steps=budget.finetune_steps,
                                         updates_per_step=budget.updates_per_step, round_games=1, opponent=opponent,
                                         through_bridge=True, eval_every=10 ** 9, eval_episodes=1, seed=seed,
@@ -133,7 +137,7 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
           f"{summary['updates'] - budget.train_steps} updates, batches "
           f"{summary['drawn']['offline']} offline / {summary['drawn']['online']} online rows")
 
-    _banner(f"5. deploy the fine-tuned agent the same way: {budget.eval_games} games vs {opponent}")
+    _banner(f"5. deploy the fine-tuned agent the same way: {budget.eval_games} games vs {opponent}", started)
     after = deploy_and_play(tuned, budget.eval_games, opponent, seed=seed + 50_000)
 
     result = {"opponent": opponent, "budget": dataclasses.asdict(budget), "offline": before, "finetuned": after}
@@ -144,11 +148,12 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
         plot(before, after, os.path.join(tuned, "rounds.csv"), figure)
     except ImportError:
         figure = "(none: pip install matplotlib for it)"
-    _banner("before / after (same engine, same seeds, over the bridge)")
+    _banner("before / after (same engine, same seeds, over the bridge)", started)
     print(f"{'agent':<12} {'games':>5} {'wins':>5} {'win rate':>9}  95% interval")
     for name, report in (("offline", before), ("fine-tuned", after)):
         low, high = report["win_rate_ci95"]
-        print(f"{name:<12} {report['games']:>5} {report['wins']:>5} {report['win_rate']:>9.2f}  [{low:.2f}, {high:.2f}]")
+        print(f"{name:<12} {report['games']:>5} {report['wins']:>5} {report['win_rate']:>9.2f}  "
+              f"[{low:.2f}, {high:.2f}]")
     print(f"\nplot: {figure}\n{budget.eval_games} games per row give wide intervals, and at this budget fine-tuning is "
           f"not expected to help: docs/results.md#fine-tuning has 3 seeds and why.\nMore games: aql eval "
           f"--checkpoint {tuned} --env moba-1v1 --games 20")
