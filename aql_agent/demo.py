@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +98,29 @@ def plot(before: dict, after: dict, rounds: str, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+DEMO_FILES = frozenset({"logs", "offline", "finetuned", "before-after.json", "before-after.png"})
+
+
+def _clear_earlier_demo(out: str) -> None:
+    """Re-running the demo replaces its own earlier files; a folder holding anything else is left alone."""
+    if not os.path.isdir(out):
+        if os.path.exists(out):
+            raise AqlError(f"--out {out} is a file: pass a folder for the demo's files")
+        return
+    entries = set(os.listdir(out))
+    if entries - DEMO_FILES:
+        raise AqlError(f"--out {out} holds files the demo did not write ({', '.join(sorted(entries - DEMO_FILES))}): "
+                       f"pass another --out")
+    if entries:
+        print(f"replacing the earlier demo in {out}/", flush=True)
+    for name in entries:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
 def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:medium",
              budget: DemoBudget | None = None) -> dict[str, Any]:
     from aql_agent.finetune import FinetuneSettings, finetune
@@ -106,9 +130,7 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
 
     started = time.perf_counter()
     budget = budget or (QUICK if quick else DemoBudget())
-    if os.path.exists(os.path.join(out, "offline", "latest.json")) or os.path.exists(
-            os.path.join(out, "finetuned", "latest.json")):
-        raise AqlError(f"{out} holds an earlier demo: remove it or pass another --out")
+    _clear_earlier_demo(out)
     logs = os.path.join(out, "logs")
     _banner(f"1. record behaviour-tree games -> {logs}/ (tools/record)", started)
     for index, (player, other) in enumerate(PAIRINGS):

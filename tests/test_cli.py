@@ -88,6 +88,20 @@ def test_demo_quick_runs_the_whole_story(tmp_path, capsys):
     assert os.listdir(out / "finetuned" / "online" / "round-0000")  # the bridge recorded the round's game
 
 
+def test_a_rerun_demo_replaces_its_own_files_but_nothing_else(tmp_path, capsys):
+    from aql_agent.demo import _clear_earlier_demo
+
+    out = tmp_path / "demo-output"
+    (out / "offline" / "checkpoints").mkdir(parents=True)
+    (out / "offline" / "latest.json").write_text("{}")
+    (out / "before-after.json").write_text("{}")
+    _clear_earlier_demo(str(out))
+    assert os.listdir(out) == [] and "replacing the earlier demo" in capsys.readouterr().out
+    (out / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(out), "--quick"]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").exists()
+
+
 def test_demo_refuses_a_budget_that_is_not_positive(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--train-steps", "0"]) == 2
     assert "--train-steps must be positive" in capsys.readouterr().err
