@@ -43,7 +43,7 @@ from aql_agent.data.formats import load_dataset
 from aql_agent.errors import AqlError
 from aql_agent.learners import Batch, Learner
 from aql_agent.training import (MetricLog, TensorSampler, _checkpoint, _latest_step, check_dataset,
-                                check_discrete_dataset, check_finite, transition_rows)
+                                check_discrete_dataset, check_finite, evaluate_learner, transition_rows)
 
 #: the offline constraint each learner relaxes while fine-tuning: (config field, +1 if larger is looser)
 CONSTRAINTS: dict[str, tuple[str, int]] = {
@@ -315,22 +315,6 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
         return json.load(f)["settings"]["data"]
 
 
-def _evaluate(learner: Learner, preprocessing: Preprocessing, settings: FinetuneSettings, env_step: int
-              ) -> dict[str, Any]:
-    from aql_agent.adapters.gym import evaluate_policy
-    from aql_agent.adapters.players import MULTI_AGENT_ENVS, evaluate_against
-
-    policy = Policy(learner, preprocessing)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed + env_step)
-        seed = 10_000 * (settings.seed + 1)
-        if settings.env in MULTI_AGENT_ENVS:
-            result = evaluate_against(settings.env, policy, settings.opponent, settings.eval_episodes, seed=seed)
-        else:
-            result = evaluate_policy(settings.env, policy, settings.eval_episodes, seed=seed)
-    return {**result, "step": env_step}
-
-
 def _check(settings: FinetuneSettings) -> None:
     if settings.steps < 1 or settings.eval_every < 1 or settings.log_every < 1 or settings.eval_episodes < 1:
         raise AqlError("--steps, --eval-every, --log-every and --eval-episodes must be positive")
@@ -370,23 +354,22 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
                        f"{learner.obs_dim}: pass the --data it was trained on")
 
     os.makedirs(settings.out, exist_ok=True)
-    resume = _latest_step(settings.out) if settings.resume else None
-    if not settings.resume and _latest_step(settings.out) is not None:
+    latest = _latest_step(settings.out)
+    if latest is not None and not settings.resume:
         raise AqlError(f"{settings.out} already holds a run: pass --resume to continue it, or pick a new --out")
+    resume = latest if settings.resume else None
     torch.manual_seed(settings.seed)
     sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete),
                            settings.offline_ratio, settings.seed, mark_offline=settings.constrain_on == "offline")
-    schedule = ConstraintSchedule.for_learner(learner, settings)
-    if learner.discrete and settings.exploration is not None:
-        learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
+    schedule = ConstraintSchedule.for_learner(learner, settings)  # from the offline checkpoint's constraint
     env_step = 0
     if resume is not None:
         checkpoint_dir, env_step = resume
         learner, _, trainer_state = load_learner(checkpoint_dir, settings.device, expect_algo=learner.name)
-        if learner.discrete and settings.exploration is not None:
-            learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
         sampler.add(np.load(os.path.join(settings.out, "online-buffer.npz"))["rows"][:trainer_state["buffer_rows"]])
         sampler.drawn = {"offline": int(trainer_state["drawn"][0]), "online": int(trainer_state["drawn"][1])}
+    if learner.discrete and settings.exploration is not None:
+        learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
     logs = os.path.join(settings.out, "online")
     if not moba:
         collector: Any = GymCollector(settings.env, settings.seed + env_step, settings.exploration)
@@ -406,7 +389,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     summary: dict[str, Any] = {"out": settings.out, "algo": learner.name, "offline_checkpoint": checkpoint_dir}
 
     def evaluate() -> None:
-        result = _evaluate(learner, preprocessing, settings, env_step)
+        result = evaluate_learner(learner, preprocessing, settings.env, settings.eval_episodes, settings.opponent,
+                                  settings.seed, env_step)
         eval_log.write(env_step, {k: v for k, v in result.items() if k != "step" and isinstance(v, (int, float))
                                   and not isinstance(v, bool)}, prefix="eval")
         summary.setdefault("first_evaluation", result)

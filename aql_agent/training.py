@@ -361,7 +361,9 @@ def train(settings: TrainSettings) -> dict[str, Any]:
                 bar.set_postfix({k: f"{means[k]:.3g}" for k in ("critic_loss", "gen_mse") if k in means})
                 summary["metrics"], sums, count = means, {}, 0
             if settings.env and (step % settings.eval_every == 0 or step == settings.steps):
-                summary["evaluation"] = _evaluate(learner, preprocessing, settings, step)
+                summary["evaluation"] = evaluate_learner(learner, preprocessing, settings.env,
+                                                         settings.eval_episodes, settings.opponent, settings.seed,
+                                                         step)
                 eval_log.write(step, {k: v for k, v in summary["evaluation"].items() if k != "step"
                                       and isinstance(v, (int, float)) and not isinstance(v, bool)}, prefix="eval")
                 if metrics_log.writer is not None:
@@ -383,20 +385,20 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     return summary
 
 
-def _evaluate(learner: Learner, preprocessing: Preprocessing, settings: TrainSettings, step: int
-              ) -> dict[str, Any]:
-    """Evaluate without touching the training RNG streams (so evaluation never changes training)."""
+def evaluate_learner(learner: Learner, preprocessing: Preprocessing, env: str, episodes: int, opponent: str,
+                     seed: int, step: int) -> dict[str, Any]:
+    """Evaluate without touching the training RNG streams (so evaluation never changes training); the same
+    seeded episodes at every step, so `aql train` and `aql finetune` evaluations compare."""
     from aql_agent.adapters.gym import evaluate_policy
     from aql_agent.adapters.players import MULTI_AGENT_ENVS, evaluate_against
 
     policy = Policy(learner, preprocessing)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed + step)
-        if settings.env in MULTI_AGENT_ENVS:
-            result = evaluate_against(settings.env, policy, settings.opponent, settings.eval_episodes,
-                                      seed=10_000 * (settings.seed + 1))
+        torch.manual_seed(seed + step)
+        if env in MULTI_AGENT_ENVS:
+            result = evaluate_against(env, policy, opponent, episodes, seed=10_000 * (seed + 1))
         else:
-            result = evaluate_policy(settings.env, policy, settings.eval_episodes, seed=10_000 * (settings.seed + 1))
+            result = evaluate_policy(env, policy, episodes, seed=10_000 * (seed + 1))
     result["step"] = step
     return result
 
