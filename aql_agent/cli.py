@@ -47,6 +47,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def _add_run_flags(command: argparse.ArgumentParser) -> None:
+    """The flags every training loop (`aql train`, `aql finetune`) takes alike."""
+    command.add_argument("--device", default="cpu")
+    command.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    command.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    command.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+
+
 def _parse_overrides(items: Sequence[str]) -> dict:
     """`KEY=VALUE` pairs; values are read as JSON where they parse (numbers, lists, true/false/null)."""
     overrides = {}
@@ -71,9 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         reward_scale=args.reward_scale, agent=args.agent, opponent=args.opponent, learner=_parse_overrides(args.set),
         device=args.device, progress=not args.no_progress, tensorboard=not args.no_tensorboard,
         resume=args.resume)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     summary = train(settings)
     print(json.dumps({k: v for k, v in summary.items() if k != "evaluation"} | (
         {"evaluation": {k: v for k, v in summary["evaluation"].items() if k != "returns"}}
@@ -87,15 +100,12 @@ def _finetune(args: argparse.Namespace) -> int:
     settings = FinetuneSettings(
         checkpoint=args.checkpoint, env=args.env, out=args.out, steps=args.steps, data=args.data, agent=args.agent,
         offline_ratio=args.offline_ratio, constrain_on=args.constrain_on, updates_per_step=args.updates_per_step,
-        round_steps=args.round_steps,
-        round_games=args.round_games, relax=args.relax, constraint_final=args.constraint_final,
-        anneal_steps=args.anneal_steps, exploration=args.exploration, opponent=args.opponent,
-        through_bridge=args.through_bridge, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        round_steps=args.round_steps, round_games=args.round_games, relax=args.relax,
+        constraint_final=args.constraint_final, anneal_steps=args.anneal_steps, exploration=args.exploration,
+        opponent=args.opponent, through_bridge=args.through_bridge, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
         log_every=args.log_every, seed=args.seed, device=args.device, progress=not args.no_progress,
         tensorboard=not args.no_tensorboard, resume=args.resume)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     summary = finetune(settings)
     for key in ("first_evaluation", "evaluation"):
         summary[key] = {k: v for k, v in summary[key].items() if k != "returns"}
@@ -147,9 +157,7 @@ def _record(args: argparse.Namespace) -> int:
 def _make_dataset(args: argparse.Namespace) -> int:
     from aql_agent.make_dataset import KINDS, MakeDatasetSettings, make_datasets
 
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
 
     card = make_datasets(MakeDatasetSettings(
         env=args.env, out=args.out, train_steps=args.train_steps, transitions=args.transitions,
@@ -180,9 +188,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
     from aql_agent.adapters.bridge import AgentServer, make_bridge_policy
 
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")) and not args.public:
         raise AqlError(f"{args.bind} is not a loopback address: pass --public to serve other machines (and consider "
                        "--curve-secret-key)")
@@ -283,11 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "random; default bt:medium)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="learner config override, repeatable (e.g. --set epsilon=0.1 --set bf16=true)")
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+    _add_run_flags(train)
     train.set_defaults(run=_train)
 
     tune = commands.add_parser(
@@ -324,11 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--eval-episodes", type=int, default=10, help="episodes (moba-1v1: games) per evaluation")
     tune.add_argument("--log-every", type=int, default=100, help="updates per metrics row")
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--device", default="cpu")
-    tune.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    tune.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tune.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+    _add_run_flags(tune)
     tune.set_defaults(run=_finetune)
 
     evaluate = commands.add_parser(
