@@ -102,9 +102,9 @@ def _finetune(args: argparse.Namespace) -> int:
         offline_ratio=args.offline_ratio, constrain_on=args.constrain_on, updates_per_step=args.updates_per_step,
         round_steps=args.round_steps, round_games=args.round_games, relax=args.relax,
         constraint_final=args.constraint_final, anneal_steps=args.anneal_steps, exploration=args.exploration,
-        opponent=args.opponent, through_bridge=args.through_bridge, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-        log_every=args.log_every, seed=args.seed, device=args.device, progress=not args.no_progress,
-        tensorboard=not args.no_tensorboard, resume=args.resume)
+        opponent=args.opponent, through_bridge=args.through_bridge, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, log_every=args.log_every, seed=args.seed, device=args.device,
+        progress=not args.no_progress, tensorboard=not args.no_tensorboard, resume=args.resume)
     _set_threads(args.threads)
     summary = finetune(settings)
     for key in ("first_evaluation", "evaluation"):
