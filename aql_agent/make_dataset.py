@@ -153,10 +153,16 @@ class DatasetMaker:
         if os.path.exists(self.card_path) and not s.resume:
             raise AqlError(f"{s.out} already holds a dataset run: pass --resume to continue it, or choose another "
                            "--out")
-        self.card = self._load_card() if s.resume and os.path.exists(self.card_path) else {
-            "env": s.env, "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                                       for k, v in dataclasses.asdict(s).items() if k not in ("progress", "resume")},
-            "versions": self._versions(), "snapshots": [], "datasets": {}}
+        settings = {k: (list(v) if isinstance(v, tuple) else v)
+                    for k, v in dataclasses.asdict(s).items() if k not in ("progress", "resume")}
+        if s.resume and os.path.exists(self.card_path):
+            self.card = self._load_card()
+            if self.card["settings"] != settings:  # e.g. extended with more --train-steps: keep what came before
+                self.card.setdefault("earlier_settings", []).append(self.card["settings"])
+                self.card["settings"] = settings
+        else:
+            self.card = {"env": s.env, "settings": settings, "versions": self._versions(), "snapshots": [],
+                         "datasets": {}}
 
     # -- card --------------------------------------------------------------------------------------------
     @staticmethod

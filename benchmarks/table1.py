@@ -9,12 +9,20 @@
 Each (algorithm, dataset, seed) is one `aql train` run in `--runs` (one torch thread each, `--jobs` at a time);
 a finished run is not trained again, an interrupted one resumes, so the harness can be re-run to extend a grid.
 A dataset is `PATH` (evaluated in `--env`) or `ENV_ID=PATH`. With `--d3rlpy ALGO...` the same data trains
-d3rlpy's implementation (its default hyperparameters except batch 256 and BCQ's 10 action samples; same steps
-and evaluation) for a side-by-side column.
+d3rlpy's implementation (its default hyperparameters except batch 256, BCQ's 10 action samples and what
+`--set d3rlpy-ALGO:FIELD=VALUE` changes, e.g. BEAR's warm-up to match ours; same steps and evaluation episodes)
+for a side-by-side column.
+
+The grid is cumulative across sittings: every finished run is summarised into a small record,
+`--records/STEPSu/DATASET/ALGO/seedN.json` (its evaluation curve, final score, gen_mse and the diagnostics
+q_mean / alpha / critic_loss over training, and the settings that produced it), meant to be committed. A run
+with a record is never trained again, and the tables are built from the records alone, so the same command
+re-run in a later sitting (or on another machine) picks up where the last one stopped. `--deadline MINUTES`
+starts no new run after that many minutes, for a sitting of known length; runs still missing are listed.
 
 Writes OUT.json (every run's curve and final figures), OUT.md (the table: normalised score at the last
-evaluation, mean +/- std over seeds, top 3 per dataset in bold; and gen_mse), OUT-curves.png (learning curves)
-and OUT-figure1.png (gen_mse of AQL, BEAR and BCQ over training, mean and std over seeds).
+evaluation, mean +/- std over the seeds recorded, top 3 per dataset in bold; and gen_mse), OUT-curves.png
+(learning curves) and OUT-figure1.png (gen_mse of AQL, BEAR and BCQ over training, mean and std over seeds).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -33,6 +42,8 @@ from plot_runs import read
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIGURE1_ALGOS = ("aql", "bear", "bcq")
+#: metrics.csv columns kept in a run's record to diagnose it after the fact
+DIAGNOSTICS = ("gen_mse", "q_mean", "alpha", "critic_loss", "cql_gap", "mmd")
 
 
 def dataset_name(path: str) -> str:
@@ -54,6 +65,41 @@ def run_folder(runs: str, data: str, algo: str, seed: int) -> str:
     return os.path.join(runs, dataset_name(data), algo, f"seed{seed}")
 
 
+def record_path(args: argparse.Namespace, data: str, algo: str, seed: int) -> str:
+    return os.path.join(args.records, f"{args.steps}u", dataset_name(data), algo, f"seed{seed}.json")
+
+
+def overrides(args: argparse.Namespace, algo: str) -> list[str]:
+    """The `--set` settings that apply to `algo` (part of what a record says it was trained with)."""
+    return [setting for target, _, setting in (o.partition(":") for o in args.set) if target == algo]
+
+
+def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed: int, folder: str) -> None:
+    """Summarise a finished run folder into its committed record (atomic)."""
+    evaluation = read(os.path.join(folder, "eval.csv"))
+    key = "normalized_mean" if "normalized_mean" in evaluation[0] else "return_mean"
+    metrics_path = os.path.join(folder, "metrics.csv")
+    metrics = read(metrics_path) if os.path.exists(metrics_path) else []
+    record = {"env": env, "dataset": dataset_name(data), "algo": algo, "seed": seed, "steps": args.steps,
+              "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "set": overrides(args, algo),
+              "score": key, "curve": [(int(e["step"]), e[key]) for e in evaluation], "final": evaluation[-1][key],
+              "diagnostics": {name: [(int(m["step"]), m[name]) for m in metrics if name in m]
+                              for name in DIAGNOSTICS if any(name in m for m in metrics)}}
+    path = record_path(args, data, algo, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(path + ".tmp", path)
+
+
+def recorded(args: argparse.Namespace, data: str, algo: str, seed: int) -> dict | None:
+    path = record_path(args, data, algo, seed)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def finished_step(folder: str) -> int:
     try:
         with open(os.path.join(folder, "latest.json")) as f:
@@ -65,8 +111,11 @@ def finished_step(folder: str) -> int:
 def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: int) -> str:
     """One `aql train` run in a subprocess (resumed if it was interrupted, skipped if done)."""
     folder = run_folder(args.runs, data, algo, seed)
+    if recorded(args, data, algo, seed) is not None:
+        return f"{record_path(args, data, algo, seed)}: recorded"
     done = finished_step(folder)
     if done >= args.steps:
+        write_record(args, env, data, algo, seed, folder)
         return f"{folder}: done"
     if not done and os.path.exists(folder):  # stopped before its first checkpoint: start it again
         shutil.rmtree(folder)
@@ -74,34 +123,37 @@ def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: in
                "--steps", str(args.steps), "--seed", str(seed), "--env", env, "--eval-every", str(args.eval_every),
                "--eval-episodes", str(args.eval_episodes), "--log-every", str(args.log_every), "--threads", "1",
                "--checkpoint-every", str(args.eval_every), "--no-progress", "--no-tensorboard"]
-    for override in args.set:
-        target, _, setting = override.partition(":")
-        if target == algo:
-            command += ["--set", setting]
+    for setting in overrides(args, algo):
+        command += ["--set", setting]
     command += getattr(args, "train_args", [])  # what a harness built on this one adds (figure2: --agent ...)
     if done:
         command.append("--resume")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-2000:]}")
+    write_record(args, env, data, algo, seed, folder)
     return f"{folder}: trained"
 
 
 def train_d3rlpy(args: argparse.Namespace, env: str, data: str, algo: str, seed: int) -> str:
     """d3rlpy's `algo` on the same data, evaluated like ours; writes eval.csv into its run folder."""
-    folder = run_folder(args.runs, data, f"d3rlpy-{algo}", seed)
-    if finished_step(folder) >= args.steps:
-        return f"{folder}: done"
+    name = f"d3rlpy-{algo}"
+    folder = run_folder(args.runs, data, name, seed)
+    if recorded(args, data, name, seed) is not None:
+        return f"{record_path(args, data, name, seed)}: recorded"
+    changes = {key: json.loads(value) for key, _, value in
+               (setting.partition("=") for setting in overrides(args, name))}
     command = [sys.executable, __file__, "--d3rlpy-run", algo, env, data, folder, str(seed), str(args.steps),
-               str(args.eval_every), str(args.eval_episodes)]
+               str(args.eval_every), str(args.eval_episodes), json.dumps(changes)]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-2000:]}")
+    write_record(args, env, data, name, seed, folder)
     return f"{folder}: trained"
 
 
 def d3rlpy_run(algo: str, env: str, data: str, folder: str, seed: int, steps: int, eval_every: int,
-               episodes: int) -> None:
+               episodes: int, changes: dict) -> None:
     import d3rlpy
     import torch
 
@@ -116,14 +168,15 @@ def d3rlpy_run(algo: str, env: str, data: str, folder: str, seed: int, steps: in
     # d3rlpy's defaults, except our batch size and BCQ's action samples (d3rlpy's 100 make it ~10x slower)
     configs = {"bc": (d3rlpy.algos.BCConfig, {}), "bcq": (d3rlpy.algos.BCQConfig, {"n_action_samples": 10}),
                "bear": (d3rlpy.algos.BEARConfig, {}), "cql": (d3rlpy.algos.CQLConfig, {})}
-    config_class, changes = configs[algo]
-    learner = config_class(batch_size=256, **changes).create(device="cpu:0")
+    config_class, defaults = configs[algo]
+    learner = config_class(batch_size=256, **{**defaults, **changes}).create(device="cpu:0")
     os.makedirs(folder, exist_ok=True)
     rows = []
     for epoch, _ in learner.fitter(mdp, n_steps=steps, n_steps_per_epoch=eval_every, show_progress=False,
                                    save_interval=10**9, logger_adapter=d3rlpy.logging.NoopAdapterFactory()):
+        # The episode seeds `aql train` evaluates on (training.evaluate_learner), so both columns see the same.
         result = evaluate_policy(env, lambda obs: learner.predict(np.asarray(obs, np.float32)[None])[0], episodes,
-                                 seed=seed)
+                                 seed=10_000 * (seed + 1))
         rows.append({"step": epoch * eval_every, "return_mean": result["return_mean"],
                      "normalized_mean": result.get("normalized_mean", float("nan"))})
     with open(os.path.join(folder, "eval.csv"), "w") as f:
@@ -134,6 +187,7 @@ def d3rlpy_run(algo: str, env: str, data: str, folder: str, seed: int, steps: in
 
 
 def collect(args: argparse.Namespace, datasets: list[tuple[str, str]], algos: list[str]) -> dict:
+    """The results table from the records: every (dataset, algorithm) with at least one recorded seed."""
     results: dict = {}
     for env, data in datasets:
         name = dataset_name(data)
@@ -141,16 +195,14 @@ def collect(args: argparse.Namespace, datasets: list[tuple[str, str]], algos: li
         for algo in algos:
             seeds = {}
             for seed in args.seeds:
-                folder = run_folder(args.runs, data, algo, seed)
-                evaluation = read(os.path.join(folder, "eval.csv"))
-                metrics_path = os.path.join(folder, "metrics.csv")
-                metrics = read(metrics_path) if os.path.exists(metrics_path) else []
-                key = "normalized_mean" if "normalized_mean" in evaluation[0] else "return_mean"
-                seeds[seed] = {
-                    "curve": [(int(e["step"]), e[key]) for e in evaluation],
-                    "final": evaluation[-1][key],
-                    "gen_mse_curve": [(int(m["step"]), m["gen_mse"]) for m in metrics if "gen_mse" in m],
-                }
+                record = recorded(args, data, algo, seed)
+                if record is None:
+                    continue
+                seeds[seed] = {"curve": record["curve"], "final": record["final"],
+                               "gen_mse_curve": record["diagnostics"].get("gen_mse", []),
+                               "diagnostics": record["diagnostics"]}
+            if not seeds:
+                continue
             finals = [s["final"] for s in seeds.values()]
             gen = [s["gen_mse_curve"][-1][1] for s in seeds.values() if s["gen_mse_curve"]]
             results[name]["algos"][algo] = {
@@ -162,25 +214,42 @@ def collect(args: argparse.Namespace, datasets: list[tuple[str, str]], algos: li
 
 
 def markdown(results: dict, algos: list[str], args: argparse.Namespace) -> str:
+    """The table; a cell is mean +/- std over the seeds recorded, with `(n=...)` where fewer than asked."""
+    wanted = len(args.seeds)
+
+    def cell(entry: dict, value: float, spread: float, fmt: str) -> str:
+        text = f"{value:{fmt}} +/- {spread:{fmt}}"
+        return text if len(entry["seeds"]) == wanted else f"{text} (n={len(entry['seeds'])})"
+
     lines = [f"Normalised score at the last evaluation ({args.steps} updates; mean +/- std over seeds "
              f"{', '.join(map(str, args.seeds))}; {args.eval_episodes} episodes per evaluation). "
-             "Top 3 per dataset in bold.", "", "| dataset | " + " | ".join(algos) + " |",
+             "Top 3 per dataset in bold; `-`: not run yet.", "", "| dataset | " + " | ".join(algos) + " |",
              "|---|" + "---|" * len(algos)]
     for name, entry in results.items():
-        means = {a: entry["algos"][a]["final_mean"] for a in algos}
+        present = entry["algos"]
+        means = {a: present[a]["final_mean"] for a in algos if a in present}
         top = sorted(means, key=means.get, reverse=True)[:3]
-        cells = [(f"**{means[a]:.1f} +/- {entry['algos'][a]['final_std']:.1f}**" if a in top
-                  else f"{means[a]:.1f} +/- {entry['algos'][a]['final_std']:.1f}") for a in algos]
+        cells = []
+        for a in algos:
+            if a not in present:
+                cells.append("-")
+                continue
+            text = cell(present[a], present[a]["final_mean"], present[a]["final_std"], ".1f")
+            cells.append(f"**{text}**" if a in top else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    generative = [a for a in algos if any(entry["algos"][a]["gen_mse_mean"] is not None for entry in results.values())]
+    generative = [a for a in algos if any(entry["algos"].get(a, {}).get("gen_mse_mean") is not None
+                                          for entry in results.values())]
     if generative:
         lines += ["", "gen_mse (mean squared error of the generator's or actor's actions against the dataset's, "
                   "last 500 batches; mean +/- std over seeds):", "",
                   "| dataset | " + " | ".join(generative) + " |", "|---|" + "---|" * len(generative)]
         for name, entry in results.items():
-            lines.append(f"| {name} | " + " | ".join(
-                f"{entry['algos'][a]['gen_mse_mean']:.4f} +/- {entry['algos'][a]['gen_mse_std']:.4f}"
-                for a in generative) + " |")
+            cells = []
+            for a in generative:
+                present = entry["algos"].get(a)
+                cells.append("-" if present is None or present["gen_mse_mean"] is None else
+                             cell(present, present["gen_mse_mean"], present["gen_mse_std"], ".4f"))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -200,7 +269,8 @@ def plots(results: dict, algos: list[str], out: str) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         for algo in algos:
-            band(ax, [s["curve"] for s in results[name]["algos"][algo]["seeds"].values()], algo)
+            if algo in results[name]["algos"]:
+                band(ax, [s["curve"] for s in results[name]["algos"][algo]["seeds"].values()], algo)
         ax.set(title=name, xlabel="gradient updates", ylabel="normalised score")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
@@ -211,7 +281,9 @@ def plots(results: dict, algos: list[str], out: str) -> None:
         fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
         for ax, name in zip(axes[0], names):
             for algo in present:
-                band(ax, [s["gen_mse_curve"] for s in results[name]["algos"][algo]["seeds"].values()], algo)
+                if algo in results[name]["algos"]:
+                    band(ax, [s["gen_mse_curve"] for s in results[name]["algos"][algo]["seeds"].values()
+                              if s["gen_mse_curve"]], algo)
             ax.set(title=f"{name}: generative error", xlabel="gradient updates",
                    ylabel="gen_mse (last 500 batches)", yscale="log")
         axes[0][-1].legend(fontsize=8)
@@ -230,17 +302,23 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--log-every", type=int, default=500, help="also the gen_mse window's reporting step")
     parser.add_argument("--set", action="append", default=[], metavar="ALGO:KEY=VALUE",
-                        help="learner setting for one algorithm, e.g. aql:warmup_steps=1000")
+                        help="learner setting for one algorithm, e.g. aql:warmup_steps=1000; d3rlpy's take "
+                        "d3rlpy config fields as JSON values, e.g. d3rlpy-bear:warmup_steps=1000")
     parser.add_argument("--d3rlpy", nargs="*", default=[], choices=["bc", "bcq", "bear", "cql"],
                         help="also train d3rlpy's implementation of these on the same grid")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each)")
-    parser.add_argument("--runs", default="runs/table1", help="folder of the run folders")
+    parser.add_argument("--runs", default="runs/table1", help="folder of the run folders (scratch, not committed)")
+    parser.add_argument("--records", default=os.path.join(HERE, "results", "table1-runs"),
+                        help="folder of the per-run records (committed; recorded runs are not run again)")
+    parser.add_argument("--deadline", type=float, help="start no new run after this many minutes")
+    parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the records")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "table1"), help="output stem")
-    parser.add_argument("--d3rlpy-run", nargs=8, help=argparse.SUPPRESS)
+    parser.add_argument("--d3rlpy-run", nargs=9, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.d3rlpy_run:
-        algo, env, data, folder, seed, steps, eval_every, episodes = args.d3rlpy_run
-        d3rlpy_run(algo, env, data, folder, int(seed), int(steps), int(eval_every), int(episodes))
+        algo, env, data, folder, seed, steps, eval_every, episodes, changes = args.d3rlpy_run
+        d3rlpy_run(algo, env, data, folder, int(seed), int(steps), int(eval_every), int(episodes),
+                   json.loads(changes))
         return
     if not args.datasets:
         parser.error("--datasets is required")
@@ -249,10 +327,18 @@ def main() -> None:
     jobs = [(train_one, env, data, algo, seed) for env, data in datasets for seed in args.seeds for algo in args.algos]
     jobs += [(train_d3rlpy, env, data, algo, seed) for env, data in datasets for seed in args.seeds
              for algo in args.d3rlpy]
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(function, args, env, data, algo, seed) for function, env, data, algo, seed in jobs]
-        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            print(f"[{done}/{len(futures)}] {future.result()}", flush=True)
+    started = time.monotonic()
+
+    def run(function, env: str, data: str, algo: str, seed: int) -> str:
+        if args.deadline is not None and time.monotonic() - started > 60 * args.deadline:
+            return f"{dataset_name(data)} {algo} seed {seed}: not started (--deadline {args.deadline} min)"
+        return function(args, env, data, algo, seed)
+
+    if not args.summary_only:
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(run, *job) for job in jobs]
+            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                print(f"[{done}/{len(futures)}] {future.result()}", flush=True)
 
     algos = args.algos + [f"d3rlpy-{a}" for a in args.d3rlpy]
     results = collect(args, datasets, algos)

@@ -73,6 +73,14 @@ class AQLConfig(CriticConfig):
     """Weight of CQL(H)'s penalty in the critic loss; > 0 makes this AQL+CQL."""
     conservative_samples: int = 10
     """Actions per state from each CQL proposal (uniform, G(s), G(s'))."""
+    normalize_q: bool = True
+    """Divide the Q term of G's loss by the batch's mean |Q| (detached). The constrained problem (eq. 13) is
+    the same, since a positive scale of the objective moves no optimum; only alpha's scale changes, from
+    O(|dQ/da|) (hundreds on MuJoCo, so log-alpha needs thousands of dual steps to catch up while G drifts
+    out of the data) to O(1) on any reward scale."""
+    dual_in_warmup: bool = False
+    """Update alpha during the warm start too. Off: with no Q term the constraint is slack or unreachable by
+    construction, and alpha would drift to a bound it must then climb back from when Q-maximisation starts."""
 
 
 class ResidualGenerator(nn.Module):
@@ -172,16 +180,20 @@ class AQLLearner(Learner):
             proposed = generator.correct(obs, vae_pre_tanh).float()  # G(s), [B, act]
             gen_error = behaviour_mean((proposed - actions).pow(2).mean(-1), batch)
             loss = fit_loss + alpha * gen_error
-            if self.updates >= cfg.warmup_steps:
-                loss = loss - nets["critic"](obs, proposed).float().amin(0).mean()
+            improving = self.updates >= cfg.warmup_steps
+            if improving:
+                proposed_q = nets["critic"](obs, proposed).float().amin(0)
+                scale = proposed_q.abs().mean().detach().clamp_min(1e-6) if cfg.normalize_q else 1.0
+                loss = loss - proposed_q.mean() / scale
         step(self.optimizers["generator"], loss, list(generator.parameters()))
-        step(self.optimizers["alpha"], nets["alpha"].loss(gen_error, cfg.epsilon), [nets["alpha"].log_alpha])
-        nets["alpha"].clamp_()
+        if improving or cfg.dual_in_warmup:
+            step(self.optimizers["alpha"], nets["alpha"].loss(gen_error, cfg.epsilon), [nets["alpha"].log_alpha])
+            nets["alpha"].clamp_()
 
         soft_update(nets["critic_target"], nets["critic"], cfg.tau)
         soft_update(nets["generator_target"], generator, cfg.tau)
         return {"critic_loss": critic_loss, "generator_loss": loss, "generative_fit": fit_loss, "alpha": alpha,
-                "gen_error": gen_error, **metrics}
+                "gen_error": gen_error, "saturation": (proposed.detach().abs() > 0.99).float().mean(), **metrics}
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         repeated = obs.unsqueeze(1).expand(-1, self.config.act_samples, -1)  # [B, N, obs]
