@@ -128,6 +128,34 @@ def test_residual_generator_reconstructs_multimodal_data_better_than_the_plain_v
     assert residual_mse < 0.8 * plain_mse, (residual_mse, plain_mse)
 
 
+def test_aql_dual_holds_through_the_warm_start_then_reacts():
+    """With no Q term the constraint says nothing about the policy: alpha must not drift to a bound then."""
+    learner = build("aql", warmup_steps=20)
+    batches = toy_batches(0)
+    during = [learner.update(next(batches))["alpha"] for _ in range(21)]
+    after = [learner.update(next(batches))["alpha"] for _ in range(20)]
+    assert during == [learner.config.initial_alpha] * 21
+    assert after[-1] != after[0]
+
+
+@pytest.mark.parametrize("normalize_q", [True, False])
+def test_aql_generator_step_does_not_depend_on_the_reward_scale(normalize_q):
+    """Eq. 13's solution does not change when Q is scaled; with the |Q|-normalised term G's step does not
+    either (rewards x100 give the same generator), without it the Q term swamps the constraint."""
+    def generator_after_one_step(q_scale: float) -> list[torch.Tensor]:
+        learner = build("aql", warmup_steps=0, critic_learning_rate=0.0, normalize_q=normalize_q)
+        with torch.no_grad():
+            learner.nets["critic"].out.weight.mul_(q_scale)
+            learner.nets["critic"].out.bias.mul_(q_scale)
+        torch.manual_seed(3)
+        learner.update(next(toy_batches(0)))
+        return [p.detach().clone() for p in learner.nets["generator"].parameters()]
+
+    same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(generator_after_one_step(1.0),
+                                                                generator_after_one_step(100.0)))
+    assert same == normalize_q
+
+
 def test_aql_cql_variant_adds_the_penalty():
     plain, variant = build("aql"), build("aql-cql")
     assert plain.config.conservative_weight == 0 and variant.config.conservative_weight == 5.0
@@ -139,7 +167,8 @@ def test_aql_cql_variant_adds_the_penalty():
 ACT_ONLY = {"act_samples"}
 CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 16), "bf16": True, "warmup_steps": 1,
            "lagrange_threshold": 1.0, "mmd_kernel": "gaussian", "gen_window": 1, "conservative_weight": 1.0,
-           "lam": 0.1, "initial_temperature": 0.5}
+           "lam": 0.1, "initial_temperature": 0.5,
+           "epsilon": 1.0}  # epsilon: on the other side of gen_mse (one Adam step is blind to its size)
 #: fields that act only together with another setting
 NEEDS = {"conservative_samples": {"conservative_weight": 1.0}, "lagrange_learning_rate": {"lagrange_threshold": 1.0}}
 
