@@ -122,7 +122,8 @@ def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: in
     command = [sys.executable, "-m", "aql_agent", "train", "--algo", algo, "--data", data, "--out", folder,
                "--steps", str(args.steps), "--seed", str(seed), "--env", env, "--eval-every", str(args.eval_every),
                "--eval-episodes", str(args.eval_episodes), "--log-every", str(args.log_every), "--threads", "1",
-               "--checkpoint-every", str(args.eval_every), "--no-progress", "--no-tensorboard"]
+               "--checkpoint-every", str(args.eval_every), "--no-progress", "--no-tensorboard",
+               "--device", args.device]
     for setting in overrides(args, algo):
         command += ["--set", setting]
     command += getattr(args, "train_args", [])  # what a harness built on this one adds (figure2: --agent ...)
@@ -143,6 +144,7 @@ def train_d3rlpy(args: argparse.Namespace, env: str, data: str, algo: str, seed:
         return f"{record_path(args, data, name, seed)}: recorded"
     changes = {key: json.loads(value) for key, _, value in
                (setting.partition("=") for setting in overrides(args, name))}
+    changes["device"] = args.device
     command = [sys.executable, __file__, "--d3rlpy-run", algo, env, data, folder, str(seed), str(args.steps),
                str(args.eval_every), str(args.eval_episodes), json.dumps(changes)]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -169,7 +171,9 @@ def d3rlpy_run(algo: str, env: str, data: str, folder: str, seed: int, steps: in
     configs = {"bc": (d3rlpy.algos.BCConfig, {}), "bcq": (d3rlpy.algos.BCQConfig, {"n_action_samples": 10}),
                "bear": (d3rlpy.algos.BEARConfig, {}), "cql": (d3rlpy.algos.CQLConfig, {})}
     config_class, defaults = configs[algo]
-    learner = config_class(batch_size=256, **{**defaults, **changes}).create(device="cpu:0")
+    device = changes.pop("device", "cpu")
+    learner = config_class(batch_size=256, **{**defaults, **changes}).create(
+        device="cpu:0" if device == "cpu" else device)
     os.makedirs(folder, exist_ok=True)
     rows = []
     for epoch, _ in learner.fitter(mdp, n_steps=steps, n_steps_per_epoch=eval_every, show_progress=False,
@@ -307,6 +311,7 @@ def main() -> None:
     parser.add_argument("--d3rlpy", nargs="*", default=[], choices=["bc", "bcq", "bear", "cql"],
                         help="also train d3rlpy's implementation of these on the same grid")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each)")
+    parser.add_argument("--device", default="cpu", help="torch device of every run (cuda, cuda:1, ...)")
     parser.add_argument("--runs", default="runs/table1", help="folder of the run folders (scratch, not committed)")
     parser.add_argument("--records", default=os.path.join(HERE, "results", "table1-runs"),
                         help="folder of the per-run records (committed; recorded runs are not run again)")

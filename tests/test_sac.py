@@ -26,3 +26,28 @@ def test_online_sac_swings_up_and_balances_pendulum(tmp_path):
     print(f"Pendulum-v1 snapshot returns {np.round(returns)} in {time.perf_counter() - started:.0f} s")
     assert returns[0] < -900  # random play, before any update: the task is not solved by chance
     assert returns[-1] > -400, returns
+
+
+def test_reference_benchmark_records_runs_and_skips_them_next_time(tmp_path):
+    """benchmarks/sac_reference.py on a tiny budget: a record per run, a table and a plot; a re-run trains
+    nothing (SB3 is in the bench extra, not the test set-up, so only our SAC runs here)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                          "sac_reference.py")
+    out = str(tmp_path / "sac")
+    command = [sys.executable, script, "--envs", "Pendulum-v1", "--impls", "aql-agent", "--seeds", "0", "1",
+               "--steps", "400", "--eval-every", "200", "--eval-episodes", "1", "--learning-starts", "100",
+               "--records", str(tmp_path / "records"), "--out", out]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    record = json.load(open(tmp_path / "records" / "Pendulum-v1" / "aql-agent" / "seed1.json"))
+    assert [step for step, _ in record["curve"]] == [200, 400] and record["learning_starts"] == 100
+    summary = json.load(open(out + ".json"))["summary"]["Pendulum-v1"]["aql-agent"]
+    assert summary["seeds"] == [0, 1] and os.path.getsize(out + ".png") > 1000
+    assert "| Pendulum-v1 | aql-agent | 2 |" in open(out + ".md").read()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count(": recorded") == 2
