@@ -43,7 +43,8 @@ from plot_runs import read
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIGURE1_ALGOS = ("aql", "bear", "bcq")
 #: metrics.csv columns kept in a run's record to diagnose it after the fact
-DIAGNOSTICS = ("gen_mse", "q_mean", "alpha", "critic_loss", "cql_gap", "mmd")
+DIAGNOSTICS = ("gen_mse", "q_mean", "alpha", "critic_loss", "cql_gap", "mmd", "saturation",
+               "generative_fit")
 
 
 def dataset_name(path: str) -> str:
