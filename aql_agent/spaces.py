@@ -66,6 +66,18 @@ def space_to_spec(space: spaces.Space, where: str = "space") -> dict[str, Any]:
     )
 
 
+def _discrete(n: int, start: int, dtype: np.dtype, where: str) -> spaces.Discrete:
+    """Discrete(n, start, dtype). gymnasium 1.0 (which d3rlpy 2.8 pins) has no dtype argument and is always
+    int64: there the int64 space is built without it, and any other dtype is one clear error."""
+    try:
+        return spaces.Discrete(n, start=start, dtype=dtype)
+    except TypeError:
+        if dtype != np.int64:
+            raise SpaceError(f"{where}: a Discrete space of dtype {dtype.name} needs gymnasium >= 1.1 "
+                             "(this one only has int64); upgrade gymnasium") from None
+        return spaces.Discrete(n, start=start)
+
+
 def describe_space(space: spaces.Space) -> str:
     """A one-line description for people: kind, shape, dtype and the range of the bounds."""
     if isinstance(space, spaces.Box):
@@ -112,7 +124,7 @@ def space_from_spec(spec: Any, where: str = "space") -> spaces.Space:
             return spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=shape, dtype=dtype.newbyteorder("="))
         if kind == "discrete":
             dtype = parse_dtype(spec.get("dtype", "int64"), where)
-            return spaces.Discrete(int(spec["n"]), start=int(spec.get("start", 0)), dtype=dtype.newbyteorder("="))
+            return _discrete(int(spec["n"]), int(spec.get("start", 0)), dtype.newbyteorder("="), where)
         if kind == "multi_discrete":
             dtype = parse_dtype(spec.get("dtype", "int64"), where)
             shape = _shape(spec, where)

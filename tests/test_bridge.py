@@ -156,11 +156,22 @@ def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_
 
 def unserved_endpoint() -> str:
     """A free loopback port below Linux's ephemeral range: a client retrying a port in that range can be
-    handed it as its own source port and connect to itself, which then holds the port."""
-    socket = zmq.Context.instance().socket(zmq.ROUTER)
-    port = socket.bind_to_random_port("tcp://127.0.0.1", min_port=20000, max_port=32000)
-    socket.close(0)
-    return f"tcp://127.0.0.1:{port}"
+    handed it as its own source port and connect to itself, which then holds the port. Probed with a plain
+    socket, whose close frees the port at once (a ZeroMQ socket's close is finished later by its I/O thread,
+    so on a loaded machine the agent's bind could still find the port taken)."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return f"tcp://127.0.0.1:{port}"
+    raise RuntimeError("no free loopback port in 20000-32000")
 
 
 def test_an_engine_started_before_its_agent_waits_for_it():
