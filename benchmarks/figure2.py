@@ -127,7 +127,9 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     data = record_data(os.path.join(args.runs, "data", "moba-bt-games"), args.pairs, args.games, args.data_seed)
-    harness = types.SimpleNamespace(runs=args.runs, steps=args.steps, eval_every=args.eval_every,
+    # table1's train_one also writes each finished run's record; figure2 keeps them beside its run folders.
+    harness = types.SimpleNamespace(runs=args.runs, records=os.path.join(args.runs, "records"), device="cpu",
+                                    steps=args.steps, eval_every=args.eval_every,
                                     eval_episodes=args.eval_games, log_every=args.log_every, set=args.set,
                                     train_args=["--agent", "all", "--opponent", args.opponent])
     jobs = list(itertools.product(args.seeds, args.algos))

@@ -78,7 +78,8 @@ def overrides(args: argparse.Namespace, algo: str) -> list[str]:
 def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed: int, folder: str) -> None:
     """Summarise a finished run folder into its committed record (atomic)."""
     evaluation = read(os.path.join(folder, "eval.csv"))
-    key = "normalized_mean" if "normalized_mean" in evaluation[0] else "return_mean"
+    # The headline score eval.csv has: D4RL-normalised, else the return, else a game's win rate (figure2).
+    key = next(k for k in ("normalized_mean", "return_mean", "win_rate") if k in evaluation[0])
     metrics_path = os.path.join(folder, "metrics.csv")
     metrics = read(metrics_path) if os.path.exists(metrics_path) else []
     record = {"env": env, "dataset": dataset_name(data), "algo": algo, "seed": seed, "steps": args.steps,
@@ -145,9 +146,8 @@ def train_d3rlpy(args: argparse.Namespace, env: str, data: str, algo: str, seed:
         return f"{record_path(args, data, name, seed)}: recorded"
     changes = {key: json.loads(value) for key, _, value in
                (setting.partition("=") for setting in overrides(args, name))}
-    changes["device"] = args.device
     command = [sys.executable, __file__, "--d3rlpy-run", algo, env, data, folder, str(seed), str(args.steps),
-               str(args.eval_every), str(args.eval_episodes), json.dumps(changes)]
+               str(args.eval_every), str(args.eval_episodes), json.dumps(changes), args.device]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-2000:]}")
@@ -156,7 +156,7 @@ def train_d3rlpy(args: argparse.Namespace, env: str, data: str, algo: str, seed:
 
 
 def d3rlpy_run(algo: str, env: str, data: str, folder: str, seed: int, steps: int, eval_every: int,
-               episodes: int, changes: dict) -> None:
+               episodes: int, changes: dict, device: str) -> None:
     import d3rlpy
     import torch
 
@@ -172,7 +172,6 @@ def d3rlpy_run(algo: str, env: str, data: str, folder: str, seed: int, steps: in
     configs = {"bc": (d3rlpy.algos.BCConfig, {}), "bcq": (d3rlpy.algos.BCQConfig, {"n_action_samples": 10}),
                "bear": (d3rlpy.algos.BEARConfig, {}), "cql": (d3rlpy.algos.CQLConfig, {})}
     config_class, defaults = configs[algo]
-    device = changes.pop("device", "cpu")
     learner = config_class(batch_size=256, **{**defaults, **changes}).create(
         device="cpu:0" if device == "cpu" else device)
     os.makedirs(folder, exist_ok=True)
@@ -319,12 +318,12 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, help="start no new run after this many minutes")
     parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the records")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "table1"), help="output stem")
-    parser.add_argument("--d3rlpy-run", nargs=9, help=argparse.SUPPRESS)
+    parser.add_argument("--d3rlpy-run", nargs=10, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.d3rlpy_run:
-        algo, env, data, folder, seed, steps, eval_every, episodes, changes = args.d3rlpy_run
+        algo, env, data, folder, seed, steps, eval_every, episodes, changes, device = args.d3rlpy_run
         d3rlpy_run(algo, env, data, folder, int(seed), int(steps), int(eval_every), int(episodes),
-                   json.loads(changes))
+                   json.loads(changes), device)
         return
     if not args.datasets:
         parser.error("--datasets is required")
