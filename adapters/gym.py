@@ -1,20 +1,23 @@
-"""Single-agent gymnasium environments: make them seeded, record their episodes into replay logs, evaluate policies."""
+"""Single-agent gymnasium environments (MuJoCo and any Box/Discrete env) as a game kind: make them seeded,
+record their episodes into replay logs, evaluate policies, collect rounds of online play, run them as an
+external engine over the bridge."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from aql_agent.adapters.games import GameKind, Player, Round, agent_player, log_path
 from aql_agent.errors import AqlError
-from aql_agent.scores import normalized_score
 from aql_agent.replay import ReplayWriter
+from aql_agent.scores import normalized_score
 
-Policy = Callable[[Any], Any]
+Policy = Player
 
 
 def make_env(env_id: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
@@ -89,3 +92,143 @@ def evaluate_policy(env_id: str, policy: Policy, episodes: int, seed: int = 0) -
         result["normalized_mean"] = float(np.mean(scores))
         result["normalized_std"] = float(np.std(scores))
     return result
+
+
+class GymKind(GameKind):
+    """A gymnasium id: episodes scored by return (and D4RL-normalised score where known)."""
+
+    def __init__(self, env_id: str, settings: Mapping[str, Any] | None = None):
+        if settings:
+            raise AqlError(f"gymnasium envs take no --set settings here (got {sorted(settings)} for {env_id})")
+        self.name = env_id
+
+    def learner_spaces(self) -> tuple[gym.Space, gym.Space]:
+        env = make_env(self.name)
+        try:
+            return env.observation_space, env.action_space
+        finally:
+            env.close()
+
+    def make_player(self, spec: str, seed: int | None = None) -> tuple[Policy, dict[str, Any]]:
+        if spec.startswith("agent:"):
+            policy, who = agent_player(spec)
+            self.check_policy(policy, spec)
+            return policy, who
+        raise AqlError(f"unknown player {spec!r} for {self.name}; gymnasium envs take random or agent:CHECKPOINT")
+
+    def evaluate(self, policy: Policy, episodes: int, seed: int = 0, opponent: str | None = None,
+                 progress: bool = False) -> dict[str, Any]:
+        return evaluate_policy(self.name, policy, episodes, seed=seed)
+
+    def record(self, out_dir: str, player: Any, opponent: str | None = None, *, episodes: int = 1, seed: int = 0,
+               side: str | None = None, options: Mapping[str, Any] | None = None, compression: str = "none",
+               overwrite: bool = False, progress: bool = True) -> str:
+        self.check_options(options)
+        if player == "human":
+            raise AqlError(f"human play is for games with a keyboard or terminal player; {self.name} records random "
+                           "or agent:CHECKPOINT")
+        if opponent is not None or side not in (None, "agent"):
+            raise AqlError(f"{self.name} is single-agent: it takes no --opponent or --side")
+        env = make_env(self.name, seed=seed)
+        try:
+            if player == "random":
+                policy, who, label = random_policy(env), {"kind": "random"}, "random"
+            elif isinstance(player, str):
+                (policy, who), label = self.make_player(player, seed), player
+            else:
+                (policy, who), label = player, str(player[1].get("name", "policy"))
+            path = log_path(out_dir, self.name, label, None, seed, overwrite)
+            record_episodes(env, policy, path, episodes, seed=seed, player=who, compression=compression,
+                            overwrite=overwrite, progress=progress, metadata={"seed": seed})
+        finally:
+            env.close()
+        return path
+
+    def collector(self, logs: str, seed: int, opponent: str | None, exploration: float | None,
+                  through_bridge: bool = False, rounds: int = 0) -> Any:
+        if through_bridge:
+            return super().collector(logs, seed, opponent, exploration, through_bridge, rounds)
+        return StepCollector(self.name, seed, exploration)
+
+    def play_over_bridge(self, client: Any, games: int, opponent: str | None, side: str, seed: int,
+                         progress: bool = True) -> dict[str, Any]:
+        if opponent is not None or side not in ("alternate", "agent"):
+            raise AqlError(f"{self.name} is single-agent: it takes no --opponent or --side")
+        env = make_env(self.name, seed=seed)
+        returns = []
+        try:
+            for episode in tqdm(range(games), desc=f"{self.name} over the bridge", unit="ep", disable=not progress):
+                observation, _ = env.reset(seed=seed + episode)
+                total, reward, step, terminated, truncated = 0.0, 0.0, 0, False, False
+                while not (terminated or truncated):
+                    action = client.act("agent", seed + episode, step, np.asarray(observation, np.float32),
+                                        reward=reward)
+                    if isinstance(env.action_space, gym.spaces.Box):
+                        action = np.clip(np.asarray(action, np.float32), env.action_space.low, env.action_space.high)
+                    observation, reward, terminated, truncated, _ = env.step(action)
+                    total, step = total + float(reward), step + 1
+                client.end_episode("agent", seed + episode, step, np.asarray(observation, np.float32),
+                                   reward=float(reward), terminated=terminated, truncated=truncated)
+                returns.append(total)
+        finally:
+            env.close()
+        result = {"env": self.name, "episodes": games, "return_mean": float(np.mean(returns)),
+                  "return_std": float(np.std(returns)), "returns": returns}
+        scores = [normalized_score(self.name, r) for r in returns]
+        if scores and scores[0] is not None:
+            result["normalized_mean"] = float(np.mean(scores))
+        return result
+
+    def bridge_spec(self) -> Any:
+        spec = super().bridge_spec()
+        if not isinstance(self.learner_spaces()[0], gym.spaces.Box):
+            raise AqlError(f"{self.name}'s observations are not a flat Box: the bridge carries flat float32 vectors")
+        return spec
+
+
+class StepCollector:
+    """Rounds of online play in one gymnasium env kept across rounds (an episode may span two rounds);
+    Gaussian exploration noise on continuous actions, the learner's epsilon-greedy on discrete ones."""
+
+    def __init__(self, env_id: str, seed: int, exploration: float | None):
+        self.env_id, self.env = env_id, make_env(env_id, seed=seed)
+        self.rng = np.random.default_rng(seed)
+        self.exploration = 0.1 if exploration is None else exploration
+        self.observation, _ = self.env.reset(seed=seed)
+        self.episode_return, self.episodes = 0.0, 0
+
+    def _action(self, policy: Any) -> Any:
+        if policy.discrete:
+            return int(policy.act(self.observation, deterministic=False))
+        action = policy.act(self.observation, deterministic=False)
+        low, high = self.env.action_space.low, self.env.action_space.high
+        noise = self.rng.normal(0.0, self.exploration, action.shape) * (high - low) / 2
+        return np.clip(action + noise, low, high).astype(np.float32)
+
+    def play(self, policy: Any, steps: int) -> Round:
+        from aql_agent.data import TransitionDataset
+
+        rows: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
+                                                  "terminals", "timeouts")}
+        returns = []
+        for _ in range(steps):
+            action = self._action(policy)
+            next_observation, reward, terminated, truncated, _ = self.env.step(action)
+            for key, value in zip(rows, (self.observation, action, reward, next_observation, terminated, truncated)):
+                rows[key].append(value)
+            self.episode_return += float(reward)
+            self.observation = next_observation
+            if terminated or truncated:
+                returns.append(self.episode_return)
+                self.episode_return, self.episodes = 0.0, self.episodes + 1
+                self.observation, _ = self.env.reset()
+        rows["timeouts"][-1] = rows["timeouts"][-1] or not rows["terminals"][-1]  # the round may end mid-episode
+        data = TransitionDataset(np.asarray(rows["observations"], np.float32), np.asarray(rows["actions"]),
+                                 np.asarray(rows["rewards"], np.float32),
+                                 np.asarray(rows["next_observations"], np.float32),
+                                 np.asarray(rows["terminals"], bool), np.asarray(rows["timeouts"], bool),
+                                 metadata={"env_id": self.env_id, "source": ["aql finetune"]})
+        summary = {"episodes": len(returns)}
+        if returns:
+            summary["return_mean"] = float(np.mean(returns))
+        return Round(data, summary)

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 from aql_agent import __version__
+from aql_agent.adapters.games import DEFAULT_GAME
 from aql_agent.demo import QUICK, DemoBudget
 from aql_agent.errors import AqlError
 
@@ -114,20 +115,18 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from aql_agent.adapters.gym import evaluate_policy
+    from aql_agent.adapters.games import game_kind
     from aql_agent.checkpoint import load_policy
 
-    from aql_agent.adapters.players import MULTI_AGENT_ENVS, evaluate_against
-
+    episodes = args.games or args.episodes
+    if episodes < 1:
+        raise AqlError(f"--episodes/--games must be at least 1, got {episodes}")
+    kind = game_kind(args.env)
+    if args.opponent is not None and not kind.multi_agent:
+        raise AqlError(f"{args.env} is single-agent: it takes no --opponent")
     policy = load_policy(args.checkpoint)
-    if args.env in MULTI_AGENT_ENVS:
-        if not policy.learner.discrete:
-            raise AqlError(f"{args.checkpoint} holds a continuous-action {policy.info['algo']!r} learner; {args.env} "
-                           "takes a discrete learner (bc-discrete, dqn, bcq-discrete, aql-discrete)")
-        result = evaluate_against(args.env, policy, args.opponent, args.games or args.episodes, seed=args.seed,
-                                  progress=not args.no_progress)
-    else:
-        result = evaluate_policy(args.env, policy, args.episodes, seed=args.seed)
+    kind.check_policy(policy, args.checkpoint)
+    result = kind.evaluate(policy, episodes, seed=args.seed, opponent=args.opponent, progress=not args.no_progress)
     result["checkpoint"] = args.checkpoint
     result["algo"], result["step"] = policy.info["algo"], policy.info["step"]
     print(json.dumps(result, indent=2))
@@ -135,19 +134,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from aql_agent.recording import record_gym, record_moba
-
-    if args.env == "moba-1v1":
-        heroes = (args.hero, args.opponent_hero) if args.side == "blue" else (args.opponent_hero, args.hero)
-        path = record_moba(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed,
-                           side=args.side, heroes=heroes, fps=args.fps, settings=_parse_overrides(args.set),
-                           compression=args.compression, overwrite=args.overwrite, progress=not args.no_progress)
-    else:
-        if args.set:
-            raise AqlError("--set configures moba-1v1; gymnasium envs take no settings here")
-        path = record_gym(args.out, args.env, args.player, episodes=args.episodes, seed=args.seed,
-                          compression=args.compression, overwrite=args.overwrite, progress=not args.no_progress)
+    from aql_agent.adapters.games import game_kind
     from aql_agent.inspect import format_summary, summarise
+
+    kind = game_kind(args.env, _parse_overrides(args.set))
+    path = kind.record(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed, side=args.side,
+                       options={"hero": args.hero, "opponent_hero": args.opponent_hero, "fps": args.fps},
+                       compression=args.compression, overwrite=args.overwrite, progress=not args.no_progress)
 
     print(f"wrote {path}")
     print(format_summary(summarise(path)))
@@ -227,13 +220,33 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> int:
-    from aql_agent.adapters.bridge.moba_engine import play_moba_games
+    import numpy as np
 
-    report = play_moba_games(args.connect, args.games, opponent=args.opponent, side=args.side, seed=args.seed,
-                             timeout_s=args.timeout_ms / 1000, settings=_parse_overrides(args.set),
-                             progress=not args.no_progress,
-                             curve_server_key=_read_key(args.curve_server_key, "CurveZMQ public key"),
-                             connect_timeout_s=args.connect_timeout)
+    from aql_agent.adapters.bridge import EngineClient
+    from aql_agent.adapters.games import game_kind
+
+    if args.games < 1 or args.timeout_ms <= 0 or args.connect_timeout <= 0:
+        raise AqlError("--games, --timeout-ms and --connect-timeout must be positive")
+    kind = game_kind(args.env, _parse_overrides(args.set))
+    kind.check_side(args.side)
+    if args.opponent is not None:
+        kind.make_player(args.opponent, 0)  # refuse an unknown opponent before connecting
+    spec = kind.bridge_spec()
+    client = EngineClient(args.connect, spec, engine=f"aql engine ({kind.name})", timeout_s=args.timeout_ms / 1000,
+                          fallback_action=0 if spec.actions is not None else np.zeros(spec.action_shape, np.float32),
+                          curve_server_key=_read_key(args.curve_server_key, "CurveZMQ public key"),
+                          connect_timeout_s=args.connect_timeout)
+    client.connect()
+    try:
+        report = kind.play_over_bridge(client, args.games, args.opponent, args.side, args.seed,
+                                       progress=not args.no_progress)
+    finally:
+        client.close()
+    latencies = np.array(client.latencies) * 1000
+    report.update({"endpoint": args.connect, "agent": client.welcome.get("policy"), "bridge": {
+        **client.stats, "latency_ms_p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
+        "latency_ms_p99": float(np.percentile(latencies, 99)) if len(latencies) else None}})
+    report.pop("returns", None)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -273,10 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--steps", type=int, default=100_000, help="gradient updates (default: 100000)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--env", help="env to evaluate in: a gymnasium id (Hopper-v5) or moba-1v1 (win rate)")
+    train.add_argument("--env", help="env to evaluate in: a gymnasium id (Hopper-v5) or a game: moba-1v1, "
+                       "connect-four, pettingzoo:MODULE (win rate)")
     train.add_argument("--eval-every", type=int, default=5000, help="updates between evaluations (default: 5000)")
     train.add_argument("--eval-episodes", type=int, default=10,
-                       help="episodes (moba-1v1: games) per evaluation (default: 10)")
+                       help="episodes (games) per evaluation (default: 10)")
     train.add_argument("--checkpoint-every", type=int, default=10_000, help="default: 10000")
     train.add_argument("--log-every", type=int, default=100, help="updates per metrics row (default: 100)")
     train.add_argument("--normalize-observations", action="store_true",
@@ -284,9 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--reward-scale", type=float, default=1.0)
     train.add_argument("--agent", help="whose transitions to learn from in a multi-agent log (moba-1v1: blue, red "
                        "or all)")
-    train.add_argument("--opponent", default="bt:medium",
-                       help="multi-agent --env: who evaluations play against (moba-1v1: bt:easy|medium|hard or "
-                       "random; default bt:medium)")
+    train.add_argument("--opponent", help="a game's --env: who evaluations play against (default: the game's own; "
+                       "moba-1v1: bt:easy|medium|hard or random, default bt:medium; connect-four: greedy or random)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="learner config override, repeatable (e.g. --set epsilon=0.1 --set bf16=true)")
     _add_run_flags(train)
@@ -298,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and update on batches mixing offline and online rows (--offline-ratio) while the learner's "
                     "offline constraint relaxes linearly (--relax, --anneal-steps). Writes OUT/finetune.json, "
                     "metrics.csv, rounds.csv, eval.csv (its first row: the offline checkpoint), tensorboard/, "
-                    "checkpoints/ and online/ (moba-1v1: every round's games as replay logs).")
+                    "checkpoints/ and online/ (games: every round's games as replay logs).")
     tune.add_argument("--checkpoint", required=True, help="offline checkpoint or run folder (aql train)")
-    tune.add_argument("--env", required=True, help="gymnasium id (Hopper-v5) or moba-1v1")
+    tune.add_argument("--env", required=True, help="gymnasium id (Hopper-v5) or a game (moba-1v1, connect-four, ...)")
     tune.add_argument("--out", required=True, help="run folder")
     tune.add_argument("--steps", type=int, default=10_000, help="online env steps (decisions) in total")
     tune.add_argument("--data", help="offline data to keep mixing in (default: the checkpoint's training data)")
@@ -311,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rows the behaviour model and the constraint learn from (default: the offline data's)")
     tune.add_argument("--updates-per-step", type=float, default=1.0, help="updates per online transition")
     tune.add_argument("--round-steps", type=int, default=1000, help="gymnasium: steps per round of play")
-    tune.add_argument("--round-games", type=int, default=2, help="moba-1v1: games per round of play")
+    tune.add_argument("--round-games", type=int, default=2, help="games: games per round of play")
     tune.add_argument("--relax", type=float, default=1.0,
                       help="the offline constraint ends this many times looser (default 1: kept as trained)")
     tune.add_argument("--constraint-final", type=float, help="the constraint's final value instead of --relax")
@@ -319,11 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--exploration", type=float,
                       help="continuous: Gaussian noise std as a fraction of half the action range (default 0.1); "
                            "discrete: epsilon (default: the learner's exploration_epsilon)")
-    tune.add_argument("--opponent", default="bt:medium", help="moba-1v1: the bot played online and in evaluations")
+    tune.add_argument("--opponent", help="games: the player met online and in evaluations (default: the game's own)")
     tune.add_argument("--through-bridge", action="store_true",
-                      help="moba-1v1: serve the learner over ZeroMQ to a tools/engine process for the online games")
+                      help="serve the learner over ZeroMQ to an `aql engine` process for the online games")
     tune.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations and checkpoints")
-    tune.add_argument("--eval-episodes", type=int, default=10, help="episodes (moba-1v1: games) per evaluation")
+    tune.add_argument("--eval-episodes", type=int, default=10, help="episodes (games) per evaluation")
     tune.add_argument("--log-every", type=int, default=100, help="updates per metrics row")
     tune.add_argument("--seed", type=int, default=0)
     _add_run_flags(tune)
@@ -331,36 +344,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "eval", help="evaluate a checkpoint and print JSON",
-        description="In a gymnasium env: returns (and D4RL-normalised scores where known). In moba-1v1: --games "
-                    "seeded games against --opponent, sides swapped every game; wins, losses, draws, the win rate "
-                    "with a 95%% Wilson interval, mean game length, kills and towers.")
+        description="In a gymnasium env: returns (and D4RL-normalised scores where known). In a game (moba-1v1, "
+                    "connect-four, pettingzoo:MODULE): --games seeded games against --opponent, sides swapped every "
+                    "game; wins, losses, draws, the win rate with a 95%% Wilson interval, mean game length (moba-1v1: "
+                    "kills and towers too).")
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint folder or run folder (uses the latest)")
-    evaluate.add_argument("--env", required=True, help="gymnasium env id (Hopper-v5) or moba-1v1")
+    evaluate.add_argument("--env", required=True, help="gymnasium env id (Hopper-v5) or a game (moba-1v1, ...)")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes (gymnasium) or games (default: 10)")
-    evaluate.add_argument("--games", type=int, help="moba-1v1: games to play (same as --episodes)")
-    evaluate.add_argument("--opponent", default="bt:medium", help="moba-1v1: bt:easy|medium|hard or random")
+    evaluate.add_argument("--games", type=int, help="games to play (same as --episodes)")
+    evaluate.add_argument("--opponent", help="games: who to play (default: the game's own; moba-1v1: "
+                          "bt:easy|medium|hard or random; connect-four: greedy or random)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_evaluate)
 
     record = commands.add_parser(
-        "record", help="record games (moba-1v1: human, bots or agents; gymnasium envs: random or agents)",
+        "record", help="record games (human, bots or agents) or gymnasium episodes (random or agents)",
         description="Record games into a replay log in --out. moba-1v1 keys for --player human: move WASD/arrows, "
-                    "attack J/Space, skills 1 2 3, heal H, recall B, quit Esc (the log keeps every step played).")
-    record.add_argument("--env", default="moba-1v1", help="moba-1v1 (default) or a gymnasium id such as Hopper-v5")
+                    "attack J/Space, skills 1 2 3, heal H, recall B, quit Esc; PettingZoo games (connect-four) ask "
+                    "a human for moves at the terminal, q quits (the log keeps every step played).")
+    record.add_argument("--env", default=DEFAULT_GAME,
+                        help=f"{DEFAULT_GAME} (default), connect-four, pettingzoo:MODULE or a gymnasium id (Hopper-v5)")
     record.add_argument("--player", required=True,
-                        help="human, random, bt:LEVEL (easy, medium, hard) or agent:CHECKPOINT")
-    record.add_argument("--opponent", default="bt:medium", help="moba-1v1: the other side's player (default bt:medium)")
-    record.add_argument("--side", default="blue", choices=["blue", "red"], help="moba-1v1: the side --player takes")
-    record.add_argument("--hero", default="ranger", help="moba-1v1: --player's hero (ranger, bruiser)")
-    record.add_argument("--opponent-hero", default="ranger", help="moba-1v1: the opponent's hero")
+                        help="human, random, agent:CHECKPOINT or a bot of the game (moba-1v1: bt:LEVEL with "
+                             "LEVEL easy, medium, hard; connect-four: greedy)")
+    record.add_argument("--opponent", help="games: the other side's player (default: the game's own bot)")
+    record.add_argument("--side", help="games: the side --player takes (default: the first, moba-1v1's blue)")
+    record.add_argument("--hero", help="moba-1v1: --player's hero (ranger, bruiser; default ranger)")
+    record.add_argument("--opponent-hero", help="moba-1v1: the opponent's hero (default ranger)")
     record.add_argument("--episodes", type=int, default=1)
     record.add_argument("--seed", type=int, default=0, help="episode i plays seed + i")
     record.add_argument("--out", default="recordings", help="folder for the log (default: recordings)")
-    record.add_argument("--fps", type=float, default=15.0,
-                        help="human play: game frames per second (15 is real time; 0: no waiting)")
+    record.add_argument("--fps", type=float,
+                        help="moba-1v1 human play: game frames per second (default 15, real time; 0: no waiting)")
     record.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="moba-1v1 setting, e.g. frame_skip=3, max_frames=20000, zero_sum=false")
+                        help="game setting, e.g. moba-1v1's frame_skip=3, max_frames=20000, zero_sum=false")
     record.add_argument("--compression", default="none", choices=["none", "zstd"])
     record.add_argument("--overwrite", action="store_true", help="replace an existing log of the same name")
     record.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -395,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "handshakes and step requests with batched policy calls, optionally records every game.")
     source = deploy.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="checkpoint or run folder written by aql train")
-    source.add_argument("--policy", help="a test policy instead: random, or bt:LEVEL (moba-1v1)")
+    source.add_argument("--policy", help="a test policy instead: random, or a game's bot (moba-1v1: bt:LEVEL; "
+                        "connect-four: greedy), which plays whichever of its games an engine declares")
     deploy.add_argument("--bind", default="tcp://127.0.0.1:5555", help="endpoint to bind (default: loopback 5555)")
     deploy.add_argument("--public", action="store_true", help="allow binding a non-loopback address")
     deploy.add_argument("--record", help="folder: record every game served into replay logs, outcomes in games.jsonl")
@@ -412,21 +431,25 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(run=_deploy)
 
     engine = commands.add_parser(
-        "engine", help="moba-1v1 as an external engine: play games of a deployed agent against the bot",
+        "engine", help="a game run as an external engine: play games of a deployed agent against the game's bot",
         description="Connects to an `aql deploy` endpoint, plays --games of the agent (one side, alternating by "
-                    "default) against the engine's own behaviour tree, prints a win-rate report in JSON.")
+                    "default) against the engine's own player, prints a win-rate report in JSON (gymnasium ids: "
+                    "episodes and returns).")
+    engine.add_argument("--env", default=DEFAULT_GAME,
+                        help=f"{DEFAULT_GAME} (default), connect-four, pettingzoo:MODULE or a gymnasium id")
     engine.add_argument("--connect", default="tcp://127.0.0.1:5555", help="the agent's endpoint")
     engine.add_argument("--games", type=int, default=10)
-    engine.add_argument("--opponent", default="bt:medium", help="the engine's side: bt:easy|medium|hard or random")
-    engine.add_argument("--side", default="alternate", choices=["alternate", "blue", "red"],
-                        help="the agent's side (default: alternate game by game)")
+    engine.add_argument("--opponent", help="the engine's side (default: the game's own; moba-1v1: "
+                        "bt:easy|medium|hard or random, default bt:medium)")
+    engine.add_argument("--side", default="alternate",
+                        help="the agent's side (default: alternate game by game; moba-1v1: blue or red)")
     engine.add_argument("--seed", type=int, default=0, help="game i plays seed + i")
     engine.add_argument("--timeout-ms", type=float, default=1000.0,
                         help="wait this long for a decision, then play the fallback (none) and reconnect")
     engine.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="how long the first handshake waits for an agent still starting up (default: 30)")
     engine.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="moba-1v1 setting, e.g. max_frames=6000")
+                        help="game setting, e.g. moba-1v1's max_frames=6000")
     engine.add_argument("--curve-server-key", help="CurveZMQ: the agent's public key file")
     engine.add_argument("--no-progress", action="store_true")
     engine.set_defaults(run=_engine)

@@ -125,7 +125,7 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
              budget: DemoBudget | None = None) -> dict[str, Any]:
     from aql_agent.finetune import FinetuneSettings, finetune
     from aql_agent.inspect import format_summary, summarise
-    from aql_agent.recording import record_moba
+    from aql_agent.adapters.games import DEFAULT_GAME, game_kind
     from aql_agent.training import TrainSettings, train
 
     started = time.perf_counter()
@@ -134,8 +134,8 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
     logs = os.path.join(out, "logs")
     _banner(f"1. record behaviour-tree games -> {logs}/ (tools/record)", started)
     for index, (player, other) in enumerate(PAIRINGS):
-        record_moba(logs, player, other, episodes=budget.games_per_pairing, seed=seed + 1000 * index,
-                    overwrite=True, progress=not quick)
+        game_kind(DEFAULT_GAME).record(logs, player, other, episodes=budget.games_per_pairing,
+                                       seed=seed + 1000 * index, overwrite=True, progress=not quick)
     print(format_summary(summarise(logs)))
 
     offline = os.path.join(out, "offline")
@@ -151,7 +151,7 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
 
     tuned = os.path.join(out, "finetuned")
     _banner(f"4. fine-tune through the bridge: {budget.finetune_steps} online decisions -> {tuned}/", started)
-    summary = finetune(FinetuneSettings(checkpoint=offline, env="moba-1v1", out=tuned, steps=budget.finetune_steps,
+    summary = finetune(FinetuneSettings(checkpoint=offline, env=DEFAULT_GAME, out=tuned, steps=budget.finetune_steps,
                                         updates_per_step=budget.updates_per_step, round_games=1, opponent=opponent,
                                         through_bridge=True, eval_every=10 ** 9, eval_episodes=1, seed=seed,
                                         progress=not quick))
@@ -178,5 +178,5 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
               f"[{low:.2f}, {high:.2f}]")
     print(f"\nplot: {figure}\n{budget.eval_games} games per row give wide intervals, and at this budget fine-tuning is "
           f"not expected to help: docs/results.md#fine-tuning has 3 seeds and why.\nMore games: aql eval "
-          f"--checkpoint {tuned} --env moba-1v1 --games 20")
+          f"--checkpoint {tuned} --env {DEFAULT_GAME} --games 20")
     return result

@@ -56,8 +56,8 @@ class _PolicyGraph(nn.Module):
         if self.learner.discrete:
             legal = action_mask != 0
             legal = legal | ~legal.any(-1, keepdim=True)  # a row allowing nothing allows everything
-            return self.learner._act(normalised, True, legal)
-        unit = self.learner._act(normalised, True).clamp(-1.0, 1.0)
+            return self.learner.forward_policy(normalised, True, legal)
+        unit = self.learner.forward_policy(normalised, True).clamp(-1.0, 1.0)
         return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
 
 

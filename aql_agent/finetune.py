@@ -4,16 +4,17 @@ The loop works in rounds: the current learner plays (exploring) for a round, its
 buffer, and it makes `updates_per_step` updates per new transition on batches that mix offline and online
 rows in a fixed proportion (`offline_ratio`; 0.5 is RLPD's symmetric sampling). Meanwhile the learner's
 offline constraint can be relaxed on a linear schedule over `anneal_steps` environment steps, from its offline
-value to `relax` times looser (the knob per learner is in `CONSTRAINTS`), so the agent may move away from the
+value to `relax` times looser (the knob is the learner's `constraint`), so the agent may move away from the
 logged behaviour as its own experience grows. Behaviour models and their constraints learn from the offline
 rows only (`constrain_on`): measured on the agent's own play, a constraint holds it near itself. Where the
-rounds are played:
+rounds are played is the game kind's business (`adapters/games.py`):
 
 * a gymnasium env (continuous learners: MuJoCo; discrete learners: e.g. CartPole), one env kept across
   rounds, `round_steps` steps per round, Gaussian exploration noise on continuous actions;
-* moba-1v1 against a bot, `round_games` games per round, each round recorded into a replay log;
-* moba-1v1 through the bridge (`through_bridge`): the learner is served over ZeroMQ (`AgentServer`, as
-  `aql deploy --record` does) to a `tools/engine` process that plays the bot; the recorded games are the
+* a multi-agent game (moba-1v1, connect-four, any PettingZoo game with masks) against `opponent`,
+  `round_games` games per round, each round recorded into a replay log;
+* the same through the bridge (`through_bridge`): the learner is served over ZeroMQ (`AgentServer`, as
+  `aql deploy --record` does) to an `aql engine` process that plays the game; the recorded games are the
   round's data. This is the path of a team whose game runs in its own engine.
 
 Evaluation (deterministic policy, fixed seeds, as `aql train`) runs before the first round, so eval.csv's
@@ -26,9 +27,7 @@ import dataclasses
 import glob
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -38,26 +37,11 @@ from tqdm import tqdm
 
 from aql_agent import __version__
 from aql_agent.checkpoint import Policy, Preprocessing, load_learner, resolve_checkpoint
-from aql_agent.data import TransitionDataset
 from aql_agent.data.formats import load_dataset
 from aql_agent.errors import AqlError
 from aql_agent.learners import Batch, Learner
 from aql_agent.training import (MetricLog, TensorSampler, _checkpoint, _latest_step, check_dataset,
                                 check_discrete_dataset, check_finite, evaluate_learner, transition_rows)
-
-#: the offline constraint each learner relaxes while fine-tuning: (config field, +1 if larger is looser)
-CONSTRAINTS: dict[str, tuple[str, int]] = {
-    "aql": ("epsilon", +1),  # the Lagrange threshold on G's generative error
-    "aql-cql": ("epsilon", +1),
-    "bear": ("mmd_threshold", +1),
-    "bcq": ("perturbation", +1),
-    "cql": ("conservative_weight", -1),
-    "bcq-discrete": ("threshold", -1),  # G(a|s) / max G below it is not allowed; 0 is DQN
-    "aql-discrete": ("threshold", -1),
-}
-#: learners with no value function: online reward cannot improve them
-NOT_FINE_TUNABLE = ("bc", "bc-discrete")
-
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneSettings:
@@ -66,7 +50,7 @@ class FinetuneSettings:
     checkpoint: str
     """Offline checkpoint or run folder (`aql train`)."""
     env: str
-    """gymnasium id, or moba-1v1 (played against `opponent`)."""
+    """gymnasium id or a game (moba-1v1, connect-four, pettingzoo:MODULE; played against `opponent`)."""
     out: str
     """Run folder: finetune.json, metrics.csv, rounds.csv, eval.csv, tensorboard/, checkpoints/, online/."""
     steps: int = 10_000
@@ -85,7 +69,7 @@ class FinetuneSettings:
     round_steps: int = 1000
     """gymnasium envs: steps played between rounds of updates."""
     round_games: int = 2
-    """moba-1v1: games played between rounds of updates (sides alternate round by round)."""
+    """Multi-agent games: games played between rounds of updates (sides alternate round by round)."""
     relax: float = 1.0
     """The offline constraint ends this many times looser (1, the default: kept as trained; relaxing made AQL
     collapse on hopper-medium in docs/results.md's runs)."""
@@ -96,10 +80,11 @@ class FinetuneSettings:
     exploration: float | None = None
     """Continuous: Gaussian noise std in units of half the action range (default 0.1). Discrete: epsilon of
     epsilon-greedy (default: the learner's exploration_epsilon)."""
-    opponent: str = "bt:medium"
-    """moba-1v1: who the agent plays against (bt:LEVEL or random), online and in evaluations."""
+    opponent: str | None = None
+    """Multi-agent games: who the agent plays against, online and in evaluations (default: the game's own,
+    moba-1v1's bt:medium)."""
     through_bridge: bool = False
-    """moba-1v1: play the online games through the ZeroMQ bridge and a tools/engine process."""
+    """Play the online games through the ZeroMQ bridge and an `aql engine` process of the game."""
     eval_every: int = 5000
     """Environment steps between evaluations (and checkpoints)."""
     eval_episodes: int = 10
@@ -162,13 +147,11 @@ class ConstraintSchedule:
 
     @classmethod
     def for_learner(cls, learner: Learner, settings: FinetuneSettings) -> ConstraintSchedule:
-        algo, config = learner.name, learner.config
-        if algo not in CONSTRAINTS:
+        constraint = learner.constraint_field()
+        if constraint is None:
             return cls(None)
-        field, looser = CONSTRAINTS[algo]
-        if algo == "cql" and config.lagrange_threshold is not None:
-            field, looser = "lagrange_threshold", +1  # the weight is learned; its target gap is the constraint
-        start = float(getattr(config, field))
+        field, looser = constraint
+        start = float(getattr(learner.config, field))
         final = settings.constraint_final
         if final is None:
             final = start * settings.relax if looser > 0 else start / settings.relax
@@ -185,119 +168,6 @@ class ConstraintSchedule:
         value = self.value(env_step)
         learner.config = dataclasses.replace(learner.config, **{self.field: value})
         return value
-
-
-# -- where the agent plays --------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Round:
-    """What one round of play produced: its transitions (raw env units) and a summary of how it went."""
-
-    data: TransitionDataset
-    summary: dict[str, float]
-
-
-class GymCollector:
-    """One gymnasium env kept across rounds (an episode may span two rounds)."""
-
-    def __init__(self, env_id: str, seed: int, exploration: float | None):
-        from aql_agent.adapters.gym import make_env
-
-        self.env_id, self.env = env_id, make_env(env_id, seed=seed)
-        self.rng = np.random.default_rng(seed)
-        self.exploration = 0.1 if exploration is None else exploration
-        self.observation, _ = self.env.reset(seed=seed)
-        self.episode_return, self.episodes = 0.0, 0
-
-    def _action(self, policy: Policy) -> Any:
-        if policy.learner.discrete:
-            return int(policy.act(self.observation, deterministic=False))
-        action = policy.act(self.observation, deterministic=False)
-        low, high = self.env.action_space.low, self.env.action_space.high
-        noise = self.rng.normal(0.0, self.exploration, action.shape) * (high - low) / 2
-        return np.clip(action + noise, low, high).astype(np.float32)
-
-    def play(self, policy: Policy, steps: int) -> Round:
-        rows: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
-                                                  "terminals", "timeouts")}
-        returns = []
-        for _ in range(steps):
-            action = self._action(policy)
-            next_observation, reward, terminated, truncated, _ = self.env.step(action)
-            for key, value in zip(rows, (self.observation, action, reward, next_observation, terminated, truncated)):
-                rows[key].append(value)
-            self.episode_return += float(reward)
-            self.observation = next_observation
-            if terminated or truncated:
-                returns.append(self.episode_return)
-                self.episode_return, self.episodes = 0.0, self.episodes + 1
-                self.observation, _ = self.env.reset()
-        rows["timeouts"][-1] = rows["timeouts"][-1] or not rows["terminals"][-1]  # the round may end mid-episode
-        data = TransitionDataset(np.asarray(rows["observations"], np.float32), np.asarray(rows["actions"]),
-                                 np.asarray(rows["rewards"], np.float32),
-                                 np.asarray(rows["next_observations"], np.float32),
-                                 np.asarray(rows["terminals"], bool), np.asarray(rows["timeouts"], bool),
-                                 metadata={"env_id": self.env_id, "source": ["aql finetune"]})
-        summary = {"episodes": len(returns)}
-        if returns:
-            summary["return_mean"] = float(np.mean(returns))
-        return Round(data, summary)
-
-
-class MobaCollector:
-    """moba-1v1 games against a bot, each round recorded into a replay log under `logs`."""
-
-    def __init__(self, opponent: str, logs: str, seed: int, rounds: int = 0):
-        self.opponent, self.logs, self.seed, self.rounds = opponent, logs, seed, rounds
-
-    def play(self, policy: Policy, games: int) -> Round:
-        from aql_agent.adapters import moba
-        from aql_agent.adapters.players import learner_view
-        from aql_agent.recording import record_moba
-
-        side = moba.AGENTS[self.rounds % 2]
-        seed = self.seed + 1000 * self.rounds
-        player = moba.flat_player(lambda view: policy.act(view, deterministic=False))
-        who = {"kind": "agent", "name": policy.learner.name, "fine_tuning_round": self.rounds}
-        path = record_moba(os.path.join(self.logs, f"round-{self.rounds:04d}"), (player, who), self.opponent,
-                           episodes=games, seed=seed, side=side, overwrite=True, progress=False)
-        self.rounds += 1
-        data = learner_view(TransitionDataset.from_log(path, agent=side))
-        outcomes = _outcomes(path, side)
-        return Round(data, {"games": games, "win_rate": outcomes.count("win") / games})
-
-
-class BridgeCollector(MobaCollector):
-    """moba-1v1 games served over the ZeroMQ bridge to a `tools/engine` process, recorded by the agent side."""
-
-    def play(self, policy: Policy, games: int) -> Round:
-        from aql_agent.adapters.bridge import AgentServer, ServedPolicy
-        from aql_agent.adapters.players import learner_view
-
-        folder = os.path.join(self.logs, f"round-{self.rounds:04d}")
-        served = ServedPolicy(policy, {"name": policy.learner.name, "fine_tuning_round": self.rounds},
-                              deterministic=False)
-        server = AgentServer(served, "tcp://127.0.0.1:*", record_dir=folder, log=None)
-        command = [sys.executable, "-m", "aql_agent", "engine", "--connect", server.endpoint, "--games", str(games),
-                   "--opponent", self.opponent, "--seed", str(self.seed + 1000 * self.rounds), "--side",
-                   ("blue", "red")[self.rounds % 2], "--no-progress"]
-        with tempfile.TemporaryFile("w+") as errors:
-            engine = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
-            server.serve(until=lambda: engine.poll() is not None, poll_ms=20)  # returns closed: logs finalised
-            report = engine.stdout.read()
-            if engine.wait() != 0:
-                errors.seek(0)
-                raise AqlError(f"tools/engine failed in fine-tuning round {self.rounds}: {errors.read()[-2000:]}")
-        self.rounds += 1
-        data = learner_view(load_dataset(folder, agent="all"))
-        return Round(data, {"games": games, "win_rate": json.loads(report)["win_rate"]})
-
-
-def _outcomes(path: str, agent: str) -> list[str | None]:
-    from aql_agent.replay import ReplayReader
-
-    return [episode.outcomes.get(agent) for episode in ReplayReader(path).columns().episodes]
 
 
 # -- the loop ---------------------------------------------------------------------------------------------
@@ -324,28 +194,28 @@ def _check(settings: FinetuneSettings) -> None:
         raise AqlError("--updates-per-step, --relax, --round-steps and --round-games must be positive")
     if settings.constrain_on not in ("offline", "all"):
         raise AqlError(f"--constrain-on must be offline or all, got {settings.constrain_on!r}")
-    if settings.through_bridge and settings.env != "moba-1v1":
-        raise AqlError("--through-bridge plays moba-1v1 through tools/engine; other envs play in-process")
 
 
 def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     """Fine-tune an offline checkpoint online; returns a summary with the first and last evaluations."""
-    from aql_agent.adapters.players import MULTI_AGENT_ENVS, learner_view
+    from aql_agent.adapters.games import game_kind
 
     _check(settings)
+    kind = game_kind(settings.env)
     checkpoint_dir = resolve_checkpoint(settings.checkpoint)
     learner, info, _ = load_learner(checkpoint_dir, settings.device)
-    if learner.name in NOT_FINE_TUNABLE:
+    if not learner.fine_tunable:
+        from aql_agent.learners import ALGORITHMS
+
+        able = ", ".join(name for name, (kind, _) in ALGORITHMS.items() if kind.fine_tunable)
         raise AqlError(f"{learner.name} learns no value function, so online reward cannot improve it: fine-tune a "
-                       "Q-learning checkpoint (aql, bcq, bear, cql, sac, ddpg; aql-discrete, bcq-discrete, dqn)")
-    moba = settings.env in MULTI_AGENT_ENVS
-    if moba and not learner.discrete:
-        raise AqlError(f"{settings.env} needs a discrete learner; {checkpoint_dir} holds {learner.name!r}")
+                       f"Q-learning checkpoint ({able})")
     preprocessing = Preprocessing.from_dict(info["preprocessing"])
+    kind.check_policy(Policy(learner, preprocessing, info), checkpoint_dir)
     data = _offline_data(settings, checkpoint_dir)
-    dataset = load_dataset(data, agent=settings.agent or ("all" if moba else None))
+    dataset = load_dataset(data, agent=settings.agent or ("all" if kind.multi_agent else None))
     if learner.discrete:
-        dataset = check_discrete_dataset(learner_view(dataset), data)
+        dataset = check_discrete_dataset(kind.learner_view(dataset), data)
         check_finite(dataset, data)
     else:
         check_dataset(dataset, data)
@@ -371,12 +241,9 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     if learner.discrete and settings.exploration is not None:
         learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
     logs = os.path.join(settings.out, "online")
-    if not moba:
-        collector: Any = GymCollector(settings.env, settings.seed + env_step, settings.exploration)
-    else:
-        kind = BridgeCollector if settings.through_bridge else MobaCollector
-        collector = kind(settings.opponent, logs, settings.seed,
-                         rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0)
+    collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), settings.opponent,
+                               settings.exploration, through_bridge=settings.through_bridge,
+                               rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0)
     with open(os.path.join(settings.out, "finetune.json"), "w") as f:
         json.dump({"settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
                    "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,
@@ -399,7 +266,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     def checkpoint() -> None:
         rows = sampler.online.cpu().numpy()
         buffer = os.path.join(settings.out, "online-buffer.npz")
-        with open(buffer + ".tmp", "wb") as f:  # compressed: moba rows shrink ~10x; replaced whole, never torn
+        with open(buffer + ".tmp", "wb") as f:  # compressed: masked game rows shrink ~10x; replaced whole, never torn
             np.savez_compressed(f, rows=rows)
         os.replace(buffer + ".tmp", buffer)
         _checkpoint(settings.out, learner, preprocessing, env_step, {
@@ -416,7 +283,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         while env_step < settings.steps:
             constraint = schedule.apply(learner, env_step)
             policy = Policy(learner, preprocessing)
-            if moba:
+            if kind.multi_agent:
                 played = collector.play(policy, settings.round_games)
             else:
                 played = collector.play(policy, min(settings.round_steps, settings.steps - env_step))

@@ -2,8 +2,8 @@
 
 The whole dataset lives in one float tensor (one row per transition) and a batch is one `index_select`
 with indices from a seeded `torch.Generator`: no Python sampler in the loop. Discrete learners get the same
-table with integer actions and legal-action masks; a registered game's multi-head actions (moba-1v1) are
-flattened by its adapter first, and evaluation there is a win rate against `opponent`. Everything that decides the
+table with integer actions and legal-action masks; a game's data is seen through its kind's learner view first
+(moba-1v1's multi-head actions flattened, say), and evaluation there is a win rate against `opponent`. Everything that decides the
 run's future (learner weights and optimisers, the sampler's and torch's RNG states, the step) goes into
 each checkpoint, so `resume=True` continues bit-exactly.
 """
@@ -47,7 +47,8 @@ class TrainSettings:
     seed: int = 0
     """Seeds network initialisation, batch sampling and evaluation episodes."""
     env: str | None = None
-    """gymnasium id or registered multi-agent env (moba-1v1) to evaluate in (and to check the data against)."""
+    """gymnasium id or game (moba-1v1, connect-four, pettingzoo:MODULE) to evaluate in (and to check the data
+    against)."""
     eval_every: int = 5000
     """Updates between evaluations (needs `env`)."""
     eval_episodes: int = 10
@@ -62,8 +63,8 @@ class TrainSettings:
     """Multiply rewards by this during training."""
     agent: str | None = None
     """Whose transitions to learn from in a multi-agent replay log (moba-1v1: blue, red or all)."""
-    opponent: str = "bt:medium"
-    """Who a multi-agent env's evaluations play against (moba-1v1: bt:LEVEL or random)."""
+    opponent: str | None = None
+    """Who a game's evaluations play against (default: the game's own, moba-1v1's bt:medium)."""
     learner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Learner config overrides, e.g. {"epsilon": 0.1}."""
     device: str = "cpu"
@@ -100,20 +101,11 @@ def check_finite(dataset: TransitionDataset, source: str) -> None:
 
 
 def check_env_fit(dataset: TransitionDataset, env_id: str, discrete: bool = False) -> spaces.Space:
-    """The env's action space, after checking that the dataset's shapes fit the env (a registered
-    multi-agent env is seen through the view its discrete learners take)."""
-    from aql_agent.adapters.players import MULTI_AGENT_ENVS, flat_spaces
+    """The env's action space, after checking that the dataset's shapes fit the env (seen through the view
+    learners take of it)."""
+    from aql_agent.adapters.games import game_kind
 
-    if env_id in MULTI_AGENT_ENVS:
-        obs_space, act_space = flat_spaces(env_id)
-    else:
-        from aql_agent.adapters.gym import make_env
-
-        env = make_env(env_id)
-        try:
-            obs_space, act_space = env.observation_space, env.action_space
-        finally:
-            env.close()
+    obs_space, act_space = game_kind(env_id).learner_spaces()
     wanted = spaces.Discrete if discrete else spaces.Box
     if not isinstance(act_space, wanted):
         raise AqlError(f"{env_id} has a {type(act_space).__name__} action space; "
@@ -130,6 +122,16 @@ def check_env_fit(dataset: TransitionDataset, env_id: str, discrete: bool = Fals
     return act_space
 
 
+def learner_view(dataset: TransitionDataset) -> TransitionDataset:
+    """A game's dataset as its learners see it (the kind named by the data's env id; others as they are)."""
+    from aql_agent.adapters.games import game_kind, registered_games
+
+    env_id = dataset.metadata.get("env_id")
+    if isinstance(env_id, str) and (env_id in registered_games() or env_id.startswith("pettingzoo:")):
+        return game_kind(env_id).learner_view(dataset)
+    return dataset
+
+
 def check_discrete_dataset(dataset: TransitionDataset, source: str) -> TransitionDataset:
     """Refuse data a discrete learner cannot use; returns it with int64 actions [N]."""
     actions = dataset.actions
@@ -139,7 +141,8 @@ def check_discrete_dataset(dataset: TransitionDataset, source: str) -> Transitio
                                                                   and np.all(np.mod(actions, 1) == 0))):
         raise DatasetError(f"{source}: actions have dtype {actions.dtype} and shape {dataset.actions.shape}; discrete "
                            "learners need one integer action per transition (continuous actions need a continuous "
-                           "learner; multi-head actions need flattening, as moba-1v1 logs get)")
+                           "learner; multi-head actions need flattening: record games with their kind, as aql "
+                           "record does)")
     if dataset.observations.ndim != 2 or len(dataset) == 0:
         raise DatasetError(f"{source}: discrete learners need transitions with flat observations [N, obs_dim]; got "
                            f"{dataset.observations.shape}")
@@ -289,8 +292,6 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     dataset = load_dataset(settings.data, agent=settings.agent)
     discrete = is_discrete(settings.algo)
     if discrete:
-        from aql_agent.adapters.players import learner_view
-
         dataset = check_discrete_dataset(learner_view(dataset), settings.data)
         if settings.env:
             check_env_fit(dataset, settings.env, discrete=True)
@@ -385,20 +386,16 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     return summary
 
 
-def evaluate_learner(learner: Learner, preprocessing: Preprocessing, env: str, episodes: int, opponent: str,
+def evaluate_learner(learner: Learner, preprocessing: Preprocessing, env: str, episodes: int, opponent: str | None,
                      seed: int, step: int) -> dict[str, Any]:
     """Evaluate without touching the training RNG streams (so evaluation never changes training); the same
     seeded episodes at every step, so `aql train` and `aql finetune` evaluations compare."""
-    from aql_agent.adapters.gym import evaluate_policy
-    from aql_agent.adapters.players import MULTI_AGENT_ENVS, evaluate_against
+    from aql_agent.adapters.games import game_kind
 
     policy = Policy(learner, preprocessing)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + step)
-        if env in MULTI_AGENT_ENVS:
-            result = evaluate_against(env, policy, opponent, episodes, seed=10_000 * (seed + 1))
-        else:
-            result = evaluate_policy(env, policy, episodes, seed=10_000 * (seed + 1))
+        result = game_kind(env).evaluate(policy, episodes, seed=10_000 * (seed + 1), opponent=opponent)
     result["step"] = step
     return result
 

@@ -26,6 +26,7 @@ import types
 
 import numpy as np
 
+from aql_agent.adapters.games import DEFAULT_GAME, game_kind
 from plot_runs import read
 from table1 import run_folder, train_one
 
@@ -35,8 +36,6 @@ DEFAULT_PAIRS = ["bt:hard,bt:medium", "bt:hard,bt:easy", "bt:medium,bt:easy", "b
 
 def record_data(folder: str, pairs: list[str], games: int, seed: int) -> str:
     """One log per pairing (`PLAYER,OPPONENT`, each bt:LEVEL or random), made once."""
-    from aql_agent.recording import record_moba
-
     os.makedirs(folder, exist_ok=True)
     for index, pair in enumerate(pairs):
         player, comma, opponent = pair.partition(",")
@@ -44,10 +43,10 @@ def record_data(folder: str, pairs: list[str], games: int, seed: int) -> str:
             raise SystemExit(f"figure2: a pairing is PLAYER,OPPONENT (bt:LEVEL or random each), e.g. "
                              f"bt:hard,bt:medium; got {pair!r}")
         first_seed = seed + 1000 * index
-        name = f"moba-1v1-{player.replace(':', '-')}-vs-{opponent.replace(':', '-')}-seed{first_seed}.aqlog"
+        name = f"{DEFAULT_GAME}-{player.replace(':', '-')}-vs-{opponent.replace(':', '-')}-seed{first_seed}.aqlog"
         if os.path.exists(os.path.join(folder, name)):
             continue
-        path = record_moba(folder, player, opponent, episodes=games, seed=first_seed, progress=True)
+        path = game_kind(DEFAULT_GAME).record(folder, player, opponent, episodes=games, seed=first_seed, progress=True)
         print(f"recorded {path}", flush=True)
     return folder
 
@@ -134,7 +133,7 @@ def main() -> None:
                                     train_args=["--agent", "all", "--opponent", args.opponent])
     jobs = list(itertools.product(args.seeds, args.algos))
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(train_one, harness, "moba-1v1", data, algo, seed) for seed, algo in jobs]
+        futures = [pool.submit(train_one, harness, DEFAULT_GAME, data, algo, seed) for seed, algo in jobs]
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
             print(f"[{done}/{len(futures)}] {future.result()}", flush=True)
 

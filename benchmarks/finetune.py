@@ -31,6 +31,7 @@ import sys
 
 import numpy as np
 
+from aql_agent.adapters.games import DEFAULT_GAME
 from figure2 import DEFAULT_PAIRS, record_data
 from plot_runs import read
 from table1 import finished_step
@@ -41,7 +42,7 @@ SUITES = {
     "hopper": {"algo": "aql", "env": "Hopper-v5", "metric": "normalized_mean", "offline_steps": 3000,
                "online_steps": 5000, "updates_per_step": 1.0, "eval_every": 1000, "eval_episodes": 5,
                "train_args": ["--set", "warmup_steps=1000"], "finetune_args": ["--round-steps", "500"]},
-    "moba": {"algo": "aql-discrete", "env": "moba-1v1", "metric": "win_rate", "offline_steps": 5000,
+    "moba": {"algo": "aql-discrete", "env": DEFAULT_GAME, "metric": "win_rate", "offline_steps": 5000,
              "online_steps": 40000, "updates_per_step": 0.1, "eval_every": 20000, "eval_episodes": 10,
              "train_args": ["--agent", "all"], "finetune_args": ["--round-games", "2"]},
 }

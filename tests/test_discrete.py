@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from aql_agent.adapters import moba
 from aql_agent.adapters.moba import play
-from aql_agent.adapters.players import make_player
+from aql_agent.adapters.games import game_kind
 from aql_agent.checkpoint import load_policy
 from aql_agent.cli import main
 from aql_agent.data import TransitionDataset, save_dataset
@@ -232,17 +232,15 @@ def test_the_residual_starts_as_the_plain_network():
 @pytest.fixture(scope="module")
 def bot_games(tmp_path_factory) -> str:
     """Two short recorded bot games (tools/record's log format)."""
-    from aql_agent.recording import record_moba
-
-    return record_moba(str(tmp_path_factory.mktemp("logs")), "bt:hard", "bt:easy", episodes=2, seed=3,
-                       settings={"max_frames": 600}, progress=False)
+    return game_kind("moba-1v1", {"max_frames": 600}).record(str(tmp_path_factory.mktemp("logs")), "bt:hard",
+                                                             "bt:easy", episodes=2, seed=3, progress=False)
 
 
 def test_moba_logs_flatten_to_the_learner_view(bot_games):
-    from aql_agent.adapters.players import learner_view
+    from aql_agent.training import learner_view
 
     dataset = TransitionDataset.from_log(bot_games, agent="all")
-    flat = learner_view(dataset)
+    flat = learner_view(dataset)  # the log's env id names the game whose kind flattens it
     assert flat.actions.shape == (len(dataset),) and flat.action_masks.shape == (len(dataset), 53)
     for row in range(0, len(dataset), 7):
         assert flat.actions[row] == moba.flatten_action(dataset.actions[row])
@@ -263,7 +261,7 @@ def test_train_from_moba_logs_and_evaluate_the_win_rate(bot_games, tmp_path, cap
     low, high = result["win_rate_ci95"]
     assert 0.0 <= low <= result["win_rate"] <= high <= 1.0
     assert result["algo"] == "aql-discrete" and result["opponent"] == "random"
-    player, who = make_player(f"agent:{out}", "moba-1v1")  # the checkpoint plays as a moba-1v1 player
+    player, who = game_kind("moba-1v1").make_player(f"agent:{out}")  # the checkpoint plays as a moba-1v1 player
     env = moba.parallel_env(seed=0, max_frames=90)
     obs, _ = env.reset(seed=0)
     action = player(obs["blue"])

@@ -218,3 +218,28 @@ def test_learner_rejects_wrong_config_and_checkpoint():
         build("aql").load_state_dict(bear.state_dict())
     with pytest.raises(AqlError, match="does not fit"):
         make_learner("bear", OBS_DIM + 1, ACT_DIM, {**FAST, **FAST_EXTRA["bear"]}).load_state_dict(bear.state_dict())
+
+
+def test_bcqs_vae_learns_from_the_offline_rows_only_like_every_behaviour_model():
+    torch.manual_seed(0)
+    logged = Batch(torch.randn(8, 3), torch.rand(8, 1) * 2 - 1, torch.zeros(8), torch.randn(8, 3), torch.zeros(8))
+    online = Batch(torch.randn(8, 3), torch.ones(8, 1), torch.ones(8), torch.randn(8, 3), torch.zeros(8))
+    mixed = Batch(*(torch.cat([a, b]) for a, b in zip(logged[:5], online[:5])),
+                  offline=torch.arange(16) < 8)
+    vaes = []
+    for batch in (logged, mixed):
+        torch.manual_seed(1)
+        learner = make_learner("bcq", 3, 1, {"hidden": [16], "vae_hidden": [16]})
+        learner.update(batch)
+        vaes.append(learner.nets["vae"].state_dict())
+    assert all(torch.equal(vaes[0][k], vaes[1][k]) for k in vaes[0])
+
+
+def test_learner_facts_live_on_the_learners():
+    for name, (learner, _) in ALGORITHMS.items():
+        assert learner.fine_tunable == (name not in ("bc", "bc-discrete"))
+        if learner.constraint is not None:
+            field, looser = learner.constraint
+            assert field in {f.name for f in dataclasses.fields(learner.config_class)} and looser in (-1, 1)
+    assert make_learner("aql-cql", 3, 1).constraint_field() == ("epsilon", 1)
+    assert make_learner("cql", 3, 1, {"lagrange_threshold": 5.0}).constraint_field() == ("lagrange_threshold", 1)

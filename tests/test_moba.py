@@ -13,7 +13,7 @@ from aql_agent.adapters.moba.bt import BehaviourTreeBot
 from aql_agent.adapters.moba.env import FEATURE_INDEX, TARGET_BUILDING
 from aql_agent.adapters.moba.game import Game, Unit
 from aql_agent.adapters.moba.play import head_to_head, play_game, random_legal_policy, wilson_interval
-from aql_agent.adapters.players import make_parallel_env, make_player
+from aql_agent.adapters.games import game_kind
 from aql_agent.errors import AqlError
 
 # -- PettingZoo's conformance suite --------------------------------------------------------------------------
@@ -264,9 +264,9 @@ def test_bad_settings_are_clear_errors():
     with pytest.raises(AqlError, match="unknown bot level 'godlike'"):
         BehaviourTreeBot("godlike")
     with pytest.raises(AqlError, match="unknown player"):
-        make_player("bot:hard", "moba-1v1")
-    with pytest.raises(AqlError, match="unknown multi-agent environment"):
-        make_parallel_env("moba-5v5")
+        game_kind("moba-1v1").make_player("bot:hard")
+    with pytest.raises(AqlError, match="cannot make environment 'moba-5v5'"):  # not a game: a gymnasium id
+        game_kind("moba-5v5").learner_spaces()
 
 
 # -- behaviour-tree bots -------------------------------------------------------------------------------------

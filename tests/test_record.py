@@ -17,7 +17,7 @@ from aql_agent.adapters.moba.keyboard import KeyboardPlayer
 from aql_agent.cli import main
 from aql_agent.errors import AqlError
 from aql_agent.data import TransitionDataset
-from aql_agent.recording import record_gym, record_moba
+from aql_agent.adapters.games import game_kind
 from aql_agent.replay import ReplayReader
 
 pygame = pytest.importorskip("pygame")
@@ -42,8 +42,8 @@ def read_steps(path: str) -> dict[str, list]:
 
 
 def test_bot_games_are_recorded_with_both_sides_and_who_played_them(tmp_path):
-    path = record_moba(str(tmp_path), "bt:hard", "bt:easy", episodes=2, seed=3, settings={"max_frames": 900},
-                       progress=False)
+    path = game_kind("moba-1v1", {"max_frames": 900}).record(str(tmp_path), "bt:hard", "bt:easy", episodes=2, seed=3,
+                                                             progress=False)
     reader = ReplayReader(path)
     episodes = list(reader.episodes())
     players = reader.header.players
@@ -62,7 +62,8 @@ def test_human_play_from_injected_key_events_through_the_dummy_video_driver(tmp_
                        [key(pygame.KEYDOWN, pygame.K_3)],  # the ultimate is not ready at level 1: ignored
                        [key(pygame.KEYUP, right), key(pygame.KEYDOWN, attack)], *[[]] * 5,
                        [pygame.event.Event(pygame.QUIT)]])
-    path = record_moba(str(tmp_path), "human", "bt:easy", fps=0, events=events, progress=False)
+    path = game_kind("moba-1v1").record(str(tmp_path), "human", "bt:easy", options={"fps": 0, "events": events},
+                                        progress=False)
     steps = read_steps(path)["blue"]
     assert len(steps) == 28  # every step played before the window closed
     actions = np.stack([s.action for s in steps])
@@ -83,7 +84,7 @@ def test_ctrl_c_during_human_play_keeps_every_finished_step(tmp_path):
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            record_moba(str(tmp_path), "human", "bt:medium", fps=0, progress=False)
+            game_kind("moba-1v1").record(str(tmp_path), "human", "bt:medium", options={"fps": 0}, progress=False)
     finally:
         timer.cancel()
     (log,) = tmp_path.iterdir()
@@ -105,7 +106,7 @@ def test_keyboard_maps_keys_in_each_side_s_own_view():
 
 def test_mujoco_episodes_are_recorded(tmp_path):
     pytest.importorskip("mujoco")
-    path = record_gym(str(tmp_path), "Hopper-v5", "random", episodes=2, seed=0, progress=False)
+    path = game_kind("Hopper-v5").record(str(tmp_path), "random", episodes=2, seed=0, progress=False)
     data = TransitionDataset.from_log(path)
     assert data.observations.shape[1] == 11 and (data.terminals | data.timeouts).sum() == 2
 
@@ -142,9 +143,9 @@ def test_a_checkpoint_plays_and_is_recorded_as_an_agent(tmp_path):
 
     checkpoint = save_checkpoint(tmp_path / "bc", make_learner("bc", 3, 1, {"hidden": [8]}),
                                  Preprocessing((0.0,) * 3, (1.0,) * 3, (-2.0,), (2.0,)), step=0)
-    path = record_gym(str(tmp_path / "logs"), "Pendulum-v1", f"agent:{checkpoint}", episodes=1, progress=False)
+    path = game_kind("Pendulum-v1").record(str(tmp_path / "logs"), f"agent:{checkpoint}", episodes=1, progress=False)
     reader = ReplayReader(path)
     assert reader.header.players["agent"]["kind"] == "agent" and reader.header.players["agent"]["name"] == "bc"
     assert len(list(reader.steps())) == 200
-    with pytest.raises(AqlError, match="continuous actions; moba-1v1 agents take its 53 flat discrete actions"):
-        record_moba(str(tmp_path / "logs"), f"agent:{checkpoint}", "bt:easy", progress=False)
+    with pytest.raises(AqlError, match="continuous-action 'bc' learner; moba-1v1 takes a discrete one"):
+        game_kind("moba-1v1").record(str(tmp_path / "logs"), f"agent:{checkpoint}", "bt:easy", progress=False)

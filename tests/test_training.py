@@ -150,7 +150,7 @@ def test_checkpoint_of_another_shape_and_corrupt_weights(pendulum_data, tmp_path
     train(TrainSettings("bc", pendulum_data, out, steps=5, progress=False, tensorboard=False,
                         learner={"hidden": [8], "batch_size": 8}))
     assert main(["eval", "--checkpoint", out, "--env", "Hopper-v5", "--episodes", "1"]) == 2
-    assert "does not fit this policy" in capsys.readouterr().err
+    assert "takes 3 observation features and 1 actions; Hopper-v5 gives 11 and 3" in capsys.readouterr().err
     weights = os.path.join(out, "checkpoints", "step-000000005", "model.pt")
     with open(weights, "r+b") as f:
         f.truncate(100)

@@ -308,8 +308,10 @@ class AgentServer:
         return self._observation(observation, mask), action
 
     def _finish_log_episode(self, session: Session, metadata: dict) -> None:
-        session.writer.end_episode(final_observation=session.finals or None, outcome=session.outcomes or None,
-                                   metadata=metadata)
+        finals = session.finals or None
+        if finals is not None and len(session.writer.agents) == 1:  # a one-agent log takes the observation itself
+            finals = next(iter(finals.values()))
+        session.writer.end_episode(final_observation=finals, outcome=session.outcomes or None, metadata=metadata)
         session.finals, session.outcomes = {}, {}
 
     def _open_log(self, session_id: str, session: Session) -> Any:

@@ -1,4 +1,4 @@
-"""What an agent process can serve: a trained checkpoint, or a random or behaviour-tree policy for testing.
+"""What an agent process can serve: a trained checkpoint, or a random policy or a game's bot for testing.
 
 A bridge policy answers a batch of decisions at once. Each decision comes with its stream (session, agent,
 episode), so a stateful policy (the behaviour tree) keeps one state per stream; `begin` and `end` bracket
@@ -111,55 +111,77 @@ class RandomPolicy(BridgePolicy):
         return {"name": "random"}
 
 
-class BotPolicy(BridgePolicy):
-    """moba-1v1's behaviour tree on the flat view the bridge carries (one bot per stream)."""
+class GamePlayerPolicy(BridgePolicy):
+    """A game's own player (moba-1v1's `bt:LEVEL`, connect-four's `greedy`) on the flat view the bridge carries,
+    one player per stream. The game is the one the engine declares; its kind makes the player."""
 
-    def __init__(self, level: str, seed: int | None = None):
-        from aql_agent.adapters.moba.bt import LEVELS
+    def __init__(self, spec: str, seed: int | None = None):
+        from aql_agent.adapters.games import game_kind, registered_games
 
-        if level not in LEVELS:
-            raise AqlError(f"unknown bot level {level!r}; choose from {list(LEVELS)}")
-        self.level, self.seed = level, seed
-        self.bots: dict[Stream, Any] = {}
+        self.spec, self.seed = spec, seed
+        self.players: dict[Stream, Any] = {}
+        self.kinds: dict[str, Any] = {}
+        reasons = []
+        for game in registered_games():  # refuse a spec no game knows at start-up, not at the first handshake
+            try:
+                game_kind(game).view_player(spec, seed)
+                break
+            except AqlError as error:
+                reasons.append(f"{game}: {error}")
+        else:
+            raise AqlError(f"no registered game has a player {spec!r} ({'; '.join(reasons)})")
+
+    def _kind(self, env_id: str) -> Any:
+        from aql_agent.adapters.games import game_kind, registered_games
+
+        if env_id not in registered_games():  # never import what a remote engine names
+            raise AqlError(f"it plays the registered games {registered_games()}")
+        if env_id not in self.kinds:
+            self.kinds[env_id] = game_kind(env_id)
+        return self.kinds[env_id]
 
     def check(self, spec: EnvSpec) -> str | None:
-        from aql_agent.adapters import moba
-
-        if spec.env_id != "moba-1v1" or spec.actions != len(moba.FLAT_ACTIONS) or not spec.action_mask:
-            return (f"the behaviour-tree bot plays moba-1v1's flat view ({len(moba.FLAT_ACTIONS)} masked actions), "
-                    f"not {spec.env_id!r}")
+        try:
+            kind = self._kind(spec.env_id)
+            kind.view_player(self.spec, self.seed)
+            expected = kind.bridge_spec()
+        except AqlError as error:
+            return f"{self.spec} cannot play {spec.env_id!r}: {error}"
+        if (spec.observation_shape, spec.actions, spec.action_mask) != (expected.observation_shape, expected.actions,
+                                                                        expected.action_mask):
+            return (f"{self.spec} plays {spec.env_id}'s flat view (observations {list(expected.observation_shape)}, "
+                    f"{expected.actions} masked actions); the engine declared {list(spec.observation_shape)} and "
+                    f"{spec.actions} actions")
         return None
 
     def act(self, spec: EnvSpec, streams: list[Stream], observations: np.ndarray, masks: np.ndarray | None
             ) -> np.ndarray:
-        from aql_agent.adapters import moba
-        from aql_agent.adapters.moba.bt import BehaviourTreeBot
-
         actions = []
         for stream, observation, mask in zip(streams, observations, masks):
-            bot = self.bots.get(stream)
-            if bot is None:
-                bot = self.bots[stream] = BehaviourTreeBot(self.level, seed=self.seed)
-            heads = bot({"observation": observation, "action_mask": moba.head_masks_from_flat(mask)})
-            flat = moba.flatten_action(heads)
-            actions.append(flat if mask[flat] else 0)  # 0: the `none` button, always legal
+            player = self.players.get(stream)
+            if player is None:
+                player = self.players[stream] = self._kind(spec.env_id).view_player(self.spec, self.seed)
+            actions.append(player({"observation": observation, "action_mask": mask}))
         return np.array(actions)
 
     def end(self, stream: Stream) -> None:
-        self.bots.pop(stream, None)
+        self.players.pop(stream, None)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "bt", "level": self.level}
+        name, _, level = self.spec.partition(":")
+        return {"name": name, **({"level": level} if level else {})}
 
 
 def make_bridge_policy(spec: str, seed: int | None = None, backend: str = "torch") -> BridgePolicy:
-    """`agent:CHECKPOINT` (or a checkpoint path; run by `backend`), `random`, or `bt:LEVEL` (moba-1v1 only)."""
+    """`agent:CHECKPOINT` (or a checkpoint path; run by `backend`), `random`, or a game's bot (`bt:LEVEL`,
+    `greedy`)."""
     kind, _, argument = spec.partition(":")
     if kind == "random" and not argument:
         return RandomPolicy(seed)
-    if kind == "bt":
-        return BotPolicy(argument or "medium", seed)
     path = argument if kind == "agent" else spec
-    if not os.path.exists(path):
-        raise AqlError(f"no checkpoint at {path!r}: give a checkpoint or run folder (aql train), random or bt:LEVEL")
-    return CheckpointPolicy(path, backend)
+    if kind == "agent" or os.path.exists(path):
+        if not os.path.exists(path):
+            raise AqlError(f"no checkpoint at {path!r}: give a checkpoint or run folder (aql train), random or a "
+                           "game's bot")
+        return CheckpointPolicy(path, backend)
+    return GamePlayerPolicy(spec, seed)

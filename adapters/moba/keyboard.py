@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from aql_agent.adapters.games import StopRecording
 from aql_agent.errors import AqlError
 from aql_agent.adapters.moba import game as g
 from aql_agent.adapters.moba.env import FEATURE_INDEX, TARGET_BUILDING, TARGET_HERO, TARGETS
@@ -22,7 +23,7 @@ LEGEND = "move WASD/arrows | attack J/Space | skills 1 2 3 | heal H | recall B |
 ONE_SHOT_BUTTONS = {"1": g.SKILL1, "2": g.SKILL2, "3": g.SKILL3, "h": g.HEAL, "b": g.RECALL}
 
 
-class QuitGame(Exception):
+class QuitGame(StopRecording):
     """The player closed the window or pressed Esc."""
 
 

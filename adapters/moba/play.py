@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from aql_agent.adapters.games import wilson_interval
 from aql_agent.adapters.moba.env import AGENTS, MobaParallelEnv
 
 Policy = Callable[[dict[str, Any]], Any]
@@ -58,17 +58,6 @@ def play_game(env: MobaParallelEnv, policies: Mapping[str, Policy], seed: int | 
                       {agent: int(not game.towers[1 - side].alive) for side, agent in enumerate(AGENTS)})
 
 
-def wilson_interval(wins: int, games: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a win rate (95% by default): sound at 0 and 1 and for few games."""
-    if games == 0:
-        return 0.0, 1.0
-    rate = wins / games
-    centre = (rate + z * z / (2 * games)) / (1 + z * z / games)
-    half = z * math.sqrt(rate * (1 - rate) / games + z * z / (4 * games * games)) / (1 + z * z / games)
-    # at 0 or N wins the exact bound is the rate itself; rounding must not leave the rate outside
-    return min(rate, max(0.0, centre - half)), max(rate, min(1.0, centre + half))
-
-
 def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int], Policy], games: int,
                  first_seed: int = 0, progress: bool = False, **settings: Any) -> dict[str, Any]:
     """Play `games` seeded games between two policies, swapping sides every game; counts are the first's.
@@ -101,10 +90,10 @@ def evaluate_against(player: Policy, opponent: str, games: int, first_seed: int 
                      **settings: Any) -> dict[str, Any]:
     """`player` (a moba-1v1 policy) against `opponent` (`bt:LEVEL` or `random`) over `games` seeded games,
     sides swapped every game; counts are the player's, with a 95% Wilson interval on the win rate."""
-    from aql_agent.adapters.players import make_player
+    from aql_agent.adapters.moba.kind import moba_player
 
     if games < 1:
         raise ValueError(f"games must be at least 1, got {games}")
-    return {"opponent": opponent, **head_to_head(lambda seed: player, lambda seed: make_player(opponent, "moba-1v1",
-                                                                                              seed=seed)[0],
+    moba_player(opponent)  # refuse an unknown opponent before the first game
+    return {"opponent": opponent, **head_to_head(lambda seed: player, lambda seed: moba_player(opponent, seed)[0],
                                                  games, first_seed=first_seed, progress=progress, **settings)}

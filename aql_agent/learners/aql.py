@@ -118,6 +118,7 @@ class ResidualGenerator(nn.Module):
 
 
 class AQLLearner(Learner):
+    constraint = ("epsilon", +1)  # the Lagrange threshold on G's generative error
     name = "aql"
     config_class = AQLConfig
     config: AQLConfig
@@ -195,6 +196,6 @@ class AQLLearner(Learner):
         return {"critic_loss": critic_loss, "generator_loss": loss, "generative_fit": fit_loss, "alpha": alpha,
                 "gen_error": gen_error, "saturation": (proposed.detach().abs() > 0.99).float().mean(), **metrics}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         repeated = obs.unsqueeze(1).expand(-1, self.config.act_samples, -1)  # [B, N, obs]
         return best_of_samples(self.nets["critic"], obs, self.nets["generator"](repeated))

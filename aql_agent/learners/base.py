@@ -125,11 +125,16 @@ def adam(module: nn.Module | list[nn.Parameter], lr: float) -> torch.optim.Adam:
 
 
 class Learner:
-    """Base class: subclasses build `self.nets` and `self.optimizers` and implement `_update` and `_act`."""
+    """Base class: subclasses build `self.nets` and `self.optimizers` and implement `_update` and
+    `forward_policy`."""
 
     name: ClassVar[str]
     config_class: ClassVar[type[LearnerConfig]]
     discrete: ClassVar[bool] = False
+    #: the offline constraint fine-tuning may relax: (config field, +1 if a larger value is looser), or None
+    constraint: ClassVar[tuple[str, int] | None] = None
+    #: whether online reward can improve it (learners without a value function, like BC, cannot)
+    fine_tunable: ClassVar[bool] = True
     #: the name `update` reports the windowed generative error under (its `gen_window` mean)
     gen_metric: ClassVar[str] = "gen_mse"
 
@@ -164,7 +169,7 @@ class Learner:
         single = array.ndim == 1
         tensor = torch.as_tensor(array.reshape(-1, self.obs_dim), device=self.device)
         with self.autocast():
-            action = self._act(tensor, deterministic)
+            action = self.forward_policy(tensor, deterministic)
         out = action.float().cpu().numpy()
         return out[0] if single else out
 
@@ -194,6 +199,10 @@ class Learner:
         self.gen_error.values.copy_(state["gen_error"]["values"])
         self.gen_error.count = int(state["gen_error"]["count"])
 
+    def constraint_field(self) -> tuple[str, int] | None:
+        """The constraint of this learner as configured (a variant may constrain through another field)."""
+        return self.constraint
+
     # -- helpers for subclasses -----------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.config.bf16:
@@ -203,7 +212,9 @@ class Learner:
     def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """The policy on a batch of normalised observations [B, obs_dim] -> unit-box actions [B, act_dim]: what
+        `act`, `checkpoint.Policy`, ONNX export and the bridge all run."""
         raise NotImplementedError
 
 
@@ -233,7 +244,7 @@ class DiscreteLearner(Learner):
             legal |= ~legal.any(-1, keepdims=True)  # legal_or_all in numpy: a fraction of torch's cost at batch 1
             mask = torch.from_numpy(legal).to(self.device)
         with self.autocast():
-            action = self._act(tensor, deterministic, mask)
+            action = self.forward_policy(tensor, deterministic, mask)
         out = action.cpu().numpy().astype(np.int64)
         return out[0] if single else out
 
@@ -252,7 +263,8 @@ class DiscreteLearner(Learner):
         explore = torch.rand(len(greedy), device=greedy.device) < epsilon
         return torch.where(explore, random_allowed(mask), greedy)
 
-    def _act(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Action indices [B] for normalised observations [B, obs_dim] and legal-action masks [B, n]."""
         raise NotImplementedError
 
 

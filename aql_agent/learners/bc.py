@@ -21,6 +21,7 @@ class BCConfig(LearnerConfig):
 
 
 class BCLearner(Learner):
+    fine_tunable = False
     name = "bc"
     config_class = BCConfig
     config: BCConfig
@@ -39,5 +40,5 @@ class BCLearner(Learner):
         optimizer.step()
         return {"actor_loss": loss, "gen_error": loss}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.nets["actor"](obs)

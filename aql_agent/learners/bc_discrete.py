@@ -21,6 +21,7 @@ class DiscreteBCConfig(LearnerConfig):
 
 
 class DiscreteBCLearner(DiscreteLearner):
+    fine_tunable = False
     name = "bc-discrete"
     config_class = DiscreteBCConfig
     config: DiscreteBCConfig
@@ -38,7 +39,7 @@ class DiscreteBCLearner(DiscreteLearner):
         step(self.optimizers["policy"], loss, list(self.nets["policy"].parameters()))
         return {"policy_loss": loss, **imitation_metrics(logits, batch.actions, legal)}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
         logits = self.nets["policy"](obs).float()
         if deterministic:
             return masked_argmax(logits, mask)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, best_of_samples, step
+from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, behaviour_rows, best_of_samples, step
 from aql_agent.nn import ConditionalVAE, QEnsemble, bcq_target, mlp, soft_update, vae_loss
 
 
@@ -58,6 +58,7 @@ class Perturbation(nn.Module):
 
 
 class BCQLearner(Learner):
+    constraint = ("perturbation", +1)
     name = "bcq"
     config_class = BCQConfig
     config: BCQConfig
@@ -79,9 +80,11 @@ class BCQLearner(Learner):
         obs, actions = batch.observations, batch.actions
         n = cfg.target_samples
 
+        behaviour = behaviour_rows(batch)  # while fine-tuning, the VAE models the logged behaviour only
         with self.autocast():
-            recon, mean, std = nets["vae"](obs, actions)
-            generative_loss = vae_loss(recon.float(), actions, mean.float(), std.float(), cfg.vae_kl_weight)
+            recon, mean, std = nets["vae"](behaviour.observations, behaviour.actions)
+            generative_loss = vae_loss(recon.float(), behaviour.actions, mean.float(), std.float(),
+                                       cfg.vae_kl_weight)
         step(self.optimizers["vae"], generative_loss, list(nets["vae"].parameters()))
 
         with torch.no_grad(), self.autocast():
@@ -107,7 +110,7 @@ class BCQLearner(Learner):
         return {"vae_loss": generative_loss, "critic_loss": critic_loss, "actor_loss": actor_loss,
                 "q_mean": q.mean(), "gen_error": gen_error}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         repeated = obs.unsqueeze(1).expand(-1, self.config.act_samples, -1)  # [B, N, obs]
         candidates = self.nets["actor"](repeated, self.nets["vae"].decode(repeated))
         return best_of_samples(self.nets["critic"], obs, candidates)

@@ -30,6 +30,7 @@ class DiscreteBCQConfig(DQNConfig):
 
 
 class DiscreteBCQLearner(DQNLearner):
+    constraint = ("threshold", -1)  # G(a|s) / max G below it is not allowed; 0 is DQN
     name = "bcq-discrete"
     config_class = DiscreteBCQConfig
     config: DiscreteBCQConfig
@@ -72,6 +73,6 @@ class DiscreteBCQLearner(DQNLearner):
         return {**metrics, "imitation_loss": generative_loss,
                 **imitation_metrics(logits, behaviour.actions, behaviour_legal)}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
         greedy = masked_argmax(self.nets["q"](obs).float(), self.allowed(obs, mask))
         return greedy if deterministic else self.explore(greedy, mask, self.config.exploration_epsilon)

@@ -61,6 +61,7 @@ class BEARConfig(CriticConfig):
 
 
 class BEARLearner(Learner):
+    constraint = ("mmd_threshold", +1)
     name = "bear"
     config_class = BEARConfig
     config: BEARConfig
@@ -122,6 +123,6 @@ class BEARLearner(Learner):
         return {"vae_loss": generative_loss, "critic_loss": critic_loss, "actor_loss": actor_loss,
                 "mmd": divergence.mean(), "alpha": alpha, "q_mean": q.mean(), "gen_error": gen_error}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         candidates, _, _ = self.nets["actor"].sample(obs, samples=self.config.act_samples)  # [B, N, act]
         return best_of_samples(self.nets["critic"], obs, candidates)

@@ -34,6 +34,7 @@ class CQLConfig(SACConfig):
 
 
 class CQLLearner(SACLearner):
+    constraint = ("conservative_weight", -1)
     name = "cql"
     config_class = CQLConfig
     config: CQLConfig
@@ -44,6 +45,11 @@ class CQLLearner(SACLearner):
             self.nets["conservative_weight"] = Lagrange(self.config.conservative_weight).to(self.device)
             self.optimizers["conservative_weight"] = adam(self.nets["conservative_weight"],
                                                           self.config.lagrange_learning_rate)
+
+    def constraint_field(self) -> tuple[str, int] | None:
+        if self.config.lagrange_threshold is not None:
+            return "lagrange_threshold", +1  # the weight is learned; its target gap is the constraint
+        return self.constraint
 
     def _critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         cfg, nets = self.config, self.nets

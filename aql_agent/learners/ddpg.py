@@ -59,5 +59,5 @@ class DDPGLearner(Learner):
         gen_error = F.mse_loss(policy_action.detach().float(), batch.actions)
         return {"critic_loss": critic_loss, "actor_loss": actor_loss, "q_mean": q.mean(), "gen_error": gen_error}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.nets["actor"](obs)

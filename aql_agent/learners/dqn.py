@@ -60,6 +60,6 @@ class DQNLearner(DiscreteLearner):
         q_values = metrics.pop("q_values")
         return {**metrics, **imitation_metrics(q_values, batch.actions, legal)}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
         greedy = masked_argmax(self.nets["q"](obs).float(), mask)
         return greedy if deterministic else self.explore(greedy, mask, self.config.exploration_epsilon)

@@ -83,6 +83,6 @@ class SACLearner(Learner):
         return {"critic_loss": critic_loss, "actor_loss": actor_loss, "temperature": alpha,
                 "gen_error": gen_error, **metrics}
 
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         actor = self.nets["actor"]
         return actor.mode(obs) if deterministic else actor.sample(obs)[0]

@@ -1,36 +1,21 @@
-"""Recording games into replay logs: moba-1v1 with any two players (human, bots, agents), or any gymnasium env.
+"""Recording moba-1v1 games into replay logs with any two players (human, bots, agents): `MobaKind.record`.
 
-`aql record` and `tools/record` call these. Both moba sides go into one log, each with who played it.
-Stopping early (Ctrl-C, Esc, a closed window) ends the episode in progress without an outcome and closes
-the log properly, so every step played is kept.
+Both sides go into one log, each with who played it. Stopping early (Ctrl-C, Esc, a closed window) ends the
+episode in progress without an outcome and closes the log properly, so every step played is kept.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tqdm import tqdm
 
+from aql_agent.adapters.games import StopRecording, log_path
 from aql_agent.errors import AqlError
 from aql_agent.replay import ReplayWriter
-
-
-def _slug(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", os.path.basename(spec.rstrip("/")) if spec.startswith("agent:")
-                  else spec).strip("-")
-
-
-def _log_path(out_dir: str, env_name: str, player: str, opponent: str | None, seed: int, overwrite: bool) -> str:
-    os.makedirs(out_dir, exist_ok=True)
-    name = f"{env_name}-{_slug(player)}" + (f"-vs-{_slug(opponent)}" if opponent else "") + f"-seed{seed}.aqlog"
-    path = os.path.join(out_dir, name)
-    if os.path.exists(path) and not overwrite:
-        raise AqlError(f"{path} exists; pass --overwrite to replace it or choose another --out or --seed")
-    return path
 
 
 def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str, Any]],
@@ -47,8 +32,8 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
     """
     from aql_agent.adapters import moba
     from aql_agent.adapters.moba import render
-    from aql_agent.adapters.moba.keyboard import LEGEND, KeyboardPlayer, QuitGame
-    from aql_agent.adapters.players import make_parallel_env, make_player
+    from aql_agent.adapters.moba.keyboard import LEGEND, KeyboardPlayer
+    from aql_agent.adapters.moba.kind import MobaKind, moba_player
 
     if side not in moba.AGENTS:
         raise AqlError(f"side must be one of {list(moba.AGENTS)}, got {side!r}")
@@ -57,7 +42,7 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
     if episodes < 1:
         raise AqlError(f"--episodes must be at least 1, got {episodes}")
     other = moba.AGENTS[1 - moba.AGENTS.index(side)]
-    env = make_parallel_env("moba-1v1", seed=seed, heroes=tuple(heroes), **dict(settings or {}))
+    env = MobaKind(settings).env(seed=seed, heroes=tuple(heroes))
     human = player == "human"
     policies, players = {}, {}
     if human:
@@ -67,16 +52,16 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
         policies[side], players[side] = player[0], dict(player[1])
         player = f"{players[side].get('kind', 'agent')}-{players[side].get('name', 'policy')}"
     else:
-        policies[side], players[side] = make_player(player, "moba-1v1", seed=seed)
-    policies[other], players[other] = make_player(opponent, "moba-1v1", seed=seed + 7919)
+        policies[side], players[side] = moba_player(player, seed=seed)
+    policies[other], players[other] = moba_player(opponent, seed=seed + 7919)
     for agent, hero in zip(moba.AGENTS, heroes):
         players[agent]["hero"] = hero
-    path = _log_path(out_dir, "moba-1v1", player, opponent, seed, overwrite)
+    path = log_path(out_dir, moba.ENV_NAME, player, opponent, seed, overwrite)
     view = moba.ConcatenatedMasks(env)
-    window = render.Window("moba-1v1: " + ("you are " + side), text_lines=5) if human else None
+    window = render.Window(f"{moba.ENV_NAME}: " + ("you are " + side), text_lines=5) if human else None
     frame_time = env.config.frame_skip / fps if human and fps > 0 else 0.0
 
-    writer = ReplayWriter(path, "moba-1v1", view.observation_space(side), env.action_space(side), agents=moba.AGENTS,
+    writer = ReplayWriter(path, moba.ENV_NAME, view.observation_space(side), env.action_space(side), agents=moba.AGENTS,
                           players=players, info_keys=("illegal_action", "frame"), compression=compression,
                           overwrite=overwrite, recorder={"tool": "tools/record"},
                           metadata={"heroes": list(heroes), "frame_skip": env.config.frame_skip,
@@ -84,7 +69,7 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
                                     "settings": dict(settings or {})})
     observations: dict = {}
     try:
-        for episode in tqdm(range(episodes), desc=f"recording moba-1v1 ({player} vs {opponent})", unit="game",
+        for episode in tqdm(range(episodes), desc=f"recording {moba.ENV_NAME} ({player} vs {opponent})", unit="game",
                             disable=not progress or human):
             for policy in policies.values():
                 if hasattr(policy, "reset"):
@@ -108,7 +93,7 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
             writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
                                outcome={a: infos[a]["outcome"] for a in moba.AGENTS},
                                metadata={"frames": env.game.frame})
-    except (QuitGame, KeyboardInterrupt) as stop:
+    except (StopRecording, KeyboardInterrupt) as stop:
         if writer.episode_open and observations:
             writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
                                metadata={"stopped": "ctrl-c" if isinstance(stop, KeyboardInterrupt) else "quit",
@@ -126,26 +111,4 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
             window.close()
         env.close()
     writer.close()
-    return path
-
-
-def record_gym(out_dir: str, env_id: str, player: str, *, episodes: int = 1, seed: int = 0,
-               compression: str = "none", overwrite: bool = False, progress: bool = True) -> str:
-    """Record episodes of a gymnasium env (MuJoCo included) played by `random` or `agent:CHECKPOINT`."""
-    from aql_agent.adapters.gym import make_env, random_policy, record_episodes
-    from aql_agent.adapters.players import make_player
-
-    if player == "human":
-        raise AqlError("human play from the keyboard is for moba-1v1; gymnasium envs record random or agent:CHECKPOINT")
-    env = make_env(env_id, seed=seed)
-    if player == "random":
-        policy, who = random_policy(env), {"kind": "random"}
-    else:
-        policy, who = make_player(player, env_id, seed=seed)
-    path = _log_path(out_dir, env_id, player, None, seed, overwrite)
-    try:
-        record_episodes(env, policy, path, episodes, seed=seed, player=who, compression=compression,
-                        overwrite=overwrite, progress=progress, metadata={"seed": seed})
-    finally:
-        env.close()
     return path
