@@ -40,8 +40,9 @@ from aql_agent.checkpoint import Policy, Preprocessing, load_learner, resolve_ch
 from aql_agent.data.formats import load_dataset
 from aql_agent.errors import AqlError
 from aql_agent.learners import Batch, Learner
-from aql_agent.training import (MetricLog, TensorSampler, _checkpoint, _latest_step, check_dataset,
-                                check_discrete_dataset, check_finite, evaluate_learner, transition_rows)
+from aql_agent.runs import RunFolder
+from aql_agent.data.validation import check_dataset, check_discrete_dataset, check_finite
+from aql_agent.training import TensorSampler, evaluate_learner, transition_rows
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneSettings:
@@ -223,11 +224,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         raise AqlError(f"{data} has {dataset.observations.shape[1]} observation features; the checkpoint takes "
                        f"{learner.obs_dim}: pass the --data it was trained on")
 
-    os.makedirs(settings.out, exist_ok=True)
-    latest = _latest_step(settings.out)
-    if latest is not None and not settings.resume:
-        raise AqlError(f"{settings.out} already holds a run: pass --resume to continue it, or pick a new --out")
-    resume = latest if settings.resume else None
+    run = RunFolder(settings.out, settings.resume)
+    resume = run.resumed_from
     torch.manual_seed(settings.seed)
     sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete),
                            settings.offline_ratio, settings.seed, mark_offline=settings.constrain_on == "offline")
@@ -236,7 +234,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     if resume is not None:
         checkpoint_dir, env_step = resume
         learner, _, trainer_state = load_learner(checkpoint_dir, settings.device, expect_algo=learner.name)
-        sampler.add(np.load(os.path.join(settings.out, "online-buffer.npz"))["rows"][:trainer_state["buffer_rows"]])
+        sampler.add(run.load_arrays("online-buffer.npz")["rows"][:int(trainer_state["buffer_rows"])])
         sampler.drawn = {"offline": int(trainer_state["drawn"][0]), "online": int(trainer_state["drawn"][1])}
     if learner.discrete and settings.exploration is not None:
         learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
@@ -244,15 +242,14 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), settings.opponent,
                                settings.exploration, through_bridge=settings.through_bridge,
                                rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0)
-    with open(os.path.join(settings.out, "finetune.json"), "w") as f:
-        json.dump({"settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
-                   "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,
-                   "constraint": dataclasses.asdict(schedule), "aql_agent_version": __version__}, f, indent=2)
+    run.write_json("finetune.json", {
+        "settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
+        "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,
+        "constraint": dataclasses.asdict(schedule), "aql_agent_version": __version__})
 
-    tensorboard = os.path.join(settings.out, "tensorboard") if settings.tensorboard else None
-    metrics_log = MetricLog(os.path.join(settings.out, "metrics.csv"), tensorboard, learner.updates if resume else 0)
-    rounds_log = MetricLog(os.path.join(settings.out, "rounds.csv"), None, env_step)
-    eval_log = MetricLog(os.path.join(settings.out, "eval.csv"), None, env_step)
+    metrics_log = run.table("metrics.csv", step=learner.updates if resume else 0, tensorboard=settings.tensorboard)
+    rounds_log = run.table("rounds.csv")
+    eval_log = run.table("eval.csv")
     summary: dict[str, Any] = {"out": settings.out, "algo": learner.name, "offline_checkpoint": checkpoint_dir}
 
     def evaluate() -> None:
@@ -265,11 +262,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
 
     def checkpoint() -> None:
         rows = sampler.online.cpu().numpy()
-        buffer = os.path.join(settings.out, "online-buffer.npz")
-        with open(buffer + ".tmp", "wb") as f:  # compressed: masked game rows shrink ~10x; replaced whole, never torn
-            np.savez_compressed(f, rows=rows)
-        os.replace(buffer + ".tmp", buffer)
-        _checkpoint(settings.out, learner, preprocessing, env_step, {
+        run.save_arrays("online-buffer.npz", rows=rows)  # before the checkpoint that counts its rows
+        run.save_checkpoint(learner, preprocessing, env_step, {
             "buffer_rows": len(rows), "drawn": torch.tensor([sampler.drawn["offline"], sampler.drawn["online"]])})
 
     bar = tqdm(total=settings.steps, initial=env_step, desc=f"finetune {learner.name}", unit="step",
@@ -311,10 +305,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
                 next_eval = (env_step // settings.eval_every + 1) * settings.eval_every
     finally:
         bar.close()
-        metrics_log.close()
-        rounds_log.close()
-        eval_log.close()
+        run.close()
     summary.update({"env_steps": env_step, "updates": learner.updates, "seconds": time.perf_counter() - started,
                     "drawn": dict(sampler.drawn), "constraint": dataclasses.asdict(schedule),
-                    "checkpoint": os.path.join(settings.out, "checkpoints", f"step-{env_step:09d}")})
+                    "checkpoint": run.checkpoint_dir(env_step)})
     return summary

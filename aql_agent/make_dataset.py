@@ -3,9 +3,10 @@
 `aql make-dataset --env Hopper-v5 --out datasets/hopper` runs two phases in one folder:
 
 1. **behaviour**: the project's own SAC learns online (uniform random actions for `learning_starts` steps,
-   then one update per environment step). Every `snapshot_every` steps the policy is saved as a checkpoint
-   with its deterministic evaluation return, together with the training state (learner, replay buffer, RNG),
-   so an interrupted run resumes from its last snapshot.
+   then one update per environment step), in the run folder `OUT/behaviour/` (`aql_agent.runs`: checkpoints/,
+   latest.json, metrics.csv and TensorBoard, eval.csv, the replay buffer as buffer.npz). Every
+   `snapshot_every` steps a checkpoint is saved with its deterministic evaluation return (in card.json), so an
+   interrupted run resumes from its last snapshot.
 2. **datasets**, as D4RL made them: `random` (uniform actions), `medium` (the snapshot whose return is nearest
    to `medium_fraction` of the way from random to the final policy, stochastic actions), `expert` (the final
    policy, stochastic), `medium-replay` (the replay buffer up to the medium snapshot), `medium-expert` (medium
@@ -30,14 +31,17 @@ import torch
 from tqdm import tqdm
 
 from aql_agent import __version__
-from aql_agent.checkpoint import Preprocessing, load_learner, load_policy, save_checkpoint
+from aql_agent.checkpoint import Preprocessing, load_learner, load_policy
 from aql_agent.data import TransitionDataset, load_dataset, save_dataset
 from aql_agent.errors import AqlError
 from aql_agent.learners import make_learner
 from aql_agent.learners.base import Batch
 from aql_agent.replay import ReplayWriter
+from aql_agent.runs import RunFolder, due
 from aql_agent.scores import normalized_score
 
+#: SAC updates averaged into one row of the behaviour run's metrics.csv
+METRICS_EVERY = 1000
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 
 
@@ -195,7 +199,8 @@ class DatasetMaker:
     # -- phase 1: the behaviour policy --------------------------------------------------------------------
     def train_behaviour(self) -> None:
         s = self.settings
-        done = self.card["snapshots"][-1]["step"] if self.card["snapshots"] else 0
+        run = RunFolder(self.behaviour, resume=True)  # the card already refused an unasked resume
+        done = run.start_step
         if done >= s.train_steps:
             return
         torch.manual_seed(s.seed)
@@ -206,51 +211,64 @@ class DatasetMaker:
         rng = np.random.default_rng(s.seed)
         episode = 0
         if done:  # resume from the last snapshot
-            state_dir = os.path.join(self.behaviour, "state")
-            learner, _, trainer = load_learner(state_dir, expect_algo="sac")
-            with np.load(os.path.join(state_dir, "buffer.npz")) as arrays:
-                buffer.restore({k: arrays[k] for k in arrays.files})
+            learner, _, trainer = load_learner(run.resumed_from[0], expect_algo="sac")
+            size = int(trainer["buffer_size"].item())
+            buffer.restore({k: v[:size] for k, v in run.load_arrays("buffer.npz").items()})
             if buffer.size and not (buffer.terminals[buffer.size - 1] or buffer.timeouts[buffer.size - 1]):
                 buffer.timeouts[buffer.size - 1] = True  # the episode in progress was cut by the interruption
             rng = np.random.default_rng(int(trainer["rng_seed"].item()) + done)
             torch.manual_seed(s.seed + done)
             episode = int(trainer["episodes"].item())
+        self.card["snapshots"] = [snap for snap in self.card["snapshots"] if snap["step"] <= done]
+        run.write_json("behaviour.json", {"algo": "sac", "env": s.env, "settings": self.card["settings"],
+                                          "learner_config": learner.config.to_dict()})
+        metrics_log = run.table("metrics.csv", tensorboard=s.progress)
+        eval_log = run.table("eval.csv")
         self.env.action_space.seed(s.seed + done)
         obs, _ = self.env.reset(seed=s.seed + episode)
         bar = tqdm(total=s.train_steps, initial=done, desc=f"SAC on {s.env}", unit="step", disable=not s.progress)
-        for step in range(done, s.train_steps):
-            if step < s.learning_starts:
-                action = self.env.action_space.sample()
-            else:
-                unit = learner.act(obs, deterministic=False)
-                action = preprocessing.actions_from_unit(unit)
-            next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            buffer.add(obs, action, reward, next_obs, terminated, truncated)
-            obs = next_obs
-            if terminated or truncated:
-                episode += 1
-                obs, _ = self.env.reset(seed=s.seed + episode)
-            if step >= s.learning_starts:
-                learner.update(buffer.sample(rng, learner.config.batch_size, self.low, self.high))
-            if (step + 1) % s.snapshot_every == 0 or step + 1 == s.train_steps:
-                self._snapshot(learner, preprocessing, buffer, step + 1, episode)
-                bar.set_postfix(eval_return=f"{self.card['snapshots'][-1]['return']:.0f}")
-            bar.update(1)
-        bar.close()
+        sums: dict[str, float] = {}
+        count = 0
+        try:
+            for step in range(done, s.train_steps):
+                if step < s.learning_starts:
+                    action = self.env.action_space.sample()
+                else:
+                    unit = learner.act(obs, deterministic=False)
+                    action = preprocessing.actions_from_unit(unit)
+                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                buffer.add(obs, action, reward, next_obs, terminated, truncated)
+                obs = next_obs
+                if terminated or truncated:
+                    episode += 1
+                    obs, _ = self.env.reset(seed=s.seed + episode)
+                if step >= s.learning_starts:
+                    for key, value in learner.update(buffer.sample(rng, learner.config.batch_size, self.low,
+                                                                   self.high)).items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    count += 1
+                if count and due(step + 1, METRICS_EVERY, s.train_steps):
+                    metrics_log.write(step + 1, {k: v / count for k, v in sums.items()})
+                    sums, count = {}, 0
+                if due(step + 1, s.snapshot_every, s.train_steps):
+                    self._snapshot(run, learner, preprocessing, buffer, step + 1, episode)
+                    eval_log.write(step + 1, {"return_mean": self.card["snapshots"][-1]["return"]}, prefix="eval")
+                    bar.set_postfix(eval_return=f"{self.card['snapshots'][-1]['return']:.0f}")
+                bar.update(1)
+        finally:
+            bar.close()
+            run.close()
 
-    def _snapshot(self, learner, preprocessing: Preprocessing, buffer: ReplayBuffer, step: int, episode: int) -> None:
+    def _snapshot(self, run: RunFolder, learner, preprocessing: Preprocessing, buffer: ReplayBuffer, step: int,
+                  episode: int) -> None:
+        """A checkpoint of the behaviour run (learner, RNG seed, episode count, buffer size) with the buffer
+        beside it, evaluated into the card: the medium and expert candidates, and where a resume starts."""
         s = self.settings
-        path = os.path.join(self.behaviour, "snapshots", f"step{step:08d}")
-        save_checkpoint(path, learner, preprocessing, step)
-        policy = load_policy(path)
-        returns = _evaluate(s.env, policy, s.eval_episodes, seed=10_000 + s.seed)
-        state_dir = os.path.join(self.behaviour, "state")
-        staging = state_dir + ".next"
-        save_checkpoint(staging, learner, preprocessing, step,
-                        extra_state={"rng_seed": torch.tensor(s.seed), "episodes": torch.tensor(episode)})
-        np.savez(os.path.join(staging, "buffer.npz"), **buffer.arrays())
-        shutil.rmtree(state_dir, ignore_errors=True)
-        os.replace(staging, state_dir)
+        run.save_arrays("buffer.npz", **buffer.arrays())  # before the checkpoint that counts its rows
+        path = run.save_checkpoint(learner, preprocessing, step, {
+            "rng_seed": torch.tensor(s.seed), "episodes": torch.tensor(episode),
+            "buffer_size": torch.tensor(buffer.size)})
+        returns = _evaluate(s.env, load_policy(path), s.eval_episodes, seed=10_000 + s.seed)
         self.card["snapshots"].append({"step": step, "return": returns, "checkpoint": os.path.relpath(path, s.out)})
         self._save_card()
 
@@ -289,9 +307,9 @@ class DatasetMaker:
             if kind in sources:
                 data = self._rollouts(kind, sources[kind])
             elif kind == "medium-replay":
-                with np.load(os.path.join(self.behaviour, "state", "buffer.npz")) as arrays:
-                    buffer = ReplayBuffer(len(arrays["rewards"]), self.obs_dim, self.act_dim)
-                    buffer.restore({k: arrays[k] for k in arrays.files})
+                arrays = RunFolder(self.behaviour, resume=True).load_arrays("buffer.npz")
+                buffer = ReplayBuffer(len(arrays["rewards"]), self.obs_dim, self.act_dim)
+                buffer.restore(arrays)
                 data = buffer.dataset(medium["step"], s.env, f"SAC replay buffer, steps 0-{medium['step']}")
                 self._write(kind, data)
             else:  # medium-expert

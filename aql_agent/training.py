@@ -10,10 +10,7 @@ each checkpoint, so `resume=True` continues bit-exactly.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -25,11 +22,13 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from aql_agent import __version__
-from aql_agent.checkpoint import Policy, Preprocessing, load_learner, save_checkpoint
+from aql_agent.checkpoint import Policy, Preprocessing, load_learner
 from aql_agent.data import TransitionDataset
 from aql_agent.data.formats import dataset_spaces, load_dataset
+from aql_agent.data.validation import action_count, check_dataset, check_discrete_dataset, check_finite
 from aql_agent.errors import AqlError, DatasetError, require_exists
 from aql_agent.learners import ALGORITHMS, Batch, Learner, is_discrete, make_learner
+from aql_agent.runs import RunFolder, due
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,29 +76,6 @@ class TrainSettings:
     """Continue the run in `out` from its latest checkpoint."""
 
 
-def check_dataset(dataset: TransitionDataset, source: str) -> None:
-    """Refuse data a continuous learner cannot use, before any training starts."""
-    if dataset.actions.dtype.kind != "f" or dataset.actions.ndim != 2:
-        raise DatasetError(f"{source}: actions have dtype {dataset.actions.dtype} and shape "
-                           f"{dataset.actions.shape}; continuous learners need float actions [N, act_dim] "
-                           "(discrete actions need a discrete learner)")
-    if dataset.observations.ndim != 2:
-        raise DatasetError(f"{source}: observations have shape {dataset.observations.shape}; learners take flat "
-                           "vectors [N, obs_dim]: flatten them when converting the data")
-    if len(dataset) == 0:
-        raise DatasetError(f"{source}: the dataset has no transitions")
-    check_finite(dataset, source)
-
-
-def check_finite(dataset: TransitionDataset, source: str) -> None:
-    for name in ("observations", "actions", "rewards", "next_observations"):
-        values = getattr(dataset, name)
-        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-        if bad.any():
-            raise DatasetError(f"{source}: {name} has {int(bad.sum())} rows with NaN or infinity (first at row "
-                               f"{int(np.argmax(bad))}); clean or drop them before training")
-
-
 def check_env_fit(dataset: TransitionDataset, env_id: str, discrete: bool = False) -> spaces.Space:
     """The env's action space, after checking that the dataset's shapes fit the env (seen through the view
     learners take of it)."""
@@ -130,39 +106,6 @@ def learner_view(dataset: TransitionDataset) -> TransitionDataset:
     if isinstance(env_id, str) and (env_id in registered_games() or env_id.startswith("pettingzoo:")):
         return game_kind(env_id).learner_view(dataset)
     return dataset
-
-
-def check_discrete_dataset(dataset: TransitionDataset, source: str) -> TransitionDataset:
-    """Refuse data a discrete learner cannot use; returns it with int64 actions [N]."""
-    actions = dataset.actions
-    if actions.ndim == 2 and actions.shape[1] == 1:
-        actions = actions[:, 0]
-    if actions.ndim != 1 or not (actions.dtype.kind in "iu" or (actions.dtype.kind == "f"
-                                                                  and np.all(np.mod(actions, 1) == 0))):
-        raise DatasetError(f"{source}: actions have dtype {actions.dtype} and shape {dataset.actions.shape}; discrete "
-                           "learners need one integer action per transition (continuous actions need a continuous "
-                           "learner; multi-head actions need flattening: record games with their kind, as aql "
-                           "record does)")
-    if dataset.observations.ndim != 2 or len(dataset) == 0:
-        raise DatasetError(f"{source}: discrete learners need transitions with flat observations [N, obs_dim]; got "
-                           f"{dataset.observations.shape}")
-    dataset = dataclasses.replace(dataset, actions=actions.astype(np.int64))
-    n = action_count(dataset)
-    if actions.min() < 0 or actions.max() >= n:
-        raise DatasetError(f"{source}: actions range over {actions.min()}..{actions.max()}, outside the action space's "
-                           f"0..{n - 1}")
-    if dataset.action_masks is not None and dataset.action_masks.shape[1:] != (n,):
-        raise DatasetError(f"{source}: action masks are {dataset.action_masks.shape[1:]} wide, not one per action "
-                           f"({n})")
-    return dataset
-
-
-def action_count(dataset: TransitionDataset) -> int:
-    """How many discrete actions the dataset's action space has."""
-    space = dataset_spaces(dataset)[1]
-    if not isinstance(space, spaces.Discrete) or space.start != 0:
-        raise DatasetError(f"the dataset's action space is {space}; discrete learners need Discrete(n) from 0")
-    return int(space.n)
 
 
 def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings, env_actions: spaces.Box | None,
@@ -230,58 +173,6 @@ class TensorSampler:
         return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1), *masks)
 
 
-class MetricLog:
-    """metrics.csv (and TensorBoard): per-interval means of every metric the learner reports."""
-
-    def __init__(self, path: str, tensorboard_dir: str | None, resume_step: int):
-        self.path, self.fields, self.rows = path, None, []
-        if resume_step and os.path.exists(path):  # drop rows written after the checkpoint we resume from
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            self.fields = list(rows[0]) if rows else None
-            self._rewrite(rows)
-        elif os.path.exists(path):
-            os.remove(path)
-        self.writer = None
-        if tensorboard_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(tensorboard_dir, purge_step=resume_step or None)
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        with open(self.path, "w", newline="") as f:
-            if self.fields:
-                writer = csv.DictWriter(f, self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-
-    def write(self, step: int, values: Mapping[str, float], prefix: str = "train") -> None:
-        row = {"step": step, **{k: f"{v:.6g}" for k, v in values.items()}}
-        new = self.fields is None
-        if new:
-            self.fields = list(row)
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"{prefix}/{key}", value, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _latest_step(out: str) -> tuple[str, int] | None:
-    latest = os.path.join(out, "latest.json")
-    if not os.path.exists(latest):
-        return None
-    with open(latest) as f:
-        record = json.load(f)
-    return os.path.join(out, record["checkpoint"]), int(record["step"])
-
-
 def train(settings: TrainSettings) -> dict[str, Any]:
     """Run (or resume) offline training; returns a summary with the last metrics and evaluation."""
     if settings.algo not in ALGORITHMS:
@@ -304,10 +195,8 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         preprocessing = make_preprocessing(dataset, settings, env_actions)
         obs_dim, act_dim = dataset.observations.shape[1], dataset.actions.shape[1]
 
-    os.makedirs(settings.out, exist_ok=True)
-    resume = _latest_step(settings.out) if settings.resume else None
-    if not settings.resume and _latest_step(settings.out) is not None:
-        raise AqlError(f"{settings.out} already holds a run: pass --resume to continue it, or pick a new --out")
+    run = RunFolder(settings.out, settings.resume)
+    resume = run.resumed_from
 
     torch.manual_seed(settings.seed)
     learner = make_learner(settings.algo, obs_dim, act_dim, dict(settings.learner), settings.device)
@@ -335,12 +224,10 @@ def train(settings: TrainSettings) -> dict[str, Any]:
               "learner_config": learner.config.to_dict(), "aql_agent_version": __version__,
               "torch_version": torch.__version__, "dataset": {"transitions": len(dataset), "obs_dim": obs_dim,
                                                               "act_dim": act_dim}}
-    with open(os.path.join(settings.out, "train.json"), "w") as f:
-        json.dump(record, f, indent=2, default=str)
+    run.write_json("train.json", record)
 
-    metrics_log = MetricLog(os.path.join(settings.out, "metrics.csv"),
-                            os.path.join(settings.out, "tensorboard") if settings.tensorboard else None, start)
-    eval_log = MetricLog(os.path.join(settings.out, "eval.csv"), None, start)
+    metrics_log = run.table("metrics.csv", tensorboard=settings.tensorboard)
+    eval_log = run.table("eval.csv")
     summary: dict[str, Any] = {"out": settings.out, "algo": settings.algo, "start_step": start}
     sums: dict[str, float] = {}
     count, started = 0, time.perf_counter()
@@ -356,33 +243,31 @@ def train(settings: TrainSettings) -> dict[str, Any]:
                 sums[key] = sums.get(key, 0.0) + value
             count += 1
             bar.update(1)
-            if step % settings.log_every == 0 or step == settings.steps:
+            if due(step, settings.log_every, settings.steps):
                 means = {k: v / count for k, v in sums.items()}
                 metrics_log.write(step, means)
                 bar.set_postfix({k: f"{means[k]:.3g}" for k in ("critic_loss", "gen_mse") if k in means})
                 summary["metrics"], sums, count = means, {}, 0
-            if settings.env and (step % settings.eval_every == 0 or step == settings.steps):
+            if settings.env and due(step, settings.eval_every, settings.steps):
                 summary["evaluation"] = evaluate_learner(learner, preprocessing, settings.env,
                                                          settings.eval_episodes, settings.opponent, settings.seed,
                                                          step)
                 eval_log.write(step, {k: v for k, v in summary["evaluation"].items() if k != "step"
                                       and isinstance(v, (int, float)) and not isinstance(v, bool)}, prefix="eval")
-                if metrics_log.writer is not None:
-                    for key in ("return_mean", "normalized_mean", "win_rate"):
-                        if key in summary["evaluation"]:
-                            metrics_log.writer.add_scalar(f"eval/{key}", summary["evaluation"][key], step)
-            if step % settings.checkpoint_every == 0 or step == settings.steps:
-                _checkpoint(settings.out, learner, preprocessing, step, {
+                for key in ("return_mean", "normalized_mean", "win_rate"):
+                    if key in summary["evaluation"]:
+                        metrics_log.scalar(f"eval/{key}", summary["evaluation"][key], step)
+            if due(step, settings.checkpoint_every, settings.steps):
+                run.save_checkpoint(learner, preprocessing, step, {
                     "sampler_rng": sampler.generator.get_state(), "torch_rng": torch.get_rng_state(),
                     "metric_names": list(sums), "metric_sums": torch.tensor(list(sums.values()), dtype=torch.float64),
                     "metric_count": count})
     finally:
         bar.close()
-        metrics_log.close()
-        eval_log.close()
+        run.close()
     summary["steps"] = settings.steps
     summary["seconds"] = time.perf_counter() - started
-    summary["checkpoint"] = os.path.join(settings.out, "checkpoints", f"step-{settings.steps:09d}")
+    summary["checkpoint"] = run.checkpoint_dir(settings.steps)
     return summary
 
 
@@ -398,15 +283,3 @@ def evaluate_learner(learner: Learner, preprocessing: Preprocessing, env: str, e
         result = game_kind(env).evaluate(policy, episodes, seed=10_000 * (seed + 1), opponent=opponent)
     result["step"] = step
     return result
-
-
-def _checkpoint(out: str, learner: Learner, preprocessing: Preprocessing, step: int,
-                trainer_state: dict[str, Any]) -> None:
-    """Save a checkpoint, then point latest.json at it (each step atomic)."""
-    name = os.path.join("checkpoints", f"step-{step:09d}")
-    os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
-    save_checkpoint(os.path.join(out, name), learner, preprocessing, step, extra_state=trainer_state)
-    staging = os.path.join(out, "latest.json.tmp")
-    with open(staging, "w") as f:
-        json.dump({"checkpoint": name, "step": step}, f)
-    os.replace(staging, os.path.join(out, "latest.json"))

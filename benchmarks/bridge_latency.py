@@ -86,10 +86,10 @@ class Engine:
 
     def __init__(self, endpoint: str, seed: int):
         from aql_agent.adapters.bridge.engine import EngineClient
-        from aql_agent.adapters.bridge.moba_engine import moba_spec
+        from aql_agent.adapters.games import DEFAULT_GAME, game_kind
 
         rng = np.random.default_rng(seed)
-        self.client = EngineClient(endpoint, moba_spec(5.0), timeout_s=5.0, fallback_action=-1)
+        self.client = EngineClient(endpoint, game_kind(DEFAULT_GAME).bridge_spec(), timeout_s=5.0, fallback_action=-1)
         self.client.connect()
         self.client.latencies.clear()  # the handshake's round trip is not a decision
         self.episode = seed

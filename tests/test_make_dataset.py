@@ -105,7 +105,7 @@ def test_training_resumes_from_its_last_snapshot(tmp_path):
                                    resume=True, **{**TINY, "train_steps": 500})
     card = make_datasets(settings)
     assert [s["step"] for s in card["snapshots"]] == [100, 200, 300, 400, 500] and card["expert"]["step"] == 500
-    buffer = np.load(tmp_path / "behaviour" / "state" / "buffer.npz")
+    buffer = np.load(tmp_path / "behaviour" / "buffer.npz")
     assert len(buffer["rewards"]) == 500 and buffer["timeouts"][299]  # the cut where training stopped
     assert card["settings"]["train_steps"] == 500 and card["settings"]["kinds"] == ["random", "expert"]
     assert card["earlier_settings"][0]["train_steps"] == 300  # what the first part ran with is kept

@@ -1,0 +1,58 @@
+"""The run folder every training loop shares: refusal to overwrite, atomic latest.json, tables cut back on resume,
+hand-edited files named in one error."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from aql_agent.checkpoint import Preprocessing, load_learner
+from aql_agent.errors import AqlError
+from aql_agent.learners import make_learner
+from aql_agent.runs import RunFolder, due
+
+
+def rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_folder_saves_resumes_and_cuts_its_tables_back(tmp_path):
+    learner = make_learner("bc", 3, 1, {"hidden": [8]})
+    run = RunFolder(str(tmp_path), resume=False)
+    table = run.table("metrics.csv")
+    for step in (10, 20, 30):
+        table.write(step, {"loss": 1.0 / step})
+        if step == 20:
+            run.save_arrays("buffer.npz", rows=np.arange(6.0).reshape(3, 2))
+            run.save_checkpoint(learner, Preprocessing.identity(3, 1), step, {"seen": torch.tensor(3)})
+    run.close()
+    with pytest.raises(AqlError, match="already holds a run: pass --resume"):
+        RunFolder(str(tmp_path), resume=False)
+    again = RunFolder(str(tmp_path), resume=True)
+    assert again.start_step == 20 and again.resumed_from[0] == again.checkpoint_dir(20)
+    again.table("metrics.csv").write(30, {"loss": 0.5})  # the row after the checkpoint is written again, not twice
+    again.close()
+    assert [r["step"] for r in rows(tmp_path / "metrics.csv")] == ["10", "20", "30"]
+    np.testing.assert_array_equal(again.load_arrays("buffer.npz")["rows"], np.arange(6.0).reshape(3, 2))
+    _, info, state = load_learner(str(tmp_path))
+    assert info["step"] == 20 and int(state["seen"]) == 3
+    assert not list(tmp_path.glob("*.tmp"))  # every file was moved into place whole
+
+
+def test_hand_edited_run_files_are_one_clear_error(tmp_path):
+    (tmp_path / "latest.json").write_text('{"checkpoint": 7}')
+    with pytest.raises(AqlError, match="not a latest.json written by aql"):
+        RunFolder(str(tmp_path), resume=True)
+    (tmp_path / "latest.json").write_text('{"checkpoint": "checkpoints/step-000000005", "step": 5}')
+    with pytest.raises(AqlError, match="which is not in"):
+        RunFolder(str(tmp_path), resume=True)
+    with pytest.raises(AqlError, match="buffer.npz is missing"):
+        RunFolder(str(tmp_path / "fresh"), resume=True).load_arrays("buffer.npz")
+
+
+def test_periodic_events_fall_on_multiples_and_the_last_step():
+    assert [s for s in range(1, 26) if due(s, 10, 25)] == [10, 20, 25]
