@@ -17,7 +17,6 @@ from aql_agent.errors import AqlError
 from aql_agent.replay import ReplayWriter
 from aql_agent.scores import normalized_score
 
-Policy = Player
 
 
 def make_env(env_id: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
@@ -31,7 +30,7 @@ def make_env(env_id: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
     return env
 
 
-def record_episodes(env: gym.Env, policy: Policy, path: str | os.PathLike, episodes: int, *, seed: int = 0,
+def record_episodes(env: gym.Env, policy: Player, path: str | os.PathLike, episodes: int, *, seed: int = 0,
                     player: Mapping[str, Any] | None = None, info_keys: Iterable[str] = (),
                     compression: str = "none", metadata: Mapping[str, Any] | None = None,
                     overwrite: bool = False, progress: bool = True) -> ReplayWriter:
@@ -59,12 +58,12 @@ def record_episodes(env: gym.Env, policy: Policy, path: str | os.PathLike, episo
     return writer
 
 
-def random_policy(env: gym.Env) -> Policy:
+def random_policy(env: gym.Env) -> Player:
     """Uniform random actions from the environment's (seeded) action space."""
     return lambda observation: env.action_space.sample()
 
 
-def evaluate_policy(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> dict[str, Any]:
+def evaluate_policy(env_id: str, policy: Player, episodes: int, seed: int = 0) -> dict[str, Any]:
     """Play `episodes` seeded episodes (seeds seed, seed + 1, ...) and summarise the returns.
 
     Returns mean and std of the return and, for D4RL's environments, of the normalised score.
@@ -109,14 +108,14 @@ class GymKind(GameKind):
         finally:
             env.close()
 
-    def make_player(self, spec: str, seed: int | None = None) -> tuple[Policy, dict[str, Any]]:
+    def make_player(self, spec: str, seed: int | None = None) -> tuple[Player, dict[str, Any]]:
         if spec.startswith("agent:"):
             policy, who = agent_player(spec)
             self.check_policy(policy, spec)
             return policy, who
         raise AqlError(f"unknown player {spec!r} for {self.name}; gymnasium envs take random or agent:CHECKPOINT")
 
-    def evaluate(self, policy: Policy, episodes: int, seed: int = 0, opponent: str | None = None,
+    def evaluate(self, policy: Player, episodes: int, seed: int = 0, opponent: str | None = None,
                  progress: bool = False) -> dict[str, Any]:
         return evaluate_policy(self.name, policy, episodes, seed=seed)
 

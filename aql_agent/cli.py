@@ -14,11 +14,12 @@ from aql_agent import __version__
 from aql_agent.adapters.games import DEFAULT_GAME
 from aql_agent.demo import QUICK, DemoBudget
 from aql_agent.errors import AqlError
+from aql_agent.flags import add_settings_flags, settings_from_args
 
 
 def _convert(args: argparse.Namespace) -> int:
     from aql_agent.data.formats import convert
-    from aql_agent.inspect import format_summary, summarise
+    from aql_agent.summary import format_summary, summarise
 
     convert(args.source, args.destination, agent=args.agent, compression=args.compression,
             overwrite=args.overwrite, progress=True)
@@ -28,7 +29,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from aql_agent.inspect import format_summary, summarise
+    from aql_agent.summary import format_summary, summarise
 
     summary = summarise(args.path)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
@@ -54,13 +55,9 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _add_run_flags(command: argparse.ArgumentParser) -> None:
-    """The flags every training loop (`aql train`, `aql finetune`) takes alike."""
-    command.add_argument("--device", default="cpu")
-    command.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    command.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    command.add_argument("--no-progress", action="store_true", help="no progress bar")
-    command.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+def _add_threads_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--threads", type=int, help="torch threads (default: torch's choice; 1 is fastest for small "
+                         "networks)")
 
 
 def _parse_overrides(items: Sequence[str]) -> dict:
@@ -80,13 +77,7 @@ def _parse_overrides(items: Sequence[str]) -> dict:
 def _train(args: argparse.Namespace) -> int:
     from aql_agent.training import TrainSettings, train
 
-    settings = TrainSettings(
-        algo=args.algo, data=args.data, out=args.out, steps=args.steps, seed=args.seed, env=args.env,
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every, normalize_observations=args.normalize_observations,
-        reward_scale=args.reward_scale, agent=args.agent, opponent=args.opponent, learner=_parse_overrides(args.set),
-        device=args.device, progress=not args.no_progress, tensorboard=not args.no_tensorboard,
-        resume=args.resume)
+    settings = settings_from_args(TrainSettings, args, learner=_parse_overrides(args.set))
     _set_threads(args.threads)
     summary = train(settings)
     print(json.dumps({k: v for k, v in summary.items() if k != "evaluation"} | (
@@ -98,14 +89,7 @@ def _train(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from aql_agent.finetune import FinetuneSettings, finetune
 
-    settings = FinetuneSettings(
-        checkpoint=args.checkpoint, env=args.env, out=args.out, steps=args.steps, data=args.data, agent=args.agent,
-        offline_ratio=args.offline_ratio, constrain_on=args.constrain_on, updates_per_step=args.updates_per_step,
-        round_steps=args.round_steps, round_games=args.round_games, relax=args.relax,
-        constraint_final=args.constraint_final, anneal_steps=args.anneal_steps, exploration=args.exploration,
-        opponent=args.opponent, through_bridge=args.through_bridge, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, log_every=args.log_every, seed=args.seed, device=args.device,
-        progress=not args.no_progress, tensorboard=not args.no_tensorboard, resume=args.resume)
+    settings = settings_from_args(FinetuneSettings, args)
     _set_threads(args.threads)
     summary = finetune(settings)
     for key in ("first_evaluation", "evaluation"):
@@ -135,7 +119,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace) -> int:
     from aql_agent.adapters.games import game_kind
-    from aql_agent.inspect import format_summary, summarise
+    from aql_agent.summary import format_summary, summarise
 
     kind = game_kind(args.env, _parse_overrides(args.set))
     path = kind.record(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed, side=args.side,
@@ -148,15 +132,10 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
-    from aql_agent.make_dataset import KINDS, MakeDatasetSettings, make_datasets
+    from aql_agent.make_dataset import MakeDatasetSettings, make_datasets
 
     _set_threads(args.threads)
-
-    card = make_datasets(MakeDatasetSettings(
-        env=args.env, out=args.out, train_steps=args.train_steps, transitions=args.transitions,
-        snapshot_every=args.snapshot_every, learning_starts=args.learning_starts, eval_episodes=args.eval_episodes,
-        medium_fraction=args.medium_fraction, min_gain=args.min_gain, kinds=tuple(args.kinds or KINDS),
-        seed=args.seed, name=args.name, progress=not args.no_progress, resume=args.resume))
+    card = make_datasets(settings_from_args(MakeDatasetSettings, args))
     print(json.dumps({k: card[k] for k in ("env", "random_return", "medium", "expert", "datasets") if k in card},
                      indent=2))
     return 0
@@ -275,34 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(run=_inspect)
 
+    from aql_agent.finetune import FinetuneSettings
     from aql_agent.learners import ALGORITHMS
+    from aql_agent.make_dataset import MakeDatasetSettings
+    from aql_agent.training import TrainSettings
 
     train = commands.add_parser(
         "train", help="train an offline learner from a dataset",
         description="Train --algo on --data for --steps updates. Writes OUT/train.json, metrics.csv, "
                     "eval.csv, tensorboard/ and checkpoints/ (latest.json names the newest).")
-    train.add_argument("--algo", required=True, choices=list(ALGORITHMS))
-    train.add_argument("--data", required=True, help="replay log, folder of logs, .npz, .hdf5 or Minari dataset")
-    train.add_argument("--out", required=True, help="run folder")
-    train.add_argument("--steps", type=int, default=100_000, help="gradient updates (default: 100000)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--env", help="env to evaluate in: a gymnasium id (Hopper-v5) or a game: moba-1v1, "
-                       "connect-four, pettingzoo:MODULE (win rate)")
-    train.add_argument("--eval-every", type=int, default=5000, help="updates between evaluations (default: 5000)")
-    train.add_argument("--eval-episodes", type=int, default=10,
-                       help="episodes (games) per evaluation (default: 10)")
-    train.add_argument("--checkpoint-every", type=int, default=10_000, help="default: 10000")
-    train.add_argument("--log-every", type=int, default=100, help="updates per metrics row (default: 100)")
-    train.add_argument("--normalize-observations", action="store_true",
-                       help="standardise observations with the dataset's statistics")
-    train.add_argument("--reward-scale", type=float, default=1.0)
-    train.add_argument("--agent", help="whose transitions to learn from in a multi-agent log (moba-1v1: blue, red "
-                       "or all)")
-    train.add_argument("--opponent", help="a game's --env: who evaluations play against (default: the game's own; "
-                       "moba-1v1: bt:easy|medium|hard or random, default bt:medium; connect-four: greedy or random)")
+    add_settings_flags(train, TrainSettings, skip=("learner",), choices={"algo": ALGORITHMS})
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="learner config override, repeatable (e.g. --set epsilon=0.1 --set bf16=true)")
-    _add_run_flags(train)
+    _add_threads_flag(train)
     train.set_defaults(run=_train)
 
     tune = commands.add_parser(
@@ -312,34 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "offline constraint relaxes linearly (--relax, --anneal-steps). Writes OUT/finetune.json, "
                     "metrics.csv, rounds.csv, eval.csv (its first row: the offline checkpoint), tensorboard/, "
                     "checkpoints/ and online/ (games: every round's games as replay logs).")
-    tune.add_argument("--checkpoint", required=True, help="offline checkpoint or run folder (aql train)")
-    tune.add_argument("--env", required=True, help="gymnasium id (Hopper-v5) or a game (moba-1v1, connect-four, ...)")
-    tune.add_argument("--out", required=True, help="run folder")
-    tune.add_argument("--steps", type=int, default=10_000, help="online env steps (decisions) in total")
-    tune.add_argument("--data", help="offline data to keep mixing in (default: the checkpoint's training data)")
-    tune.add_argument("--agent", help="whose transitions to take from multi-agent offline data (default: all)")
-    tune.add_argument("--offline-ratio", type=float, default=0.5,
-                      help="fraction of each batch from the offline data (default 0.5, RLPD's symmetric sampling)")
-    tune.add_argument("--constrain-on", choices=("offline", "all"), default="offline",
-                      help="rows the behaviour model and the constraint learn from (default: the offline data's)")
-    tune.add_argument("--updates-per-step", type=float, default=1.0, help="updates per online transition")
-    tune.add_argument("--round-steps", type=int, default=1000, help="gymnasium: steps per round of play")
-    tune.add_argument("--round-games", type=int, default=2, help="games: games per round of play")
-    tune.add_argument("--relax", type=float, default=1.0,
-                      help="the offline constraint ends this many times looser (default 1: kept as trained)")
-    tune.add_argument("--constraint-final", type=float, help="the constraint's final value instead of --relax")
-    tune.add_argument("--anneal-steps", type=int, help="env steps to reach it (default: half of --steps)")
-    tune.add_argument("--exploration", type=float,
-                      help="continuous: Gaussian noise std as a fraction of half the action range (default 0.1); "
-                           "discrete: epsilon (default: the learner's exploration_epsilon)")
-    tune.add_argument("--opponent", help="games: the player met online and in evaluations (default: the game's own)")
-    tune.add_argument("--through-bridge", action="store_true",
-                      help="serve the learner over ZeroMQ to an `aql engine` process for the online games")
-    tune.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations and checkpoints")
-    tune.add_argument("--eval-episodes", type=int, default=10, help="episodes (games) per evaluation")
-    tune.add_argument("--log-every", type=int, default=100, help="updates per metrics row")
-    tune.add_argument("--seed", type=int, default=0)
-    _add_run_flags(tune)
+    add_settings_flags(tune, FinetuneSettings)
+    _add_threads_flag(tune)
     tune.set_defaults(run=_finetune)
 
     evaluate = commands.add_parser(
@@ -388,23 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
         "make-dataset", help="train a SAC behaviour policy, then collect D4RL-style datasets",
         description="D4RL-style random / medium / expert / medium-replay / medium-expert datasets for a "
                     "continuous gymnasium env, as replay logs, .npz and .hdf5, with card.json (see docs/datasets.md).")
-    make.add_argument("--env", required=True, help="gymnasium id or D4RL name: hopper, halfcheetah, walker2d, ...")
-    make.add_argument("--out", required=True, help="folder for the behaviour run, datasets and card.json")
-    make.add_argument("--train-steps", type=int, default=300_000, help="SAC environment steps (default 300000)")
-    make.add_argument("--transitions", type=int, default=100_000, help="transitions per dataset (default 100000)")
-    make.add_argument("--snapshot-every", type=int, default=20_000, help="steps between policy snapshots")
-    make.add_argument("--learning-starts", type=int, default=5_000, help="uniform random steps before updates")
-    make.add_argument("--eval-episodes", type=int, default=5, help="episodes per snapshot evaluation")
-    make.add_argument("--medium-fraction", type=float, default=1 / 3,
-                      help="medium = the snapshot nearest this fraction of the way from random to final return")
-    make.add_argument("--min-gain", type=float, default=100.0,
-                      help="the final policy must beat random play by this much return (default 100)")
-    make.add_argument("--kinds", nargs="+", help="datasets to collect (default: all five)")
-    make.add_argument("--name", help="file prefix (default: the env's name, e.g. hopper)")
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--threads", type=int, help="torch threads (1 is fastest for these small networks)")
-    make.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    make.add_argument("--no-progress", action="store_true")
+    add_settings_flags(make, MakeDatasetSettings)
+    _add_threads_flag(make)
     make.set_defaults(run=_make_dataset)
 
     deploy = commands.add_parser(

@@ -124,7 +124,7 @@ def _clear_earlier_demo(out: str) -> None:
 def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:medium",
              budget: DemoBudget | None = None) -> dict[str, Any]:
     from aql_agent.finetune import FinetuneSettings, finetune
-    from aql_agent.inspect import format_summary, summarise
+    from aql_agent.summary import format_summary, summarise
     from aql_agent.adapters.games import DEFAULT_GAME, game_kind
     from aql_agent.training import TrainSettings, train
 

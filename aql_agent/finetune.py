@@ -29,7 +29,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class FinetuneSettings:
     """Whose transitions to take from multi-agent offline data (default: all)."""
     offline_ratio: float = 0.5
     """Fraction of every batch drawn from the offline data (the rest from online play)."""
-    constrain_on: str = "offline"
+    constrain_on: Literal["offline", "all"] = "offline"
     """Rows the behaviour model and the constraint learn from: `offline` (the logged data's) or `all` (online
     play too: the agent's own actions then count as behaviour, which loosens the constraint by itself)."""
     updates_per_step: float = 1.0
@@ -93,9 +93,13 @@ class FinetuneSettings:
     log_every: int = 100
     """Updates averaged into one row of metrics.csv."""
     seed: int = 0
+    """Seeds the online play, the batch sampling and the evaluation episodes."""
     device: str = "cpu"
+    """torch device."""
     progress: bool = True
+    """Show a tqdm progress bar."""
     tensorboard: bool = True
+    """Also write metrics as TensorBoard events."""
     resume: bool = False
     """Continue the run in `out` from its latest checkpoint (with its online buffer; play restarts a new episode)."""
 

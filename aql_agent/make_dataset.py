@@ -68,7 +68,7 @@ class MakeDatasetSettings:
     min_gain: float = 100.0
     """The final policy must beat random play by this much return, or there is no medium policy to take."""
     kinds: tuple[str, ...] = KINDS
-    """Which datasets to collect."""
+    """Which datasets to collect: random, medium, expert, medium-replay, medium-expert."""
     hidden: tuple[int, ...] = (256, 256)
     """SAC's hidden layers."""
     seed: int = 0
@@ -76,6 +76,7 @@ class MakeDatasetSettings:
     name: str | None = None
     """File prefix (default: the env id's lowercase base, e.g. hopper)."""
     progress: bool = True
+    """Show tqdm progress bars."""
     resume: bool = False
     """Continue an interrupted run in `out` (training from its last snapshot, collection where it stopped)."""
 
@@ -222,7 +223,7 @@ class DatasetMaker:
         self.card["snapshots"] = [snap for snap in self.card["snapshots"] if snap["step"] <= done]
         run.write_json("behaviour.json", {"algo": "sac", "env": s.env, "settings": self.card["settings"],
                                           "learner_config": learner.config.to_dict()})
-        metrics_log = run.table("metrics.csv", tensorboard=s.progress)
+        metrics_log = run.table("metrics.csv", tensorboard=True)
         eval_log = run.table("eval.csv")
         self.env.action_space.seed(s.seed + done)
         obs, _ = self.env.reset(seed=s.seed + episode)

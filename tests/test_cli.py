@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -6,7 +7,7 @@ import sys
 import pytest
 from conftest import write_moba_log, write_single_agent_log
 
-from aql_agent.cli import main
+from aql_agent.cli import build_parser, main
 from aql_agent.data import load_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,3 +128,26 @@ def test_the_wheel_maps_adapters_into_the_package(tmp_path):
     assert "aql_agent/adapters/gym.py" in names and "aql_agent/adapters/moba/env.py" in names
     assert "aql_agent/learners/aql.py" in names
     assert not any(n.startswith("adapters/") for n in names)
+
+
+def test_training_commands_take_their_flags_defaults_and_help_from_the_settings_dataclasses():
+    from aql_agent.finetune import FinetuneSettings
+    from aql_agent.flags import field_docs, settings_from_args
+    from aql_agent.make_dataset import MakeDatasetSettings
+    from aql_agent.training import TrainSettings
+
+    parser = build_parser()
+    cases = [(TrainSettings, ["train", "--algo", "aql", "--data", "d", "--out", "o"], {"learner": {}}),
+             (FinetuneSettings, ["finetune", "--checkpoint", "c", "--env", "Hopper-v5", "--out", "o"], {}),
+             (MakeDatasetSettings, ["make-dataset", "--env", "Hopper-v5", "--out", "o"], {})]
+    for cls, argv, extra in cases:
+        args = parser.parse_args(argv)
+        required = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        assert settings_from_args(cls, args, **extra) == cls(**required, **extra)  # every default is the field's
+        undocumented = [f.name for f in dataclasses.fields(cls) if f.name not in field_docs(cls)]
+        assert not undocumented, f"{cls.__name__} fields without a docstring (their --help): {undocumented}"
+    args = parser.parse_args(["make-dataset", "--env", "e", "--out", "o", "--kinds", "random", "expert",
+                              "--no-progress", "--medium-fraction", "0.5"])
+    settings = settings_from_args(MakeDatasetSettings, args)
+    assert settings.kinds == ("random", "expert") and not settings.progress and settings.medium_fraction == 0.5

@@ -16,12 +16,20 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from aql_agent.adapters.bridge import protocol as p
 from aql_agent.adapters.bridge.policies import BridgePolicy
+
+
+class Decision(NamedTuple):
+    """A decision awaiting its reward before it goes into the log."""
+
+    observation: np.ndarray
+    mask: np.ndarray | None
+    action: Any
 
 
 @dataclasses.dataclass
@@ -30,7 +38,7 @@ class Stream:
 
     episode: Any = None
     frame: int = -1
-    pending: tuple | None = None  # (observation, mask, action) not yet written to the log
+    pending: Decision | None = None
 
 
 @dataclasses.dataclass
@@ -47,6 +55,19 @@ class Session:
     finals: dict = dataclasses.field(default_factory=dict)  # their final observations, for the log
     outcomes: dict = dataclasses.field(default_factory=dict)  # and their outcomes
     games: int = 0
+
+
+class StepRequest(NamedTuple):
+    """A valid step request waiting for its batch's policy call."""
+
+    session: Session
+    seq: int
+    agent: str
+    episode: Any
+    frame: int
+    observation: np.ndarray
+    mask: np.ndarray | None
+    reward: float
 
 
 class AgentServer:
@@ -112,7 +133,7 @@ class AgentServer:
         if steps:
             self._answer_steps(steps)
 
-    def _handle(self, frames: list[bytes]) -> tuple | None:
+    def _handle(self, frames: list[bytes]) -> StepRequest | None:
         """Answer everything but steps; a valid step comes back for the batch."""
         identity, envelope, payload = frames[0], tuple(frames[1:-1]), frames[-1]
         seq = 0
@@ -129,7 +150,7 @@ class AgentServer:
             session = self._session(message, identity)
             session.last_seen = time.monotonic()
             if kind == "step":
-                return session, self._parse_step(session, message)
+                return self._parse_step(session, message)
             if kind == "end":
                 self._end(session, message)
                 self._send(identity, envelope, {"type": "ack", "seq": seq})
@@ -185,7 +206,7 @@ class AgentServer:
             session.identity = identity  # the engine reconnected with a new socket
         return session
 
-    def _parse_step(self, session: Session, message: dict) -> tuple:
+    def _parse_step(self, session: Session, message: dict) -> StepRequest:
         spec = session.spec
         agent = p.require(message, "agent", str, where="step")
         if agent not in session.streams:
@@ -207,43 +228,45 @@ class AgentServer:
         if episode != stream.episode:
             self._begin(session, agent, episode)
         stream.frame = frame
-        return message["seq"], agent, episode, frame, observation, mask, reward
+        return StepRequest(session, message["seq"], agent, episode, frame, observation, mask, reward)
 
-    def _answer_steps(self, steps: list[tuple]) -> None:
+    def _answer_steps(self, steps: list[StepRequest]) -> None:
         """One policy call per environment spec among the waiting steps (usually one)."""
-        groups: dict[p.EnvSpec, list[tuple]] = {}
+        groups: dict[p.EnvSpec, list[StepRequest]] = {}
         for step in steps:
-            groups.setdefault(step[0].spec, []).append(step)
+            groups.setdefault(step.session.spec, []).append(step)
         for spec, group in groups.items():
             self._answer_group(spec, group)
 
-    def _answer_group(self, spec: p.EnvSpec, steps: list[tuple]) -> None:
+    def _answer_group(self, spec: p.EnvSpec, steps: list[StepRequest]) -> None:
         if len(steps) == 1:  # the common case with one engine: a view, not a stack
-            observations = steps[0][1][4][None]
-            masks = steps[0][1][5][None] if spec.action_mask else None
+            observations = steps[0].observation[None]
+            masks = steps[0].mask[None] if spec.action_mask else None
         else:
-            observations = np.stack([s[1][4] for s in steps])
-            masks = np.stack([s[1][5] for s in steps]) if spec.action_mask else None
+            observations = np.stack([s.observation for s in steps])
+            masks = np.stack([s.mask for s in steps]) if spec.action_mask else None
         try:
-            actions = self.policy.act(spec, [(id(s[0]), s[1][1], s[1][2]) for s in steps], observations, masks)
+            actions = self.policy.act(spec, [(id(s.session), s.agent, s.episode) for s in steps], observations, masks)
         except Exception as failure:  # a policy bug must not take the server down
-            for session, (seq, *_rest) in steps:
-                self._send(session.identity, session.envelope, p.error(seq, p.INTERNAL, f"policy failed: {failure}"))
+            for step in steps:
+                self._send(step.session.identity, step.session.envelope,
+                           p.error(step.seq, p.INTERNAL, f"policy failed: {failure}"))
             self.stats["errors"] += len(steps)
             return
         self.stats["batches"] += 1
         self.stats["steps"] += len(steps)
-        for (session, (seq, agent, episode, frame, observation, mask, reward)), action in zip(steps, actions):
-            stream = session.streams[agent]
+        for step, action in zip(steps, actions):
+            session, stream = step.session, step.session.streams[step.agent]
             if session.writer is not None:
                 if stream.pending is not None:
-                    session.writer.add_step(*self._logged(session, stream.pending), reward, False, False,
-                                            agent=agent)
-                stream.pending = (observation, mask, action)
+                    session.writer.add_step(*self._logged(stream.pending), step.reward, False, False,
+                                            agent=step.agent)
+                stream.pending = Decision(step.observation, step.mask, action)
             wire_action = (int(action) if session.spec.actions is not None
                            else p.array_to_wire(np.asarray(action), "float32"))
-            self._send(session.identity, session.envelope, {"type": "action", "seq": seq, "episode": episode,
-                                                             "frame": frame, "agent": agent, "action": wire_action})
+            self._send(session.identity, session.envelope, {"type": "action", "seq": step.seq, "episode": step.episode,
+                                                             "frame": step.frame, "agent": step.agent,
+                                                             "action": wire_action})
 
     # -- episodes and recording -------------------------------------------------------------------------
     def _begin(self, session: Session, agent: str, episode: Any) -> None:
@@ -278,7 +301,7 @@ class AgentServer:
         truncated = bool(message.get("truncated", False))
         writer = session.writer
         if writer is not None and writer.episode_open and stream.pending is not None:
-            writer.add_step(*self._logged(session, stream.pending), reward, terminated, truncated, agent=agent)
+            writer.add_step(*self._logged(stream.pending), reward, terminated, truncated, agent=agent)
             stream.pending = None
             session.ended.add(agent)
             if final is not None:
@@ -303,9 +326,8 @@ class AgentServer:
     def _observation(observation: np.ndarray, mask: np.ndarray | None) -> Any:
         return observation if mask is None else {"observation": observation, "action_mask": mask}
 
-    def _logged(self, session: Session, pending: tuple) -> tuple:
-        observation, mask, action = pending
-        return self._observation(observation, mask), action
+    def _logged(self, pending: Decision) -> tuple[Any, Any]:
+        return self._observation(pending.observation, pending.mask), pending.action
 
     def _finish_log_episode(self, session: Session, metadata: dict) -> None:
         finals = session.finals or None

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from aql_agent.adapters.games import wilson_interval
+from aql_agent.adapters.games import Player, wilson_interval
 from aql_agent.adapters.moba.env import AGENTS, MobaParallelEnv
 
-Policy = Callable[[dict[str, Any]], Any]
 
 
 @dataclass
@@ -26,7 +25,7 @@ class GameResult:
     towers_destroyed: dict[str, int]  # enemy towers each side brought down (0 or 1)
 
 
-def random_legal_policy(seed: int | None = None) -> Policy:
+def random_legal_policy(seed: int | None = None) -> Player:
     """Uniform random legal value per head (the baseline the bots must beat)."""
     rng = random.Random(seed)
 
@@ -36,7 +35,7 @@ def random_legal_policy(seed: int | None = None) -> Policy:
     return act
 
 
-def play_game(env: MobaParallelEnv, policies: Mapping[str, Policy], seed: int | None = None) -> GameResult:
+def play_game(env: MobaParallelEnv, policies: Mapping[str, Player], seed: int | None = None) -> GameResult:
     """One game from `reset(seed)` to its end; each policy sees its own agent's observation."""
     for policy in policies.values():
         if hasattr(policy, "reset"):
@@ -58,7 +57,7 @@ def play_game(env: MobaParallelEnv, policies: Mapping[str, Policy], seed: int | 
                       {agent: int(not game.towers[1 - side].alive) for side, agent in enumerate(AGENTS)})
 
 
-def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int], Policy], games: int,
+def head_to_head(make_first: Callable[[int], Player], make_second: Callable[[int], Player], games: int,
                  first_seed: int = 0, progress: bool = False, **settings: Any) -> dict[str, Any]:
     """Play `games` seeded games between two policies, swapping sides every game; counts are the first's.
 
@@ -86,7 +85,7 @@ def head_to_head(make_first: Callable[[int], Policy], make_second: Callable[[int
             "illegal_actions_per_game": illegal / games}
 
 
-def evaluate_against(player: Policy, opponent: str, games: int, first_seed: int = 0, progress: bool = False,
+def evaluate_against(player: Player, opponent: str, games: int, first_seed: int = 0, progress: bool = False,
                      **settings: Any) -> dict[str, Any]:
     """`player` (a moba-1v1 policy) against `opponent` (`bt:LEVEL` or `random`) over `games` seeded games,
     sides swapped every game; counts are the player's, with a 95% Wilson interval on the win rate."""
