@@ -48,6 +48,31 @@ class StopRecording(Exception):
     """A human asked to stop (Esc, a closed window, `q`): the log keeps every episode played so far."""
 
 
+class KeepWhatWasPlayed:
+    """Around a recording loop: the log is closed whole when play ends, and also when a human stops it
+    (`StopRecording`, swallowed) or presses Ctrl-C (re-raised once the log is closed): `end_open_episode(how)`
+    closes the episode in progress first. Any other error aborts the log (kept as `.partial`)."""
+
+    def __init__(self, writer: Any, end_open_episode: Callable[[str], None]):
+        self.writer, self.end_open_episode = writer, end_open_episode
+
+    def __enter__(self) -> KeepWhatWasPlayed:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> bool:
+        if kind is None:
+            self.writer.close()
+            return False
+        if issubclass(kind, (StopRecording, KeyboardInterrupt)):
+            if self.writer.episode_open:
+                self.end_open_episode("ctrl-c" if issubclass(kind, KeyboardInterrupt) else "quit")
+            self.writer.close()
+            print(f"stopped: {self.writer.episodes} episodes, {self.writer.steps} steps kept in {self.writer.path}")
+            return issubclass(kind, StopRecording)
+        self.writer.abort()
+        return False
+
+
 @dataclasses.dataclass
 class Round:
     """What one round of online play produced: its transitions (raw env units) and how it went."""

@@ -28,7 +28,8 @@ import numpy as np
 from gymnasium import spaces
 from tqdm import tqdm
 
-from aql_agent.adapters.games import (GameKind, Player, StopRecording, agent_player, log_path, outcome_counts)
+from aql_agent.adapters.games import (GameKind, KeepWhatWasPlayed, Player, StopRecording, agent_player, log_path,
+                                      outcome_counts)
 from aql_agent.errors import AqlError
 
 #: a bot factory: (argument after `NAME:`, seed) -> a player of the game's own observations
@@ -51,7 +52,8 @@ class PettingZooKind(GameKind):
             self.observation_space = env.observation_space(self.agents[0])
             self.action_space = env.action_space(self.agents[0])
             for agent in self.agents[1:]:
-                if env.observation_space(agent) != self.observation_space or env.action_space(agent) != self.action_space:
+                if (env.observation_space(agent) != self.observation_space
+                        or env.action_space(agent) != self.action_space):
                     raise AqlError(f"{name}: agents {self.agents[0]} and {agent} have different spaces; this kind "
                                    "needs one observation and one action space for all agents")
         finally:
@@ -158,7 +160,8 @@ class PettingZooKind(GameKind):
             dataset, observations=dataset.observations.reshape(len(dataset), -1).astype(np.float32),
             next_observations=dataset.next_observations.reshape(len(dataset), -1).astype(np.float32),
             actions=self.to_flat_action(dataset.actions), metadata=metadata,
-            action_masks=self.flat_mask(dataset.action_masks), next_action_masks=self.flat_mask(dataset.next_action_masks))
+            action_masks=self.flat_mask(dataset.action_masks),
+            next_action_masks=self.flat_mask(dataset.next_action_masks))
 
     # -- players --------------------------------------------------------------------------------------------
     def player_from_view(self, policy: Player) -> Player:
@@ -247,7 +250,8 @@ class PettingZooKind(GameKind):
         outcomes = {}
         for agent in self.agents:
             best_other = max(returns[a] for a in self.agents if a != agent)
-            outcomes[agent] = "win" if returns[agent] > best_other else "loss" if returns[agent] < best_other else "draw"
+            outcomes[agent] = ("win" if returns[agent] > best_other else "loss" if returns[agent] < best_other
+                               else "draw")
         return {"returns": returns, "outcomes": outcomes, "turns": turns, "illegal": illegal, "finals": finals,
                 "ended": ended}
 
@@ -298,35 +302,27 @@ class PettingZooKind(GameKind):
         elif isinstance(player, str):
             (policy, who), label = self.make_player(player, seed), player
         else:
-            (policy, who), label = (player[0], dict(player[1])), f"{player[1].get('kind', 'agent')}-{player[1].get('name', 'policy')}"
+            policy, who = player[0], dict(player[1])
+            label = f"{who.get('kind', 'agent')}-{who.get('name', 'policy')}"
         opponents, opponent_who = self._opponents(opponent, side, seed)
         path = log_path(out_dir, self.name, label, opponent or self.default_opponent, seed, overwrite)
         writer = ReplayWriter(path, self.name, self.observation_space, self.action_space, agents=self.agents,
                               players={side: who, **opponent_who}, compression=compression, overwrite=overwrite,
                               recorder={"tool": "aql record"}, metadata={"seed": seed, "settings": self.settings})
         env = self.make_env()
+        # a stopped game's last transitions have no next observation: datasets leave them out
         try:
-            for episode in tqdm(range(episodes), desc=f"recording {self.name} ({label} vs "
-                                f"{opponent or self.default_opponent})", unit="game", disable=not progress or human):
-                writer.begin_episode(seed=seed + episode)
-                started = time.perf_counter()
-                result = self.play(env, {side: policy, **opponents}, seed + episode, writer=writer)
-                writer.end_episode(final_observation=result["finals"], outcome=result["outcomes"],
-                                   metadata={"turns": result["turns"], "seconds": time.perf_counter() - started})
-        except (StopRecording, KeyboardInterrupt) as stop:
-            if writer.episode_open:  # its last transitions have no next observation: the dataset drops them
-                writer.end_episode(metadata={"stopped": "ctrl-c" if isinstance(stop, KeyboardInterrupt) else "quit"})
-            writer.close()
-            print(f"stopped: {writer.episodes} episodes, {writer.steps} steps kept in {path}")
-            if isinstance(stop, KeyboardInterrupt):
-                raise
-            return path
-        except BaseException:
-            writer.abort()
-            raise
+            with KeepWhatWasPlayed(writer, lambda how: writer.end_episode(metadata={"stopped": how})):
+                for episode in tqdm(range(episodes), desc=f"recording {self.name} ({label} vs "
+                                    f"{opponent or self.default_opponent})", unit="game",
+                                    disable=not progress or human):
+                    writer.begin_episode(seed=seed + episode)
+                    started = time.perf_counter()
+                    result = self.play(env, {side: policy, **opponents}, seed + episode, writer=writer)
+                    writer.end_episode(final_observation=result["finals"], outcome=result["outcomes"],
+                                       metadata={"turns": result["turns"], "seconds": time.perf_counter() - started})
         finally:
             env.close()
-        writer.close()
         return path
 
     def play_over_bridge(self, client: Any, games: int, opponent: str | None, side: str, seed: int,

@@ -3,9 +3,10 @@
 The whole dataset lives in one float tensor (one row per transition) and a batch is one `index_select`
 with indices from a seeded `torch.Generator`: no Python sampler in the loop. Discrete learners get the same
 table with integer actions and legal-action masks; a game's data is seen through its kind's learner view first
-(moba-1v1's multi-head actions flattened, say), and evaluation there is a win rate against `opponent`. Everything that decides the
-run's future (learner weights and optimisers, the sampler's and torch's RNG states, the step) goes into
-each checkpoint, so `resume=True` continues bit-exactly.
+(moba-1v1's multi-head actions flattened, say), and evaluation there is a win rate against `opponent`.
+Everything that decides the run's future (learner weights and optimisers, the sampler's and torch's RNG
+states, the step) goes into each checkpoint of its run folder (`aql_agent.runs`), so `resume=True` continues
+bit-exactly.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from aql_agent.adapters.games import StopRecording, log_path
+from aql_agent.adapters.games import KeepWhatWasPlayed, log_path
 from aql_agent.errors import AqlError
 from aql_agent.replay import ReplayWriter
 
@@ -26,8 +26,8 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
     """Record `episodes` moba-1v1 games of `player` (on `side`) against `opponent`; returns the log's path.
 
     Players: `human`, `random`, `bt:LEVEL`, `agent:CHECKPOINT`, or for `player` a (policy, description) pair
-    (a policy in memory, e.g. one being fine-tuned; the description goes into the log). With a human, a pygame window shows the
-    game at `fps` game frames per second (0: as fast as the keyboard loop runs); `events` replaces
+    (a policy in memory, e.g. one being fine-tuned; the description goes into the log). With a human, a pygame
+    window shows the game at `fps` game frames per second (0: as fast as the keyboard loop runs); `events` replaces
     `pygame.event.get` (scripted input).
     """
     from aql_agent.adapters import moba
@@ -68,47 +68,40 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
                                     "max_frames": env.config.max_frames, "seed": seed,
                                     "settings": dict(settings or {})})
     observations: dict = {}
+
+    def end_stopped_episode(how: str) -> None:
+        if observations:
+            writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
+                               metadata={"stopped": how, "frames": env.game.frame})
+
     try:
-        for episode in tqdm(range(episodes), desc=f"recording {moba.ENV_NAME} ({player} vs {opponent})", unit="game",
-                            disable=not progress or human):
-            for policy in policies.values():
-                if hasattr(policy, "reset"):
-                    policy.reset()
-            observations, _ = env.reset(seed=seed + episode)
-            writer.begin_episode(seed=seed + episode)
-            infos: dict = {}
-            while env.agents:
-                started = time.perf_counter()
-                if window is not None:
-                    window.show(render.rgb_array(env.game), [*render.status_lines(env.game), LEGEND,
-                                                             policies[side].message])
-                actions = {agent: policies[agent](observations[agent]) for agent in env.agents}
-                next_observations, rewards, terminations, truncations, infos = env.step(actions)
-                for agent in moba.AGENTS:
-                    writer.add_step(moba.concatenate_masks(observations[agent]), actions[agent], rewards[agent],
-                                    terminations[agent], truncations[agent], infos[agent], agent=agent)
-                observations = next_observations
-                if frame_time:
-                    time.sleep(max(0.0, frame_time - (time.perf_counter() - started)))
-            writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
-                               outcome={a: infos[a]["outcome"] for a in moba.AGENTS},
-                               metadata={"frames": env.game.frame})
-    except (StopRecording, KeyboardInterrupt) as stop:
-        if writer.episode_open and observations:
-            writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
-                               metadata={"stopped": "ctrl-c" if isinstance(stop, KeyboardInterrupt) else "quit",
-                                         "frames": env.game.frame})
-        writer.close()
-        print(f"stopped: {writer.episodes} episodes, {writer.steps} steps kept in {path}")
-        if isinstance(stop, KeyboardInterrupt):
-            raise
-        return path
-    except BaseException:
-        writer.abort()
-        raise
+        with KeepWhatWasPlayed(writer, end_stopped_episode):
+            for episode in tqdm(range(episodes), desc=f"recording {moba.ENV_NAME} ({player} vs {opponent})",
+                                unit="game", disable=not progress or human):
+                for policy in policies.values():
+                    if hasattr(policy, "reset"):
+                        policy.reset()
+                observations, _ = env.reset(seed=seed + episode)
+                writer.begin_episode(seed=seed + episode)
+                infos: dict = {}
+                while env.agents:
+                    started = time.perf_counter()
+                    if window is not None:
+                        window.show(render.rgb_array(env.game), [*render.status_lines(env.game), LEGEND,
+                                                                 policies[side].message])
+                    actions = {agent: policies[agent](observations[agent]) for agent in env.agents}
+                    next_observations, rewards, terminations, truncations, infos = env.step(actions)
+                    for agent in moba.AGENTS:
+                        writer.add_step(moba.concatenate_masks(observations[agent]), actions[agent], rewards[agent],
+                                        terminations[agent], truncations[agent], infos[agent], agent=agent)
+                    observations = next_observations
+                    if frame_time:
+                        time.sleep(max(0.0, frame_time - (time.perf_counter() - started)))
+                writer.end_episode(final_observation={a: moba.concatenate_masks(observations[a]) for a in moba.AGENTS},
+                                   outcome={a: infos[a]["outcome"] for a in moba.AGENTS},
+                                   metadata={"frames": env.game.frame})
     finally:
         if window is not None:
             window.close()
         env.close()
-    writer.close()
     return path
