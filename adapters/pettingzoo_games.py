@@ -266,6 +266,7 @@ class PettingZooKind(GameKind):
         if episodes < 1:
             raise AqlError(f"games must be at least 1, got {episodes}")
         player = self.player_from_view(policy)
+        self.make_player(opponent or self.default_opponent, seed)  # refuse an unknown opponent before playing
         env = self.make_env()
         outcomes, turns, illegal = [], 0, 0
         try:
@@ -328,6 +329,7 @@ class PettingZooKind(GameKind):
     def play_over_bridge(self, client: Any, games: int, opponent: str | None, side: str, seed: int,
                          progress: bool = True) -> dict[str, Any]:
         self.check_side(side)
+        self.make_player(opponent or self.default_opponent, seed)
         env = self.make_env()
         outcomes, turns = [], 0
         try:
