@@ -99,7 +99,7 @@ def test_learner_protocol_round_trips_and_runs_in_bf16(algo):
 
 
 CHANGED = {"hidden": [16, 16], "residual_hidden": [16], "bf16": True, "gen_window": 1, "threshold": 0.9,
-           "exploration_epsilon": 1.0, "alpha": 0.0}
+           "exploration_epsilon": 1.0, "alpha": 0.0, "gamma": 0.9}
 ACTING = {"exploration_epsilon"}  # read only when acting non-deterministically
 
 

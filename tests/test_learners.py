@@ -167,7 +167,7 @@ def test_aql_cql_variant_adds_the_penalty():
 ACT_ONLY = {"act_samples"}
 CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 16), "bf16": True, "warmup_steps": 1,
            "lagrange_threshold": 1.0, "mmd_kernel": "gaussian", "gen_window": 1, "conservative_weight": 1.0,
-           "lam": 0.1, "initial_temperature": 0.5,
+           "lam": 0.1, "initial_temperature": 0.5, "gamma": 0.9,
            "epsilon": 1.0}  # epsilon: on the other side of gen_mse (one Adam step is blind to its size)
 #: fields that act only together with another setting
 NEEDS = {"conservative_samples": {"conservative_weight": 1.0}, "lagrange_learning_rate": {"lagrange_threshold": 1.0}}
@@ -243,3 +243,15 @@ def test_learner_facts_live_on_the_learners():
             assert field in {f.name for f in dataclasses.fields(learner.config_class)} and looser in (-1, 1)
     assert make_learner("aql-cql", 3, 1).constraint_field() == ("epsilon", 1)
     assert make_learner("cql", 3, 1, {"lagrange_threshold": 5.0}).constraint_field() == ("lagrange_threshold", 1)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"batch_size": 0}, "batch_size must be at least 1"), ({"batch_size": "abc"}, "must be a whole number"),
+    ({"batch_size": 2.5}, "must be a whole number"), ({"warmup_steps": -1}, "must be at least 0"),
+    ({"generator_learning_rate": float("nan")}, "must be a finite number"),
+    ({"critic_learning_rate": -1e-3}, "must be at least 0"), ({"gamma": 1.5}, "gamma must be in \\[0, 1\\]"),
+    ({"tau": 0.0}, "tau must be in \\(0, 1\\]"), ({"hidden": [64, 0]}, "list of whole numbers >= 1"),
+    ({"bf16": "yes"}, "true or false"), ({"epsilon": float("inf")}, "finite number")])
+def test_bad_config_overrides_are_refused_before_training(override, message):
+    with pytest.raises(AqlError, match=message):
+        make_learner("aql", 3, 1, override)

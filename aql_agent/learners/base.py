@@ -77,10 +77,40 @@ class LearnerConfig:
         for key, value in values.items():
             default = getattr(cls, key, None)
             converted[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+            _check_value(cls.__name__, key, default, converted[key])
         return cls(**converted)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _check_value(config: str, key: str, default: Any, value: Any) -> None:
+    """A config value of the field's kind and in its range: sizes and counts whole and >= 1 (warm-ups >= 0),
+    rates >= 0, gamma in [0, 1], tau in (0, 1], every number finite: a bad override is refused before
+    training, not found later as NaN losses."""
+    def refuse(what: str) -> None:
+        raise AqlError(f"{config}.{key} must be {what}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            refuse("true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            refuse("a whole number")
+        if value < (0 if key.endswith("warmup_steps") else 1):
+            refuse("at least " + ("0" if key.endswith("warmup_steps") else "1"))
+    elif isinstance(default, float) or (default is None and isinstance(value, (int, float))):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            refuse("a finite number")
+        if "learning_rate" in key and value < 0:
+            refuse("at least 0 (0 freezes the network)")
+        if key == "gamma" and not 0 <= value <= 1:
+            refuse("in [0, 1]")
+        if key == "tau" and not 0 < value <= 1:
+            refuse("in (0, 1]")
+    elif isinstance(default, tuple):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+            refuse("a list of whole numbers >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
