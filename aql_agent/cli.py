@@ -50,7 +50,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _set_threads(threads: int | None) -> None:
-    if threads:
+    if threads is not None:
+        from aql_agent.errors import require_number
+
+        require_number("--threads", threads, 1, whole=True)
         import torch
         torch.set_num_threads(threads)
 

@@ -41,3 +41,37 @@ def require_exists(path: str | os.PathLike, what: str) -> None:
     """Raise one clear `MissingFileError` instead of a traceback deep in a reader."""
     if not os.path.exists(path):
         raise MissingFileError(f"{what} not found: {os.fspath(path)} (check the path)")
+
+
+def require_number(flag: str, value: object, low: float | None = None, high: float | None = None, *,
+                   whole: bool = False, above_low: bool = False) -> None:
+    """One clear error for a setting outside its range (`--steps -5`, `--reward-scale nan`), named by its flag."""
+    import math
+
+    kind = "a whole number" if whole else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)) \
+            or not math.isfinite(value):
+        raise AqlError(f"{flag} must be {kind}, got {value!r}")
+    if low is not None and (value <= low if above_low else value < low):
+        raise AqlError(f"{flag} must be {'above' if above_low else 'at least'} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise AqlError(f"{flag} must be at most {high}, got {value!r}")
+
+
+def require_device(device: str) -> None:
+    """A torch device that exists here (`cpu`, `cuda`, `cuda:1`, `mps`), or one clear error."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise AqlError(f"--device {device!r} is not a torch device ({error}); use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available()
+                                  or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise AqlError(f"--device {device}: no such CUDA device here (found {torch.cuda.device_count()}); use cpu")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise AqlError(f"--device {device}: MPS is not available here; use cpu")
+
+
+#: the seeds numpy, torch and gymnasium all take
+MAX_SEED = 2**32 - 1

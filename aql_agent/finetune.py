@@ -38,7 +38,7 @@ from tqdm import tqdm
 from aql_agent import __version__
 from aql_agent.checkpoint import Policy, Preprocessing, load_learner, resolve_checkpoint
 from aql_agent.data.formats import load_dataset
-from aql_agent.errors import AqlError
+from aql_agent.errors import MAX_SEED, AqlError, require_device, require_number
 from aql_agent.learners import Batch, Learner
 from aql_agent.runs import RunFolder
 from aql_agent.data.validation import check_dataset, check_discrete_dataset, check_finite
@@ -102,6 +102,23 @@ class FinetuneSettings:
     """Also write metrics as TensorBoard events."""
     resume: bool = False
     """Continue the run in `out` from its latest checkpoint (with its online buffer; play restarts a new episode)."""
+
+    def __post_init__(self) -> None:
+        for flag in ("steps", "round_steps", "round_games", "eval_every", "eval_episodes", "log_every"):
+            require_number(f"--{flag.replace('_', '-')}", getattr(self, flag), 1, whole=True)
+        require_number("--offline-ratio", self.offline_ratio, 0, 1)
+        require_number("--updates-per-step", self.updates_per_step, 0, above_low=True)
+        require_number("--relax", self.relax, 0, above_low=True)
+        if self.constraint_final is not None:
+            require_number("--constraint-final", self.constraint_final)
+        if self.anneal_steps is not None:
+            require_number("--anneal-steps", self.anneal_steps, 1, whole=True)
+        if self.exploration is not None:
+            require_number("--exploration", self.exploration, 0)
+        if self.constrain_on not in ("offline", "all"):
+            raise AqlError(f"--constrain-on must be offline or all, got {self.constrain_on!r}")
+        require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
+        require_device(self.device)
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -190,22 +207,10 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
         return json.load(f)["settings"]["data"]
 
 
-def _check(settings: FinetuneSettings) -> None:
-    if settings.steps < 1 or settings.eval_every < 1 or settings.log_every < 1 or settings.eval_episodes < 1:
-        raise AqlError("--steps, --eval-every, --log-every and --eval-episodes must be positive")
-    if not 0.0 <= settings.offline_ratio <= 1.0:
-        raise AqlError(f"--offline-ratio must be in [0, 1], got {settings.offline_ratio}")
-    if settings.updates_per_step <= 0 or settings.relax <= 0 or settings.round_steps < 1 or settings.round_games < 1:
-        raise AqlError("--updates-per-step, --relax, --round-steps and --round-games must be positive")
-    if settings.constrain_on not in ("offline", "all"):
-        raise AqlError(f"--constrain-on must be offline or all, got {settings.constrain_on!r}")
-
-
 def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     """Fine-tune an offline checkpoint online; returns a summary with the first and last evaluations."""
     from aql_agent.adapters.games import game_kind
 
-    _check(settings)
     kind = game_kind(settings.env)
     checkpoint_dir = resolve_checkpoint(settings.checkpoint)
     learner, info, _ = load_learner(checkpoint_dir, settings.device)

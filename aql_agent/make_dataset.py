@@ -33,7 +33,7 @@ from tqdm import tqdm
 from aql_agent import __version__
 from aql_agent.checkpoint import Preprocessing, load_learner, load_policy
 from aql_agent.data import TransitionDataset, load_dataset, save_dataset
-from aql_agent.errors import AqlError
+from aql_agent.errors import MAX_SEED, AqlError, require_number
 from aql_agent.learners import make_learner
 from aql_agent.learners.base import Batch
 from aql_agent.replay import ReplayWriter
@@ -79,6 +79,20 @@ class MakeDatasetSettings:
     """Show tqdm progress bars."""
     resume: bool = False
     """Continue an interrupted run in `out` (training from its last snapshot, collection where it stopped)."""
+
+    def __post_init__(self) -> None:
+        for flag in ("train_steps", "transitions", "snapshot_every", "eval_episodes"):
+            require_number(f"--{flag.replace('_', '-')}", getattr(self, flag), 1, whole=True)
+        require_number("--learning-starts", self.learning_starts, 0, whole=True)
+        require_number("--medium-fraction", self.medium_fraction, 0, 1, above_low=True)
+        if self.min_gain != -float("inf"):  # -inf: take whatever the training reached
+            require_number("--min-gain", self.min_gain)
+        require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
+        for size in self.hidden:
+            require_number("--hidden", size, 1, whole=True)
+        if self.name is not None and (not self.name or os.path.basename(self.name) != self.name
+                                      or self.name in (".", "..")):
+            raise AqlError(f"--name is a file prefix inside --out, not a path: got {self.name!r}")
 
 
 class ReplayBuffer:
@@ -139,8 +153,6 @@ class DatasetMaker:
         unknown = set(s.kinds) - set(KINDS)
         if unknown:
             raise AqlError(f"unknown dataset kinds {sorted(unknown)}; choose from {list(KINDS)}")
-        if min(s.train_steps, s.transitions, s.snapshot_every, s.eval_episodes) < 1 or s.learning_starts < 0:
-            raise AqlError("--train-steps, --transitions, --snapshot-every and --eval-episodes must be positive")
         if s.train_steps < s.snapshot_every:
             raise AqlError(f"--train-steps ({s.train_steps}) must cover at least one snapshot "
                            f"(--snapshot-every {s.snapshot_every})")

@@ -27,7 +27,7 @@ from aql_agent.checkpoint import Policy, Preprocessing, load_learner
 from aql_agent.data import TransitionDataset
 from aql_agent.data.formats import dataset_spaces, load_dataset
 from aql_agent.data.validation import action_count, check_dataset, check_discrete_dataset, check_finite
-from aql_agent.errors import AqlError, DatasetError, require_exists
+from aql_agent.errors import MAX_SEED, AqlError, DatasetError, require_device, require_exists, require_number
 from aql_agent.learners import ALGORITHMS, Batch, Learner, is_discrete, make_learner
 from aql_agent.runs import RunFolder, due
 
@@ -75,6 +75,13 @@ class TrainSettings:
     """Also write metrics as TensorBoard events."""
     resume: bool = False
     """Continue the run in `out` from its latest checkpoint."""
+
+    def __post_init__(self) -> None:
+        for flag in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
+            require_number(f"--{flag.replace('_', '-')}", getattr(self, flag), 1, whole=True)
+        require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
+        require_number("--reward-scale", self.reward_scale, 0, above_low=True)
+        require_device(self.device)
 
 
 def check_env_fit(dataset: TransitionDataset, env_id: str, discrete: bool = False) -> spaces.Space:
@@ -178,8 +185,6 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     """Run (or resume) offline training; returns a summary with the last metrics and evaluation."""
     if settings.algo not in ALGORITHMS:
         raise AqlError(f"unknown algorithm {settings.algo!r}; choose one of {', '.join(ALGORITHMS)}")
-    if settings.eval_every <= 0 or settings.checkpoint_every <= 0 or settings.log_every <= 0:
-        raise AqlError("--eval-every, --checkpoint-every and --log-every must be positive")
     require_exists(settings.data, "dataset")
     dataset = load_dataset(settings.data, agent=settings.agent)
     discrete = is_discrete(settings.algo)

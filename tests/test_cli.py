@@ -151,3 +151,26 @@ def test_training_commands_take_their_flags_defaults_and_help_from_the_settings_
                               "--no-progress", "--medium-fraction", "0.5"])
     settings = settings_from_args(MakeDatasetSettings, args)
     assert settings.kinds == ("random", "expert") and not settings.progress and settings.medium_fraction == 0.5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--algo", "bc", "--data", "d.npz", "--out", "o", "--steps", "-5"], "--steps must be at least 1"),
+    (["train", "--algo", "bc", "--data", "d.npz", "--out", "o", "--seed", "-1"], "--seed must be at least 0"),
+    (["train", "--algo", "bc", "--data", "d.npz", "--out", "o", "--seed", str(2**64)], "--seed must be at most"),
+    (["train", "--algo", "bc", "--data", "d.npz", "--out", "o", "--eval-episodes", "0"], "--eval-episodes must be"),
+    (["train", "--algo", "bc", "--data", "d.npz", "--out", "o", "--reward-scale", "nan"], "finite number"),
+    (["train", "--algo", "bc", "--data", "d.npz", "--out", "o", "--device", "bogus"], "not a torch device"),
+    (["train", "--algo", "bc", "--data", "d.npz", "--out", "o", "--threads", "-2"], "--threads must be at least 1"),
+    (["finetune", "--checkpoint", "c", "--env", "Hopper-v5", "--out", "o", "--exploration", "-1"],
+     "--exploration must be at least 0"),
+    (["finetune", "--checkpoint", "c", "--env", "Hopper-v5", "--out", "o", "--offline-ratio", "1.5"],
+     "--offline-ratio must be at most 1"),
+    (["make-dataset", "--env", "Pendulum-v1", "--out", "o", "--name", "../../x"], "--name is a file prefix"),
+    (["make-dataset", "--env", "Pendulum-v1", "--out", "o", "--medium-fraction", "0"], "--medium-fraction must be above")])
+def test_bad_numbers_and_names_are_one_clear_error_before_anything_runs(argv, message, tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("aql: error: ") and message in error and error.count("\n") == 1
+    assert not os.listdir(tmp_path)  # nothing was written
