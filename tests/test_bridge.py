@@ -124,6 +124,32 @@ def test_errors_name_the_problem_and_out_of_order_frames_are_refused(server):
     assert raw_request(server.endpoint, valid_step(session, 6))["type"] == "action"
 
 
+def test_hostile_requests_inside_a_session_get_an_error_and_the_agent_keeps_serving(tmp_path):
+    agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", record_dir=str(tmp_path), log=None)
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        client = EngineClient(agent.endpoint, SPEC, timeout_s=2.0)
+        session = client.connect()["session"]
+        nested: list = []
+        for _ in range(900):
+            nested = [nested]
+        hostile = [{"type": "end", "seq": 3, "session": session, "agent": "agent", "episode": "e", "frame": b"\x01"},
+                   {"type": "end", "seq": 4, "session": session, "agent": "agent", "episode": "e", "frame": 1,
+                    "outcome": "win", "extra": {b"key": nested}},
+                   {"type": "launch", "seq": 5, "session": session}]
+        for message, answer in zip(hostile, ("error", "ack", "error")):  # unknown fields are ignored
+            reply = raw_request(agent.endpoint, msgpack.packb(message, use_bin_type=True))
+            assert reply["type"] == answer and reply["seq"] == message["seq"]  # the request's seq, when readable
+        action = client.act("agent", "e2", 1, np.zeros(4, np.float32), np.array([0, 1, 0, 0, 0]))
+        assert action == 1 and client.stats["fallbacks"] == 0
+        client.close()
+    finally:
+        agent.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_the_agent_refuses_a_major_version_or_a_spec_its_policy_cannot_play(tmp_path, backend):
     from aql_agent.adapters.bridge import CheckpointPolicy

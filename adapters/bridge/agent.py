@@ -108,7 +108,11 @@ class AgentServer:
                 except zmq.Again:  # idle for poll_ms
                     first = None
                 if first is not None:
-                    self._serve_waiting(first)
+                    try:
+                        self._serve_waiting(first)
+                    except Exception as failure:  # noqa: BLE001 - one bad batch must not stop the agent
+                        self.stats["errors"] += 1
+                        self.log(f"a batch failed and was not answered ({failure!r:.300}); still serving")
                 self._housekeeping()
         finally:
             self.close()
@@ -161,7 +165,12 @@ class AgentServer:
                 self._send(identity, envelope, {"type": "ack", "seq": seq})
         except p.BridgeError as failure:
             self.stats["errors"] += 1
+            seq = failure.seq if failure.seq is not None else seq
             self._send(identity, envelope, p.error(seq if isinstance(seq, int) else 0, failure.code, failure.detail))
+        except Exception as failure:  # noqa: BLE001 - no request may take the agent down
+            self.stats["errors"] += 1
+            self._send(identity, envelope, p.error(seq if isinstance(seq, int) else 0, p.INTERNAL,
+                                                   f"the agent could not handle this request: {failure!r:.300}"))
         return None
 
     def _hello(self, identity: bytes, envelope: tuple, message: dict) -> dict:
@@ -286,6 +295,7 @@ class AgentServer:
         if agent not in session.streams:
             raise p.BridgeError(p.BAD_FIELD, f"end.agent {agent!r} is not one of {list(session.spec.agents)}")
         stream = session.streams[agent]
+        p.require_int(message.get("frame", 0), "end.frame", low=0)
         outcome = message.get("outcome")
         if outcome not in (None, "win", "loss", "draw"):
             raise p.BridgeError(p.BAD_FIELD, f"end.outcome must be win, loss, draw or nil, got {outcome!r}")

@@ -35,9 +35,9 @@ MALFORMED, TOO_LARGE, UNKNOWN_TYPE, BAD_FIELD, SHAPE, OUT_OF_ORDER, NO_SESSION, 
 class BridgeError(AqlError):
     """A message that breaks the protocol; `code` is the error code the other side receives."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, seq: int | None = None):
         super().__init__(f"{code}: {message}")
-        self.code, self.detail = code, message
+        self.code, self.detail, self.seq = code, message, seq
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,9 +118,11 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expect: tup
     if not isinstance(message, dict):
         raise BridgeError(MALFORMED, f"a message is a msgpack map, got {type(message).__name__}")
     kind = message.get("type")
+    seq = message.get("seq")
+    readable = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
     if kind not in expect:
-        raise BridgeError(UNKNOWN_TYPE, f"unknown message type {kind!r}; expected one of {list(expect)}")
-    require_int(message.get("seq"), "seq", low=0)
+        raise BridgeError(UNKNOWN_TYPE, f"unknown message type {kind!r}; expected one of {list(expect)}", readable)
+    require_int(seq, "seq", low=0)
     return message
 
 
