@@ -138,11 +138,12 @@ def test_hostile_requests_inside_a_session_get_an_error_and_the_agent_keeps_serv
                    {"type": "end", "seq": 4, "session": session, "agent": "agent", "episode": "e", "frame": 1,
                     "outcome": "win", "extra": {b"key": nested}},
                    {"type": "launch", "seq": 5, "session": session}]
-        for message, answer in zip(hostile, ("error", "ack", "error")):  # unknown fields are ignored
+        for message, answer in zip(hostile, ("error", "error", "error")):  # the 2nd ends an episode never stepped
             reply = raw_request(agent.endpoint, msgpack.packb(message, use_bin_type=True))
             assert reply["type"] == answer and reply["seq"] == message["seq"]  # the request's seq, when readable
         action = client.act("agent", "e2", 1, np.zeros(4, np.float32), np.array([0, 1, 0, 0, 0]))
         assert action == 1 and client.stats["fallbacks"] == 0
+        assert client.end_episode("agent", "e2", 2, np.zeros(4, np.float32), outcome="win")
         client.close()
     finally:
         agent.stop()

@@ -295,6 +295,10 @@ class AgentServer:
         if agent not in session.streams:
             raise p.BridgeError(p.BAD_FIELD, f"end.agent {agent!r} is not one of {list(session.spec.agents)}")
         stream = session.streams[agent]
+        episode = message.get("episode")
+        if episode != stream.episode or stream.episode is None:
+            raise p.BridgeError(p.BAD_FIELD, f"end.episode {episode!r} is not {agent!r}'s episode in progress "
+                                             f"({stream.episode!r}): end the episode that was stepped")
         p.require_int(message.get("frame", 0), "end.frame", low=0)
         outcome = message.get("outcome")
         if outcome not in (None, "win", "loss", "draw"):
@@ -306,6 +310,8 @@ class AgentServer:
         mask = None
         if session.spec.action_mask and message.get("action_mask") is not None:
             mask = p.array_from_wire(message["action_mask"], "uint8", (session.spec.actions,), "end.action_mask")
+        elif session.spec.action_mask and final is not None:  # unknown: all zeros, which learners read as all legal
+            mask = np.zeros(session.spec.actions, np.uint8)
         reward = float(p.require(message, "reward", (int, float), where="end", default=0.0))
         terminated = bool(message.get("terminated", outcome is not None))
         truncated = bool(message.get("truncated", False))
