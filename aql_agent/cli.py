@@ -152,7 +152,10 @@ def _read_key(path: str | None, what: str) -> bytes | None:
     from aql_agent.errors import require_exists
 
     require_exists(path, what)
-    public, secret = zmq.auth.load_certificate(path)
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (ValueError, OSError) as error:
+        raise AqlError(f"{path} is not a ZeroMQ certificate ({error}); make one with zmq.auth.create_certificates")
     if what == "CurveZMQ secret key" and secret is None:
         raise AqlError(f"{path} holds no secret key: give the agent's .key_secret file")
     return secret if what == "CurveZMQ secret key" else public
@@ -163,7 +166,10 @@ def _deploy(args: argparse.Namespace) -> int:
 
     from aql_agent.adapters.bridge import AgentServer, make_bridge_policy
 
+    from aql_agent.adapters.bridge.protocol import check_endpoint
+
     _set_threads(args.threads)
+    check_endpoint(args.bind, "--bind")
     if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")) and not args.public:
         raise AqlError(f"{args.bind} is not a loopback address: pass --public to serve other machines (and consider "
                        "--curve-secret-key)")
@@ -207,8 +213,14 @@ def _engine(args: argparse.Namespace) -> int:
     from aql_agent.adapters.bridge import EngineClient
     from aql_agent.adapters.games import game_kind
 
-    if args.games < 1 or args.timeout_ms <= 0 or args.connect_timeout <= 0:
-        raise AqlError("--games, --timeout-ms and --connect-timeout must be positive")
+    from aql_agent.adapters.bridge.protocol import check_endpoint
+    from aql_agent.errors import MAX_SEED, require_number
+
+    require_number("--games", args.games, 1, whole=True)
+    require_number("--timeout-ms", args.timeout_ms, 0, above_low=True)
+    require_number("--connect-timeout", args.connect_timeout, 0, above_low=True)
+    require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
+    check_endpoint(args.connect, "--connect")
     kind = game_kind(args.env, _parse_overrides(args.set))
     kind.check_side(args.side)
     if args.opponent is not None:

@@ -330,3 +330,37 @@ def test_curve_encryption_and_the_loopback_default(tmp_path):
         agent.stop()
         thread.join(5)
     assert main(["deploy", "--policy", "random", "--bind", "tcp://0.0.0.0:5599"]) == 2  # needs --public
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["deploy", "--policy", "random", "--bind", "tcp://127.0.0.1:99999"], "the port must be 1..65535"),
+    (["deploy", "--policy", "random", "--bind", "127.0.0.1:5555"], "is not an endpoint"),
+    (["deploy", "--policy", "random", "--bind", "tcp://127.0.0.1:*", "--session-timeout", "nan"],
+     "--session-timeout must be a finite number"),
+    (["deploy", "--policy", "random", "--bind", "tcp://127.0.0.1:*", "--max-message-bytes", "0"],
+     "--max-message-bytes must be at least 1024"),
+    (["engine", "--connect", "tcp://127.0.0.1:5555", "--games", "0"], "--games must be at least 1"),
+    (["engine", "--connect", "tcp://nowhere", "--games", "1"], "the port must be"),
+    (["deploy", "--policy", "random", "--bind", "tcp://127.0.0.1:*", "--curve-secret-key", __file__],
+     "is not a ZeroMQ certificate")])
+def test_bad_bridge_flags_are_one_clear_error(argv, message, capsys):
+    from aql_agent.cli import main
+
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("aql: error: ") and message in error and error.count("\n") == 1
+
+
+def test_a_taken_port_and_a_record_file_are_named(tmp_path, capsys):
+    from aql_agent.cli import main
+
+    first = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", log=None)
+    try:
+        assert main(["deploy", "--policy", "random", "--bind", first.endpoint]) == 2
+        assert "cannot bind" in capsys.readouterr().err
+    finally:
+        first.close()
+    (tmp_path / "logs").write_text("")
+    assert main(["deploy", "--policy", "random", "--bind", "tcp://127.0.0.1:*", "--record",
+                 str(tmp_path / "logs")]) == 2
+    assert "is a file" in capsys.readouterr().err

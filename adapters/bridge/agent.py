@@ -22,6 +22,7 @@ import numpy as np
 
 from aql_agent.adapters.bridge import protocol as p
 from aql_agent.adapters.bridge.policies import BridgePolicy
+from aql_agent.errors import AqlError
 
 
 class Decision(NamedTuple):
@@ -78,6 +79,14 @@ class AgentServer:
                  max_batch: int = 256, curve_secret_key: bytes | None = None, log: Callable[[str], None] | None = print):
         import zmq
 
+        from aql_agent.errors import require_number
+
+        require_number("--session-timeout", session_timeout, 0, above_low=True)
+        require_number("--max-message-bytes", max_message_bytes, 1024, whole=True)
+        require_number("--max-batch", max_batch, 1, whole=True)
+        if record_dir is not None and os.path.exists(record_dir) and not os.path.isdir(record_dir):
+            raise AqlError(f"--record {record_dir} is a file; give a folder for the replay logs")
+        p.check_endpoint(bind, "--bind")
         self.policy, self.record_dir, self.session_timeout = policy, record_dir, session_timeout
         self.max_message_bytes, self.max_batch, self.log = max_message_bytes, max_batch, log or (lambda _: None)
         self.context = zmq.Context.instance()
@@ -88,7 +97,12 @@ class AgentServer:
         if curve_secret_key is not None:
             self.socket.setsockopt(zmq.CURVE_SERVER, 1)
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve_secret_key)
-        self.socket.bind(bind)
+        try:
+            self.socket.bind(bind)
+        except zmq.ZMQError as error:
+            self.socket.close(0)
+            raise AqlError(f"cannot bind {bind}: {error} (another agent there? pick another port, or "
+                           "tcp://127.0.0.1:* for a free one)") from None
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.sessions: dict[str, Session] = {}
         self.stats = {"requests": 0, "steps": 0, "batches": 0, "errors": 0, "games": 0, "sessions": 0}

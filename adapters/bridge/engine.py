@@ -59,7 +59,13 @@ class EngineClient:
             self.socket.setsockopt(zmq.CURVE_SERVERKEY, self.curve_server_key)
             self.socket.setsockopt(zmq.CURVE_PUBLICKEY, public)
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, secret)
-        self.socket.connect(self.endpoint)
+        try:
+            self.socket.connect(self.endpoint)
+        except zmq.ZMQError as error:
+            self.socket.close(0)
+            self.socket = None
+            raise AqlError(f"cannot connect to {self.endpoint}: {error} (an endpoint like tcp://127.0.0.1:5555)") \
+                from None
 
     def _reset_socket(self) -> None:
         if self.socket is not None:

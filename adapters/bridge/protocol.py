@@ -141,6 +141,17 @@ def require(message: Mapping, key: str, kinds: type | tuple[type, ...], where: s
     return value
 
 
+def check_endpoint(endpoint: str, flag: str) -> None:
+    """A ZeroMQ endpoint whose TCP port exists (1..65535 or `*`): libzmq would take 99999 as some random port."""
+    if not isinstance(endpoint, str) or "://" not in endpoint:
+        raise AqlError(f"{flag} {endpoint!r} is not an endpoint like tcp://127.0.0.1:5555 or ipc:///tmp/agent")
+    transport, _, address = endpoint.partition("://")
+    if transport == "tcp":
+        port = address.rpartition(":")[2]
+        if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise AqlError(f"{flag} {endpoint}: the port must be 1..65535 or *, got {port!r}")
+
+
 def require_int(value: Any, name: str, low: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
         raise BridgeError(BAD_FIELD, f"{name} must be an integer{f' >= {low}' if low is not None else ''}, "
