@@ -134,6 +134,29 @@ def save_checkpoint(path: str | os.PathLike, learner: Learner, preprocessing: Pr
     return path
 
 
+def read_latest(run: str | os.PathLike) -> tuple[str, int] | None:
+    """(checkpoint folder, step) that a run folder's latest.json names, or None without one; a hand-edited or
+    damaged latest.json is one clear error."""
+    run = os.fspath(run)
+    path = os.path.join(run, "latest.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        name, step = record["checkpoint"], record["step"]
+        if not isinstance(name, str) or isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise TypeError(f"checkpoint {name!r}, step {step!r}")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise AqlError(f"{path} is not a latest.json written by aql ({type(error).__name__}: {error}); restore it, "
+                       "or point at a checkpoint folder inside the run") from None
+    folder = os.path.normpath(os.path.join(run, name))
+    if os.path.commonpath([os.path.abspath(folder), os.path.abspath(run)]) != os.path.abspath(run) \
+            or not os.path.isdir(folder):
+        raise AqlError(f"{path} names {name!r}, which is not a checkpoint folder in {run}")
+    return folder, step
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> str:
     """A checkpoint folder, or a run folder whose `latest.json` names one."""
     path = os.fspath(path)
@@ -141,11 +164,52 @@ def resolve_checkpoint(path: str | os.PathLike) -> str:
         raise MissingFileError(f"checkpoint not found: {path} (pass a run folder or a checkpoint folder)")
     if os.path.exists(os.path.join(path, "checkpoint.json")):
         return path
-    latest = os.path.join(path, "latest.json")
-    if os.path.exists(latest):
-        with open(latest) as f:
-            return os.path.join(path, json.load(f)["checkpoint"])
+    latest = read_latest(path)
+    if latest is not None:
+        return latest[0]
     raise AqlError(f"{path} is neither a checkpoint (no checkpoint.json) nor a run folder (no latest.json)")
+
+
+def _check_info(folder: str, info: Any) -> None:
+    """checkpoint.json's fields of the right kinds and sizes: a hand-edited file is refused by name, and a
+    preprocessing that would turn every observation into NaN (a zero std) never reaches a policy."""
+    from aql_agent.learners import ALGORITHMS, is_discrete
+
+    def refuse(what: str) -> None:
+        raise AqlError(f"{folder}/checkpoint.json: {what}; it was edited or damaged (write it again with aql "
+                       "train)")
+
+    if not isinstance(info, dict):
+        refuse("not a JSON object")
+    if info.get("format") != FORMAT:
+        raise AqlError(f"{folder} is not an aql-agent checkpoint")
+    if not isinstance(info.get("format_version", 0), int):
+        refuse("format_version is not a whole number")
+    if info.get("format_version", 0) > FORMAT_VERSION:
+        raise AqlError(f"{folder} has checkpoint format {info['format_version']}; this aql-agent reads up to "
+                       f"{FORMAT_VERSION}: upgrade aql-agent")
+    if not isinstance(info.get("algo"), str) or info["algo"] not in ALGORITHMS:
+        refuse(f"algo {info.get('algo')!r} is not one of {list(ALGORITHMS)}")
+    for key in ("obs_dim", "act_dim", "step"):
+        value = info.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "step" else 1):
+            refuse(f"{key} is {value!r}")
+    if not isinstance(info.get("learner_config"), dict):
+        refuse("learner_config is not an object")
+    pre = info.get("preprocessing")
+    actions = 0 if is_discrete(info["algo"]) else info["act_dim"]
+    sizes = {"obs_mean": info["obs_dim"], "obs_std": info["obs_dim"], "action_low": actions, "action_high": actions}
+    if not isinstance(pre, dict) or set(pre) - {*sizes, "reward_scale"}:
+        refuse("preprocessing is not {obs_mean, obs_std, action_low, action_high, reward_scale}")
+    for key, size in sizes.items():
+        values = pre.get(key)
+        if not isinstance(values, list) or len(values) != size or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
+            refuse(f"preprocessing.{key} is not {size} finite numbers")
+    if min(pre["obs_std"], default=1.0) <= 0:
+        refuse("preprocessing.obs_std has a value <= 0 (observations would become NaN)")
+    if any(low >= high for low, high in zip(pre["action_low"], pre["action_high"])):
+        refuse("preprocessing.action_low is not below action_high everywhere")
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -154,17 +218,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     try:
         with open(os.path.join(folder, "checkpoint.json")) as f:
             info = json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
-        raise AqlError(f"{folder}/checkpoint.json is unreadable: {error}") from error
-    if info.get("format") != FORMAT:
-        raise AqlError(f"{folder} is not an aql-agent checkpoint")
-    if info.get("format_version", 0) > FORMAT_VERSION:
-        raise AqlError(f"{folder} has checkpoint format {info['format_version']}; this aql-agent reads up to "
-                       f"{FORMAT_VERSION}: upgrade aql-agent")
+    except (OSError, ValueError, RecursionError) as error:
+        raise AqlError(f"{folder}/checkpoint.json is unreadable: {error}") from None
+    _check_info(folder, info)
     try:
         state = torch.load(os.path.join(folder, "model.pt"), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
-        raise AqlError(f"{folder}/model.pt cannot be loaded as weights: {error}") from error
+        raise AqlError(f"{folder}/model.pt cannot be loaded as weights: {error}") from None
+    if not (isinstance(state, dict) and isinstance(state.get("learner"), dict)
+            and isinstance(state.get("trainer", {}), dict)):
+        raise AqlError(f"{folder}/model.pt holds no learner state (it was replaced or damaged)")
     return info, state
 
 
@@ -175,8 +238,12 @@ def load_learner(path: str | os.PathLike, device: str = "cpu", expect_algo: str 
     if expect_algo is not None and info["algo"] != expect_algo:
         raise AqlError(f"checkpoint {path} was trained with {info['algo']!r}, not {expect_algo!r}")
     learner = make_learner(info["algo"], info["obs_dim"], info["act_dim"], info["learner_config"], device)
-    learner.load_state_dict(state["learner"])
-    return learner, info, state["trainer"]
+    try:
+        learner.load_state_dict(state["learner"])
+    except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as error:
+        raise AqlError(f"{path}: model.pt does not fit its checkpoint.json ({type(error).__name__}: {error})") \
+            from None
+    return learner, info, state.get("trainer", {})
 
 
 def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:

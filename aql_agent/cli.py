@@ -432,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except AqlError as exc:
-        print(f"aql: error: {exc}", file=sys.stderr)
+        print(f"aql: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it quotes
         return 2
     except OSError as exc:
         print(f"aql: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

@@ -93,19 +93,9 @@ class RunFolder:
 
     def latest(self) -> tuple[str, int] | None:
         """(checkpoint folder, step) named by latest.json, or None; a hand-edited one is a clear error."""
-        path = os.path.join(self.path, "latest.json")
-        if not os.path.exists(path):
-            return None
-        try:
-            with open(path) as f:
-                record = json.load(f)
-            checkpoint, step = os.path.join(self.path, record["checkpoint"]), int(record["step"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise AqlError(f"{path} is not a latest.json written by aql ({error!r}); restore it or start a new "
-                           "--out") from None
-        if not os.path.isdir(checkpoint):
-            raise AqlError(f"{path} names {record['checkpoint']!r}, which is not in {self.path}")
-        return checkpoint, step
+        from aql_agent.checkpoint import read_latest
+
+        return read_latest(self.path)
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)

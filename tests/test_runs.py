@@ -48,7 +48,7 @@ def test_hand_edited_run_files_are_one_clear_error(tmp_path):
     with pytest.raises(AqlError, match="not a latest.json written by aql"):
         RunFolder(str(tmp_path), resume=True)
     (tmp_path / "latest.json").write_text('{"checkpoint": "checkpoints/step-000000005", "step": 5}')
-    with pytest.raises(AqlError, match="which is not in"):
+    with pytest.raises(AqlError, match="which is not a checkpoint folder in"):
         RunFolder(str(tmp_path), resume=True)
     with pytest.raises(AqlError, match="buffer.npz is missing"):
         RunFolder(str(tmp_path / "fresh"), resume=True).load_arrays("buffer.npz")
@@ -56,3 +56,35 @@ def test_hand_edited_run_files_are_one_clear_error(tmp_path):
 
 def test_periodic_events_fall_on_multiples_and_the_last_step():
     assert [s for s in range(1, 26) if due(s, 10, 25)] == [10, 20, 25]
+
+
+def test_hand_edited_checkpoint_folders_are_one_clear_error_in_every_command(tmp_path, capsys):
+    import json
+    import shutil
+
+    from aql_agent.cli import main
+
+    learner = make_learner("bc", 3, 1, {"hidden": [8]})
+    run = RunFolder(str(tmp_path / "run"), resume=False)
+    folder = run.save_checkpoint(learner, Preprocessing.identity(3, 1), 5, {})
+    info = json.loads(open(f"{folder}/checkpoint.json").read())
+    edits = {"std zero": {**info, "preprocessing": {**info["preprocessing"], "obs_std": [1.0, 0.0, 1.0]}},
+             "algo": {**info, "algo": {"nested": []}}, "dims": {**info, "obs_dim": "3"},
+             "short mean": {**info, "preprocessing": {**info["preprocessing"], "obs_mean": [0.0]}},
+             "empty": None}
+    for name, edited in edits.items():
+        damaged = tmp_path / name
+        shutil.copytree(folder, damaged)
+        (damaged / "checkpoint.json").write_text("" if edited is None else json.dumps(edited))
+        for argv in (["eval", "--checkpoint", str(damaged), "--env", "Pendulum-v1", "--episodes", "1"],
+                     ["export", "--checkpoint", str(damaged), "--out", str(tmp_path / "x.onnx")],
+                     ["record", "--env", "Pendulum-v1", "--player", f"agent:{damaged}", "--out", str(tmp_path / "l")]):
+            assert main(argv) == 2, (name, argv)
+            error = capsys.readouterr().err
+            assert error.startswith("aql: error: ") and error.count("\n") == 1, error
+    weights = tmp_path / "weights"
+    shutil.copytree(folder, weights)
+    torch.save({"learner": {"nets": {}}}, weights / "model.pt")
+    assert main(["eval", "--checkpoint", str(weights), "--env", "Pendulum-v1"]) == 2
+    error = capsys.readouterr().err
+    assert "does not fit a bc learner" in error and error.count("\n") == 1
