@@ -138,7 +138,8 @@ def space_from_spec(spec: Any, where: str = "space") -> spaces.Space:
             keys, subspecs = spec.get("keys"), spec.get("spaces")
             if not isinstance(keys, list) or not isinstance(subspecs, Mapping) or set(keys) != set(subspecs):
                 raise SpaceError(f"{where}: a dict space needs 'keys' (a list) and 'spaces' (a map with those keys)")
-            return spaces.Dict({key: space_from_spec(subspecs[key], f"{where}[{key!r}]") for key in keys})
+            # pairs, not a dict: gymnasium sorts a dict's keys, and values are encoded in the header's order
+            return spaces.Dict([(key, space_from_spec(subspecs[key], f"{where}[{key!r}]")) for key in keys])
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SpaceError):
             raise

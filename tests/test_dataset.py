@@ -226,3 +226,15 @@ def test_moba_masks_survive_conversion_to_every_format(tmp_path):
         path = str(tmp_path / f"m2{suffix}")
         convert(rec.path, path, agent="blue")
         assert load_dataset(path) == ds
+
+
+def test_a_dataset_of_one_transition_converts_and_summarises(tmp_path, capsys):
+    from aql_agent.cli import main
+
+    one = TransitionDataset(np.zeros((1, 3), np.float32), np.zeros((1, 1), np.float32), np.ones(1, np.float32),
+                            np.ones((1, 3), np.float32), np.array([True]), np.array([False]))
+    assert one.episode_ends().tolist() == [True] and one.episode_returns().tolist() == [1.0]
+    save_dataset(one, str(tmp_path / "one.npz"))
+    assert main(["convert", str(tmp_path / "one.npz"), str(tmp_path / "one.aqlog")]) == 0
+    assert main(["inspect", str(tmp_path / "one.aqlog")]) == 0
+    assert "episodes:" in capsys.readouterr().out

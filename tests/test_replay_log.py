@@ -311,3 +311,21 @@ def test_big_episodes_span_several_chunks(tmp_path):
     for summary, (start, stop) in zip(columns.episodes, [(0, 300), (300, 500)]):
         assert summary.lengths["agent"] == stop - start
         assert summary.returns["agent"] == pytest.approx(sum(r[3] for r in rec.steps["agent"][start:stop]))
+
+
+def test_dict_values_are_read_in_the_headers_key_order_not_sorted(tmp_path):
+    from gymnasium import spaces
+
+    from aql_agent.replay import ReplayReader, ReplayWriter
+
+    unsorted = spaces.Dict([("observation", spaces.Box(0, 9, (3,), np.float32)), ("action_mask", spaces.MultiBinary(2))])
+    assert list(unsorted.spaces) == ["observation", "action_mask"]  # another writer's order
+    path = tmp_path / "keys.aqlog"
+    with ReplayWriter(path, "toy", unsorted, spaces.Discrete(2)) as writer:
+        writer.begin_episode()
+        writer.add_step({"observation": np.array([1, 2, 3], np.float32), "action_mask": np.array([0, 1], np.int8)},
+                        1, 0.0, True, False)
+        writer.end_episode()
+    (step,) = list(ReplayReader(path).steps())
+    np.testing.assert_array_equal(step.observation["observation"], [1, 2, 3])
+    np.testing.assert_array_equal(step.observation["action_mask"], [0, 1])

@@ -82,9 +82,10 @@ class TransitionDataset:
     def episode_ends(self) -> np.ndarray:
         """Where episodes end: terminal, timeout, a jump in observations (next_obs[i] != obs[i+1]), the end."""
         ends = self.terminals | self.timeouts
-        if len(self):
+        if len(self) > 1:
             jumps = np.any((self.next_observations[:-1] != self.observations[1:]).reshape(len(self) - 1, -1), axis=1)
             ends[:-1] |= jumps
+        if len(self):
             ends[-1] = True
         return ends
 
