@@ -329,3 +329,46 @@ def test_dict_values_are_read_in_the_headers_key_order_not_sorted(tmp_path):
     (step,) = list(ReplayReader(path).steps())
     np.testing.assert_array_equal(step.observation["observation"], [1, 2, 3])
     np.testing.assert_array_equal(step.observation["action_mask"], [0, 1])
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """A log's chunks as byte strings (after the file magic)."""
+    chunks, pos = [], len(fmt.FILE_MAGIC)
+    while pos < len(data):
+        stored = fmt.CHUNK_HEADER.unpack_from(data, pos)[3]
+        end = pos + fmt.CHUNK_HEADER_SIZE + stored
+        chunks.append(data[pos:end])
+        pos = end
+    return chunks
+
+
+@pytest.mark.parametrize("damage", ["drop", "duplicate", "duplicate-episode", "drop-episode"])
+def test_chunks_lost_or_repeated_inside_a_sound_log_are_detected(tmp_path, damage):
+    path = str(tmp_path / "log.aqlog")
+    write_single_agent_log(path, lengths=[30, 30, 30, 30], chunk_bytes=400)
+    data = open(path, "rb").read()
+    chunks = _chunks(data)
+    assert len(chunks) > 8  # several chunks per episode
+    reader = ReplayReader(path)
+
+    def closes_an_episode(chunk: bytes) -> bool:  # the writer ends a chunk at every episode_end
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(chunk[fmt.CHUNK_HEADER_SIZE:])
+        records = list(unpacker)
+        return records[-1][0] == fmt.EPISODE_END
+
+    starts = [1] + [i for i in range(2, len(chunks)) if closes_an_episode(chunks[i - 1])]
+    middle = starts[1] + 1  # a steps-only chunk inside episode 1
+    edited = {"drop": chunks[:middle] + chunks[middle + 1:],
+              "duplicate": chunks[:middle + 1] + chunks[middle:],
+              "duplicate-episode": chunks[:starts[2]] + chunks[starts[1]:starts[2]] + chunks[starts[2]:],
+              "drop-episode": chunks[:starts[1]] + chunks[starts[2]:]}[damage]
+    damaged = tmp_path / "damaged.aqlog"
+    damaged.write_bytes(fmt.FILE_MAGIC + b"".join(edited))
+    with pytest.raises(ReplayLogError, match="lost|duplicated|moved"):
+        ReplayReader(str(damaged)).columns()
+    with pytest.raises(ReplayLogError, match="lost|duplicated|moved"):
+        list(ReplayReader(str(damaged)).episodes())
+    with pytest.warns(ReplayLogWarning, match="lost|duplicated|moved"):
+        ReplayReader(str(damaged), recover=True).columns()  # recovering reads on, and says what it saw
+    assert len(ReplayReader(path).columns().agents["agent"]) == 120 and reader.header.agents == ["agent"]

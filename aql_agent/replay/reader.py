@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
@@ -311,12 +311,26 @@ class _ColumnBuilder:
 
 
 class _RecordOrder:
-    """The record order of docs/replay-log.md section 2, enforced the same way by every reading path."""
+    """The record order of docs/replay-log.md section 2, enforced the same way by every reading path, and the
+    counts that catch damage above the chunk level (a chunk lost, duplicated or moved inside a log whose every
+    chunk is sound): episode indices count up from 0 one by one, each agent's step records in an episode add up
+    to its episode_end `length`, and log_end's totals match what was read. `damaged` raises, or warns when
+    the reader recovers."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, agents: list[str], damaged: Callable[[str], None]):
+        self.path, self.agents, self.damaged = path, agents, damaged
         self.episode: int | None = None
         self.finalised = False
+        self.next_episode, self.episodes_ended, self.total_steps = 0, 0, 0
+        self.lengths = [0] * len(agents)
+
+    def count_steps(self, agent_ids: np.ndarray | list[int]) -> None:
+        """Count step records read in bulk (the column reader's fast path) for their agents."""
+        ids, counts = np.unique(np.asarray(agent_ids, dtype=np.int64), return_counts=True)
+        for i, n in zip(ids.tolist(), counts.tolist()):
+            if 0 <= i < len(self.lengths):
+                self.lengths[i] += n
+        self.total_steps += int(counts.sum())
 
     def accept(self, record: tuple) -> int | None:
         """Check that `record` may come next; return the episode it belongs to (None outside episodes)."""
@@ -327,20 +341,44 @@ class _RecordOrder:
             raise ReplayLogError("a second header record", self.path)
         if kind == fmt.LOG_END:
             self.finalised = True
+            self._check_totals(record[1])
         elif kind == fmt.EPISODE_START:
             if self.episode is not None:
                 raise ReplayLogError(f"episode {record[1]} starts before episode {self.episode} ended", self.path)
-            self.episode = record[1]
+            if record[1] != self.next_episode:
+                self.damaged(f"episode {record[1]} starts where episode {self.next_episode} was due (episodes count "
+                             "up from 0 one by one: a chunk was lost, duplicated or moved)")
+            self.episode, self.next_episode = record[1], record[1] + 1
+            self.lengths = [0] * len(self.agents)
         elif kind == fmt.STEP:
             if self.episode is None:
                 raise ReplayLogError("a step record outside any episode", self.path)
+            self.count_steps([record[1]])
         else:
             if self.episode != record[1]:
                 raise ReplayLogError(f"end record for episode {record[1]}, but the open episode is {self.episode}",
                                      self.path)
+            self._check_lengths(record)
             self.episode = None
+            self.episodes_ended += 1
             return record[1]
         return self.episode
+
+    def _check_lengths(self, record: tuple) -> None:
+        for i, agent in enumerate(self.agents):
+            entry = record[2].get(agent) if isinstance(record[2], dict) else None
+            length = entry.get("length") if isinstance(entry, dict) else None
+            if isinstance(length, int) and not isinstance(length, bool) and length != self.lengths[i]:
+                self.damaged(f"episode {record[1]}: {self.lengths[i]} step records of agent {agent!r}, its "
+                             f"episode_end says {length} (a chunk was lost, duplicated or moved)")
+
+    def _check_totals(self, summary: Any) -> None:
+        if not isinstance(summary, dict):
+            return
+        for key, read in (("episodes", self.episodes_ended), ("steps", self.total_steps)):
+            said = summary.get(key)
+            if isinstance(said, int) and not isinstance(said, bool) and said != read:
+                self.damaged(f"log_end counts {said} {key}, {read} were read (a chunk was lost or duplicated)")
 
 
 _CUT = object()  # marks the end of the whole records in a chunk that was cut off
@@ -467,6 +505,12 @@ class ReplayReader:
                 return new_offset
             start = found + 1
 
+    def _damaged(self, problem: str) -> None:
+        """Damage found above the chunk level: an error, or with `recover=True` a warning."""
+        if not self.recover:
+            raise ReplayLogError(problem + " (recover=True reads what is there)", self.path)
+        self._warn(problem)
+
     def _warn(self, message: str) -> None:
         warnings.warn(ReplayLogWarning(f"{self.path}: {message}"), stacklevel=4)
 
@@ -531,7 +575,7 @@ class ReplayReader:
 
     def _ordered_records(self) -> Iterator[tuple[tuple, int | None]]:
         """Every record after the header, checked, with the episode it belongs to."""
-        order = _RecordOrder(self.path)
+        order = _RecordOrder(self.path, self.header.agents, self._damaged)
         for n, chunk in enumerate(self._chunks()):
             records = self._unpack_all(chunk)
             for index, record in enumerate(records[1:] if n == 0 else records, start=1 if n == 0 else 0):
@@ -651,7 +695,7 @@ class ReplayReader:
         builders = [_ColumnBuilder(self._obs_codecs[i], self._act_codecs[i], self.header.info_keys)
                     for i in range(len(agents))]
         episodes: list[EpisodeSummary] = []
-        order = _RecordOrder(self.path)
+        order = _RecordOrder(self.path, self.header.agents, self._damaged)
         for n, chunk in enumerate(self._chunks()):
             self._columns_of_chunk(chunk, n == 0, templates, builders, episodes, order)
         self._finish(order)
@@ -675,7 +719,7 @@ class ReplayReader:
                 template = templates.get(raw[pos + 2])
             if template is not None and order.episode is not None and not order.finalised:
                 rows_left = min(chunk.count - index, (len(raw) - pos) // template.length)
-                taken = self._fast_run(view, pos, rows_left, template, builders, order.episode)
+                taken = self._fast_run(view, pos, rows_left, template, builders, order)
                 if taken:
                     index += taken
                     unpacker.read_bytes(taken * template.length)
@@ -688,7 +732,7 @@ class ReplayReader:
         self._check_consumed(unpacker, chunk)
 
     def _fast_run(self, view: np.ndarray, pos: int, rows_left: int, template: _StepTemplate,
-                  builders: list[_ColumnBuilder], episode: int) -> int:
+                  builders: list[_ColumnBuilder], order: _RecordOrder) -> int:
         """Read the run of canonical step records at `pos` (checked in growing windows); return its length."""
         taken, window = 0, 1024
         while taken < rows_left:
@@ -699,9 +743,10 @@ class ReplayReader:
             if good:
                 block = template.extract(rows[:good])
                 agent_col = block.pop("agent")
+                order.count_steps(agent_col)
                 for i in map(int, np.unique(agent_col)):
                     mask = None if len(builders) == 1 else agent_col == i
-                    builders[i].add_block(episode, dict(block), mask)
+                    builders[i].add_block(order.episode, dict(block), mask)
                 taken += good
             if good < count:
                 break
