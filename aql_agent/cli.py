@@ -434,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AqlError as exc:
         print(f"aql: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it quotes
         return 2
+    except BrokenPipeError:  # `aql inspect LOG | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as exc:
         print(f"aql: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
