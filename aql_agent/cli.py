@@ -182,6 +182,7 @@ def _deploy(args: argparse.Namespace) -> int:
                                 backend=backend)
     server = AgentServer(policy, args.bind, record_dir=args.record, session_timeout=args.session_timeout,
                          max_message_bytes=args.max_message_bytes, max_batch=args.max_batch,
+                         max_sessions=args.max_sessions,
                          curve_secret_key=_read_key(args.curve_secret_key, "CurveZMQ secret key"))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     print(json.dumps({"serving": policy.describe(), "endpoint": server.endpoint, "record": args.record}), flush=True)
@@ -359,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--session-timeout", type=float, default=10.0,
                         help="seconds of engine silence before its session is closed (default 10)")
     deploy.add_argument("--max-batch", type=int, default=256, help="most step requests answered by one policy call")
+    deploy.add_argument("--max-sessions", type=int, default=64,
+                        help="engine sessions served at once; further hellos are refused (default 64)")
     deploy.add_argument("--max-message-bytes", type=int, default=1 << 20, help="larger requests are refused")
     deploy.add_argument("--curve-secret-key", help="CurveZMQ: the agent's secret key file (zmq.auth certificate)")
     deploy.add_argument("--seed", type=int, default=0, help="seed of test policies")

@@ -364,3 +364,19 @@ def test_a_taken_port_and_a_record_file_are_named(tmp_path, capsys):
     assert main(["deploy", "--policy", "random", "--bind", "tcp://127.0.0.1:*", "--record",
                  str(tmp_path / "logs")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_a_hello_flood_is_refused_past_the_session_cap():
+    agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", log=None, max_sessions=3)
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        hello = {"type": "hello", "seq": 1, "protocol": p.PROTOCOL, "version": list(p.VERSION), "env": SPEC.to_wire()}
+        replies = [raw_request(agent.endpoint, p.encode(hello))["type"] for _ in range(5)]
+        assert replies == ["welcome"] * 3 + ["refuse"] * 2 and len(agent.sessions) == 3
+        many = {**hello, "env": {**SPEC.to_wire(), "agents": [f"a{i}" for i in range(300)]}}
+        agent.sessions.clear()
+        assert raw_request(agent.endpoint, p.encode(many))["type"] == "refuse"
+    finally:
+        agent.stop()
+        thread.join(5)

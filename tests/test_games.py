@@ -233,3 +233,21 @@ def test_a_gymnasium_env_runs_as_an_external_engine_and_its_episodes_are_recorde
     assert report["episodes"] == 2 and report["bridge"]["fallbacks"] == 0
     data = load_dataset(str(tmp_path), agent="all")  # the one-agent log keeps every step and final observation
     assert data.observations.shape == (400, 3) and data.actions.shape == (400, 1) and data.timeouts.sum() == 2
+
+
+def test_a_served_bot_keeps_one_player_per_stream_when_episodes_never_end(tmp_path):
+    from aql_agent.adapters.bridge import EngineClient
+
+    policy = make_bridge_policy("greedy")
+    server, thread = serve(policy)
+    try:
+        client = EngineClient(server.endpoint, game_kind("connect-four").bridge_spec(), timeout_s=2.0)
+        client.connect()
+        for episode in range(50):  # every episode abandoned after one decision, no `end`
+            client.act("player_0", episode, 0, np.zeros(84, np.float32), np.ones(7, np.uint8))
+        assert len(policy.players) == 1
+        client.close()
+    finally:
+        server.stop()
+        thread.join(5)
+    assert not policy.players  # bye (and shutdown) let go of the rest

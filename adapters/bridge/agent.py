@@ -71,12 +71,17 @@ class StepRequest(NamedTuple):
     reward: float
 
 
+#: agents one session may declare (each holds a stream, and a recorded log one column set)
+MAX_AGENTS = 256
+
+
 class AgentServer:
     """Serve `policy` on `bind` until `stop()` (or `serve(until=...)` returns true)."""
 
     def __init__(self, policy: BridgePolicy, bind: str = "tcp://127.0.0.1:5555", record_dir: str | None = None,
                  session_timeout: float = 10.0, max_message_bytes: int = p.DEFAULT_MAX_MESSAGE_BYTES,
-                 max_batch: int = 256, curve_secret_key: bytes | None = None, log: Callable[[str], None] | None = print):
+                 max_batch: int = 256, curve_secret_key: bytes | None = None,
+                 log: Callable[[str], None] | None = print, max_sessions: int = 64):
         import zmq
 
         from aql_agent.errors import require_number
@@ -84,6 +89,8 @@ class AgentServer:
         require_number("--session-timeout", session_timeout, 0, above_low=True)
         require_number("--max-message-bytes", max_message_bytes, 1024, whole=True)
         require_number("--max-batch", max_batch, 1, whole=True)
+        require_number("--max-sessions", max_sessions, 1, whole=True)
+        self.max_sessions = max_sessions
         if record_dir is not None and os.path.exists(record_dir) and not os.path.isdir(record_dir):
             raise AqlError(f"--record {record_dir} is a file; give a folder for the replay logs")
         p.check_endpoint(bind, "--bind")
@@ -199,6 +206,12 @@ class AgentServer:
             return {"type": "refuse", "seq": seq, "reason": f"protocol major version {version[0]} is not this "
                     f"agent's {p.VERSION[0]} (agent speaks {p.VERSION[0]}.{p.VERSION[1]})"}
         spec = p.EnvSpec.from_wire(message)
+        if len(self.sessions) >= self.max_sessions:
+            return {"type": "refuse", "seq": seq, "reason": f"this agent serves at most {self.max_sessions} sessions "
+                    "at once (aql deploy --max-sessions); send bye from finished ones"}
+        if len(spec.agents) > MAX_AGENTS:
+            return {"type": "refuse", "seq": seq, "reason": f"{len(spec.agents)} agents in one session; at most "
+                    f"{MAX_AGENTS}"}
         if spec.observation_bytes > self.max_message_bytes or (spec.actions or 0) > self.max_message_bytes:
             return {"type": "refuse", "seq": seq, "reason": f"an observation of {spec.observation_bytes} bytes or "
                     f"{spec.actions} actions cannot fit this agent's {self.max_message_bytes}-byte messages"}
@@ -294,6 +307,8 @@ class AgentServer:
     # -- episodes and recording -------------------------------------------------------------------------
     def _begin(self, session: Session, agent: str, episode: Any) -> None:
         stream = session.streams[agent]
+        if stream.episode is not None:  # the engine moved on without an `end`: the policy forgets that episode
+            self.policy.end((id(session), agent, stream.episode))
         if session.writer is not None:
             others_open = any(s.episode == episode for name, s in session.streams.items() if name != agent)
             if not others_open:
