@@ -272,3 +272,32 @@ def assemble_leaves(leaves: list[Leaf], columns: dict[str, np.ndarray]) -> np.nd
             node = node.setdefault(parent, {})
         node[last] = columns[leaf.key]
     return nested
+
+
+def value_violation(space: spaces.Space, values: Any) -> str | None:
+    """Why `values` (one value of `space`, or a stack of them along a leading axis) break what the space
+    allows, or None: a bool byte other than 0/1, a Discrete or MultiDiscrete value out of range, a
+    MultiBinary value other than 0/1. Box bounds are not checked (environments step outside them)."""
+    if isinstance(space, spaces.Dict):
+        for key, sub in space.spaces.items():
+            problem = value_violation(sub, values[key])
+            if problem:
+                return f"[{key!r}] {problem}"
+        return None
+    array = np.asarray(values)
+    if array.size == 0:
+        return None
+    if array.dtype == bool and array.view(np.uint8).max() > 1:
+        return "holds a bool byte other than 0 or 1"
+    if isinstance(space, spaces.Discrete):
+        low, high = int(space.start), int(space.start) + int(space.n) - 1
+        if array.min() < low or array.max() > high:
+            return f"holds {array.min() if array.min() < low else array.max()}, outside Discrete's {low}..{high}"
+    elif isinstance(space, spaces.MultiDiscrete):
+        low = np.asarray(space.start).reshape(space.shape)
+        high = low + np.asarray(space.nvec).reshape(space.shape) - 1
+        if (array < low).any() or (array > high).any():
+            return f"holds values outside MultiDiscrete's {low.tolist()}..{high.tolist()}"
+    elif isinstance(space, spaces.MultiBinary) and ((array != 0) & (array != 1)).any():
+        return "holds a MultiBinary value other than 0 or 1"
+    return None

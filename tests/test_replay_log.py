@@ -372,3 +372,31 @@ def test_chunks_lost_or_repeated_inside_a_sound_log_are_detected(tmp_path, damag
     with pytest.warns(ReplayLogWarning, match="lost|duplicated|moved"):
         ReplayReader(str(damaged), recover=True).columns()  # recovering reads on, and says what it saw
     assert len(ReplayReader(path).columns().agents["agent"]) == 120 and reader.header.agents == ["agent"]
+
+
+def test_values_the_spec_forbids_are_refused_and_undeclared_info_is_named(tmp_path, monkeypatch):
+    from gymnasium import spaces
+
+    bad_bool = np.array([1, 2, 0], np.uint8).view(bool)  # a bool byte of 2
+    cases = {"bool": (spaces.Box(0, 1, (3,), bool), spaces.Discrete(3), bad_bool, 1, "bool byte"),
+             "discrete": (spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(3), np.zeros(3, np.float32), 7,
+                          "outside Discrete's 0..2")}
+    for name, (obs_space, act_space, observation, action, message) in cases.items():
+        path = tmp_path / f"{name}.aqlog"
+        with ReplayWriter(path, "toy", obs_space, act_space) as writer:
+            writer.begin_episode()
+            writer.add_step(observation, action, 0.0, True, False)
+            writer.end_episode()
+        with pytest.raises(ReplayLogError, match=message):
+            ReplayReader(path).columns()
+        with pytest.raises(ReplayLogError, match=message):
+            list(ReplayReader(path).steps())
+    monkeypatch.setattr(ReplayWriter, "_select_info", lambda self, info: dict(info))  # a writer that does not filter
+    path = tmp_path / "info.aqlog"
+    with ReplayWriter(path, "toy", OBS_SPACE, ACT_SPACE, info_keys=("x",)) as writer:
+        writer.begin_episode()
+        writer.add_step(np.zeros(5, np.float32), np.zeros(2, np.float32), 0.0, True, False, {"x": 1, "secret": 2})
+        writer.end_episode()
+    with pytest.warns(ReplayLogWarning, match="\\['secret'\\] are not in the header's info_keys"):
+        columns = ReplayReader(path).columns()
+    assert list(columns.agents["agent"].infos) == ["x"]

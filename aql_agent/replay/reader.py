@@ -18,7 +18,7 @@ from gymnasium import spaces
 
 from aql_agent.errors import ReplayLogError, ReplayLogWarning, SpaceError, require_exists
 from aql_agent.replay import format as fmt
-from aql_agent.spaces import Leaf, SpaceCodec, Value, assemble_leaves, space_from_spec
+from aql_agent.spaces import Leaf, SpaceCodec, Value, assemble_leaves, space_from_spec, value_violation
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,7 @@ class _ColumnBuilder:
             return np.concatenate([b[name] for b in blocks]) if blocks else np.zeros(0, dtype)
 
         infos = [i for b in blocks for i in b["info"]]
+        self.undeclared_info = {key for i in infos if i for key in i if key not in self.info_keys}
         info_columns = {}
         for key in self.info_keys:
             values = [None if i is None else i.get(key) for i in infos]
@@ -596,9 +597,13 @@ class ReplayReader:
 
     def _decode(self, codec: SpaceCodec, wire: Any, where: str) -> Value:
         try:
-            return codec.decode(wire)
+            value = codec.decode(wire)
         except SpaceError as exc:
             raise ReplayLogError(f"{where}: {exc}", self.path) from None
+        problem = value_violation(codec.space, value)
+        if problem:
+            raise ReplayLogError(f"{where} {problem}", self.path)
+        return value
 
     def _step(self, record: tuple, episode: int) -> Step:
         index = record[1]
@@ -699,8 +704,17 @@ class ReplayReader:
         for n, chunk in enumerate(self._chunks()):
             self._columns_of_chunk(chunk, n == 0, templates, builders, episodes, order)
         self._finish(order)
-        return LogColumns(header=self.header, agents={a: b.finish() for a, b in zip(agents, builders)},
-                          episodes=episodes, finalised=self.finalised)
+        columns = {a: b.finish() for a, b in zip(agents, builders)}
+        for i, (agent, data) in enumerate(columns.items()):
+            for what, space, values in (("observations", self.header.observation_spaces[agent], data.observations),
+                                        ("actions", self.header.action_spaces[agent], data.actions)):
+                problem = value_violation(space, values)
+                if problem:
+                    raise ReplayLogError(f"agent {agent!r}'s step {what} {problem}", self.path)
+        undeclared = sorted({key for b in builders for key in b.undeclared_info})
+        if undeclared:
+            self._warn(f"step info keys {undeclared} are not in the header's info_keys: they were not read")
+        return LogColumns(header=self.header, agents=columns, episodes=episodes, finalised=self.finalised)
 
     def _columns_of_chunk(self, chunk: _Chunk, first: bool, templates: dict[int, _StepTemplate],
                           builders: list[_ColumnBuilder], episodes: list[EpisodeSummary], order: _RecordOrder) -> None:
