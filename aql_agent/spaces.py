@@ -104,11 +104,16 @@ def _shape(spec: Mapping, where: str) -> tuple[int, ...]:
 def _bounds(spec: Mapping, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
     values = spec.get(key)
     size = int(np.prod(shape))
-    if isinstance(values, (int, float)):
-        return np.full(shape, values, dtype=np.float64)
-    if not isinstance(values, (list, tuple)) or len(values) != size:
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        bounds = np.full(shape, values, dtype=np.float64)
+    elif (isinstance(values, (list, tuple)) and len(values) == size
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        bounds = np.asarray(values, dtype=np.float64).reshape(shape)
+    else:
         raise SpaceError(f"{where}: '{key}' must be a number or a flat list of {size} numbers")
-    return np.asarray(values, dtype=np.float64).reshape(shape)
+    if np.isnan(bounds).any():
+        raise SpaceError(f"{where}: '{key}' holds NaN; a bound is a number or +/-inf")
+    return bounds
 
 
 def space_from_spec(spec: Any, where: str = "space") -> spaces.Space:

@@ -380,3 +380,23 @@ def test_a_hello_flood_is_refused_past_the_session_cap():
     finally:
         agent.stop()
         thread.join(5)
+
+
+def test_masks_are_zero_or_one_and_allow_something(server):
+    client = EngineClient(server.endpoint, SPEC, timeout_s=2.0)
+    session = client.connect()["session"]
+    for mask, message in ((bytes([0, 2, 0, 0, 0]), "bytes are 1 (legal) or 0"), (bytes(5), "allows no action")):
+        step = msgpack.unpackb(valid_step(session, 1), raw=False)
+        step["action_mask"] = mask
+        reply = raw_request(server.endpoint, p.encode(step))
+        assert reply["code"] == p.BAD_FIELD and message in reply["message"] and reply["seq"] == 7
+    client.close()
+
+
+def test_a_nan_box_bound_is_one_line():
+    from aql_agent.errors import SpaceError
+    from aql_agent.spaces import space_from_spec
+
+    with pytest.raises(SpaceError, match="'low' holds NaN") as failure:
+        space_from_spec({"type": "box", "dtype": "float32", "shape": [2], "low": [0.0, float("nan")], "high": 1.0})
+    assert "\n" not in str(failure.value)

@@ -260,6 +260,11 @@ class AgentServer:
         mask = None
         if spec.action_mask:
             mask = p.array_from_wire(message.get("action_mask"), "uint8", (spec.actions,), "step.action_mask")
+            if mask.max(initial=0) > 1:
+                raise p.BridgeError(p.BAD_FIELD, "step.action_mask bytes are 1 (legal) or 0, got "
+                                                 f"{int(mask.max())}")
+            if not mask.any():
+                raise p.BridgeError(p.BAD_FIELD, "step.action_mask allows no action: send at least one legal action")
         reward = float(p.require(message, "reward", (int, float), where="step", default=0.0))
         if episode != stream.episode:
             self._begin(session, agent, episode)
