@@ -400,3 +400,22 @@ def test_a_nan_box_bound_is_one_line():
     with pytest.raises(SpaceError, match="'low' holds NaN") as failure:
         space_from_spec({"type": "box", "dtype": "float32", "shape": [2], "low": [0.0, float("nan")], "high": 1.0})
     assert "\n" not in str(failure.value)
+
+
+def test_framing_and_session_fields_are_checked_as_the_doc_says(server):
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(server.endpoint)
+    try:
+        heartbeat = p.encode({"type": "heartbeat", "seq": 4, "session": "x"})
+        for frames in ([b"", b"", heartbeat], [heartbeat, heartbeat]):
+            socket.send_multipart(frames)
+            assert socket.poll(2000)
+            reply = socket.recv_multipart()
+            assert len(reply) == 1 and msgpack.unpackb(reply[0], raw=False)["code"] == p.MALFORMED  # nothing echoed
+    finally:
+        socket.close(0)
+    for session in (None, 7):
+        message = {"type": "heartbeat", "seq": 5, **({} if session is None else {"session": session})}
+        reply = raw_request(server.endpoint, p.encode(message))
+        assert reply["code"] == p.BAD_FIELD and "session" in reply["message"] and reply["seq"] == 5

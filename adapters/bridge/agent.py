@@ -163,7 +163,8 @@ class AgentServer:
         identity, envelope, payload = frames[0], tuple(frames[1:-1]), frames[-1]
         seq = 0
         try:
-            if len(frames) < 2 or any(envelope):  # DEALER: [id, msg]; REQ: [id, b"", msg]
+            if len(frames) < 2 or envelope not in ((), (b"",)):  # DEALER: [id, msg]; REQ: [id, b"", msg]
+                envelope = ()  # never echo the extra frames back
                 raise p.BridgeError(p.MALFORMED, "a request is one frame (DEALER) or an empty delimiter and one "
                                                  "frame (REQ)")
             message = p.decode(payload, self.max_message_bytes)
@@ -234,7 +235,10 @@ class AgentServer:
 
     def _session(self, message: dict, identity: bytes) -> Session:
         session_id = message.get("session")
-        session = self.sessions.get(session_id) if isinstance(session_id, str) else None
+        if not isinstance(session_id, str):
+            raise p.BridgeError(p.BAD_FIELD, f"{message['type']}.session must be the string the welcome gave, got "
+                                             f"{type(session_id).__name__}")
+        session = self.sessions.get(session_id)
         if session is None:
             raise p.BridgeError(p.NO_SESSION, f"no session {session_id!r} (the agent restarted, or it timed out): "
                                               "send hello again")
