@@ -104,10 +104,10 @@ def _shape(spec: Mapping, where: str) -> tuple[int, ...]:
 def _bounds(spec: Mapping, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
     values = spec.get(key)
     size = int(np.prod(shape))
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
+    if isinstance(values, (int, float)):  # bools too: a bool Box's bounds
         bounds = np.full(shape, values, dtype=np.float64)
     elif (isinstance(values, (list, tuple)) and len(values) == size
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+          and all(isinstance(v, (int, float)) for v in values)):
         bounds = np.asarray(values, dtype=np.float64).reshape(shape)
     else:
         raise SpaceError(f"{where}: '{key}' must be a number or a flat list of {size} numbers")

@@ -400,3 +400,14 @@ def test_values_the_spec_forbids_are_refused_and_undeclared_info_is_named(tmp_pa
     with pytest.warns(ReplayLogWarning, match="\\['secret'\\] are not in the header's info_keys"):
         columns = ReplayReader(path).columns()
     assert list(columns.agents["agent"].infos) == ["x"]
+
+
+def test_a_first_chunk_holding_more_than_the_header_is_refused(tmp_path):
+    header = msgpack.packb([fmt.HEADER, {"format": "aql-replay", "version": [1, 0], "env_id": "toy", "agents": [
+        {"id": "agent", "observation_space": {"type": "discrete", "n": 2}, "action_space": {"type": "discrete",
+                                                                                          "n": 2}}]}])
+    payload = header + msgpack.packb([fmt.EPISODE_START, 0, None, {}])
+    path = tmp_path / "two.aqlog"
+    path.write_bytes(fmt.FILE_MAGIC + fmt.pack_chunk_header(fmt.CODEC_NONE, 2, payload, len(payload)) + payload)
+    with pytest.raises(ReplayLogError, match="the first chunk holds 2 records"):
+        ReplayReader(path)

@@ -412,6 +412,9 @@ class ReplayReader:
         records = self._unpack_all(first)
         if not records:
             raise ReplayLogError("the header record is cut off", self.path, first.offset)
+        if first.count != 1:
+            raise ReplayLogError(f"the first chunk holds {first.count} records; the header must be alone in it "
+                                 "(docs/replay-log.md, section 1)", self.path, first.offset)
         self.header = _header_from_record(records[0], self.path)
         self._obs_codecs = [SpaceCodec(self.header.observation_spaces[a], f"observation of {a!r}")
                             for a in self.header.agents]
