@@ -411,3 +411,23 @@ def test_a_first_chunk_holding_more_than_the_header_is_refused(tmp_path):
     path.write_bytes(fmt.FILE_MAGIC + fmt.pack_chunk_header(fmt.CODEC_NONE, 2, payload, len(payload)) + payload)
     with pytest.raises(ReplayLogError, match="the first chunk holds 2 records"):
         ReplayReader(path)
+
+
+def test_a_zstd_chunk_of_several_frames_is_read(tmp_path):
+    zstandard = pytest.importorskip("zstandard")
+    header = msgpack.packb([fmt.HEADER, {"format": "aql-replay", "version": [1, 0], "env_id": "toy", "agents": [
+        {"id": "agent", "observation_space": {"type": "discrete", "n": 2}, "action_space": {"type": "discrete",
+                                                                                          "n": 2}}]}])
+    records = [msgpack.packb(r) for r in ([fmt.EPISODE_START, 0, None, {}],
+                                           [fmt.STEP, 0, (1).to_bytes(8, "little"), (0).to_bytes(8, "little"), 1.0,
+                                            True, False, None],
+                                           [fmt.EPISODE_END, 0, {"agent": {"length": 1}}, {}])]
+    raw = b"".join(records)
+    compress = zstandard.ZstdCompressor().compress
+    stored = compress(records[0]) + compress(b"".join(records[1:]))  # two frames back to back
+    chunks = [fmt.pack_chunk_header(fmt.CODEC_NONE, 1, header, len(header)) + header,
+              fmt.pack_chunk_header(fmt.CODEC_ZSTD, 3, stored, len(raw)) + stored]
+    path = tmp_path / "frames.aqlog"
+    path.write_bytes(fmt.FILE_MAGIC + b"".join(chunks))
+    (step,) = list(ReplayReader(path).steps())
+    assert int(step.observation) == 1 and step.reward == 1.0 and step.terminated

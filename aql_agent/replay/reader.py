@@ -466,8 +466,9 @@ class ReplayReader:
         else:
             import zstandard
 
-            try:
-                raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=raw_len)
+            try:  # one frame, or several back to back (a streaming compressor may flush more than one)
+                with zstandard.ZstdDecompressor().stream_reader(stored, read_across_frames=True) as frames:
+                    raw = frames.read(raw_len + 1)
             except zstandard.ZstdError as exc:
                 raise ReplayLogError(f"chunk does not decompress ({exc})", self.path, offset) from None
         if len(raw) != raw_len:
