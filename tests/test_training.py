@@ -123,8 +123,14 @@ def test_bad_input_fails_before_training(tmp_path, capsys):
     out = str(tmp_path / "never")
     nan_obs = np.ones((20, 3), np.float32)
     nan_obs[7, 1] = np.nan
-    with pytest.raises(DatasetError, match="observations has 1 rows with NaN or infinity \\(first at row 7\\)"):
+    with pytest.raises(DatasetError, match="observations has 1 rows with NaN, infinity or values beyond float32's "
+                                           "range \\(first at row 7\\)"):
         train(TrainSettings("bc", bad_data(tmp_path, observations=nan_obs), out))
+    huge = np.ones((20, 3), np.float64)
+    huge[4, 0] = 1e39  # finite in float64, inf once training casts to float32
+    with pytest.raises(DatasetError, match="rows with NaN, infinity or values beyond float32's range \\(first at "
+                                           "row 4\\)"):
+        train(TrainSettings("bc", bad_data(tmp_path, observations=huge), out))
     with pytest.raises(DatasetError, match="does not fit Hopper-v5"):
         train(TrainSettings("bc", bad_data(tmp_path), out, env="Hopper-v5"))
     with pytest.raises(DatasetError, match="continuous learners need float actions"):

@@ -28,12 +28,17 @@ def check_dataset(dataset: TransitionDataset, source: str) -> None:
 
 
 def check_finite(dataset: TransitionDataset, source: str) -> None:
+    """No NaN or infinity, also after the float32 cast training makes (float64 beyond 3.4e38 would become inf)."""
+    limit = np.finfo(np.float32).max
     for name in ("observations", "actions", "rewards", "next_observations"):
-        values = getattr(dataset, name)
-        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        values = getattr(dataset, name).reshape(len(getattr(dataset, name)), -1)
+        bad = ~np.isfinite(values).all(axis=1)
+        if values.dtype.kind == "f" and values.dtype.itemsize > 4:
+            bad |= (np.abs(np.nan_to_num(values)) > limit).any(axis=1)
         if bad.any():
-            raise DatasetError(f"{source}: {name} has {int(bad.sum())} rows with NaN or infinity (first at row "
-                               f"{int(np.argmax(bad))}); clean or drop them before training")
+            raise DatasetError(f"{source}: {name} has {int(bad.sum())} rows with NaN, infinity or values beyond "
+                               f"float32's range (first at row {int(np.argmax(bad))}); clean or drop them before "
+                               "training")
 
 
 def check_discrete_dataset(dataset: TransitionDataset, source: str) -> TransitionDataset:
