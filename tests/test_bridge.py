@@ -138,9 +138,13 @@ def test_hostile_requests_inside_a_session_get_an_error_and_the_agent_keeps_serv
                    {"type": "end", "seq": 4, "session": session, "agent": "agent", "episode": "e", "frame": 1,
                     "outcome": "win", "extra": {b"key": nested}},
                    {"type": "launch", "seq": 5, "session": session}]
-        for message, answer in zip(hostile, ("error", "error", "error")):  # the 2nd ends an episode never stepped
+        # a bytes frame; an end nesting 900 levels (malformed: read no further, seq 0); an unknown type
+        for message, seq in zip(hostile, (3, 0, 5)):
             reply = raw_request(agent.endpoint, msgpack.packb(message, use_bin_type=True))
-            assert reply["type"] == answer and reply["seq"] == message["seq"]  # the request's seq, when readable
+            assert reply["type"] == "error" and reply["seq"] == seq  # the request's seq whenever it was read
+        deep = {"type": "heartbeat", "seq": 9, "session": session, "extra": nested}
+        reply = raw_request(agent.endpoint, msgpack.packb(deep, use_bin_type=True))
+        assert reply["code"] == p.MALFORMED and "nests" in reply["message"]
         action = client.act("agent", "e2", 1, np.zeros(4, np.float32), np.array([0, 1, 0, 0, 0]))
         assert action == 1 and client.stats["fallbacks"] == 0
         assert client.end_episode("agent", "e2", 2, np.zeros(4, np.float32), outcome="win")

@@ -25,6 +25,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB; larger frames are refused unread
 
 ENGINE_MESSAGES = ("hello", "step", "end", "heartbeat", "bye")
 AGENT_MESSAGES = ("welcome", "refuse", "action", "ack", "heartbeat", "error")
+#: how deep arrays and maps may nest in one message (the deepest valid message nests 4)
+MAX_DEPTH = 32
 OBSERVATION_DTYPES = ("float32", "float64", "int32", "int64", "uint8", "int8")
 
 # error codes an agent sends back (the request was not served; the agent keeps serving)
@@ -117,6 +119,8 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expect: tup
         raise BridgeError(MALFORMED, f"not a msgpack message ({type(error).__name__}: {error})") from None
     if not isinstance(message, dict):
         raise BridgeError(MALFORMED, f"a message is a msgpack map, got {type(message).__name__}")
+    if _deeper_than(message, MAX_DEPTH):
+        raise BridgeError(MALFORMED, f"the message nests arrays or maps more than {MAX_DEPTH} levels deep")
     kind = message.get("type")
     seq = message.get("seq")
     readable = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
@@ -124,6 +128,19 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expect: tup
         raise BridgeError(UNKNOWN_TYPE, f"unknown message type {kind!r}; expected one of {list(expect)}", readable)
     require_int(seq, "seq", low=0)
     return message
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and maps nest deeper than `limit` (walked without recursion: depth is the attack)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def require(message: Mapping, key: str, kinds: type | tuple[type, ...], where: str = "message",
