@@ -83,3 +83,33 @@ def test_the_reader_written_from_the_spec_finds_a_flipped_byte(tmp_path):
     result = subprocess.run([NODE, SCRIPT, "read", str(tmp_path / "flipped.aqlog")], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and "CRC fails" in result.stderr
+
+
+def test_an_engine_written_from_the_protocol_doc_plays_and_is_recorded(tmp_path):
+    """tests/conformance/bridge_engine.mjs: ZMTP 3.0 over a plain TCP socket plus the bridge's messages, from
+    docs/bridge-protocol.md alone (no ZeroMQ library, no shared code)."""
+    import threading
+
+    from aql_agent.adapters.bridge import AgentServer, RandomPolicy
+
+    agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", log=None, record_dir=str(tmp_path))
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run([NODE, os.path.join(os.path.dirname(SCRIPT), "bridge_engine.mjs"), agent.endpoint],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        agent.stop()
+        thread.join(5)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["decisions"] == 10 and summary["illegal"] == 0 and summary["mismatched"] == 0
+    assert summary["acks"] == 2 and not summary["errors"] and summary["heartbeat"] == "heartbeat"
+    assert summary["bye"] == "ack" and summary["policy"] == {"name": "random"}
+    (log,) = [name for name in os.listdir(tmp_path) if name.endswith(".aqlog")]
+    columns = ReplayReader(os.path.join(tmp_path, log)).columns()
+    data = columns.agents["agent"]
+    assert [e.outcomes["agent"] for e in columns.episodes] == ["win", "loss"] and len(data) == 10
+    np.testing.assert_array_equal(data.observations["observation"][6], [1, 1, 0.5, -1])  # episode 1, frame 1
+    assert data.rewards.tolist() == [1.5] * 4 + [2.0] + [1.5] * 4 + [2.0]  # each reward is the next step's
+    assert (data.observations["action_mask"][np.arange(10), data.actions] == 1).all()
