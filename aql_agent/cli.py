@@ -105,9 +105,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from aql_agent.adapters.games import game_kind
     from aql_agent.checkpoint import load_policy
 
-    episodes = args.games or args.episodes
-    if episodes < 1:
-        raise AqlError(f"--episodes/--games must be at least 1, got {episodes}")
+    from aql_agent.errors import MAX_SEED, require_number
+
+    episodes = args.games if args.games is not None else args.episodes
+    require_number("--episodes/--games", episodes, 1, whole=True)
+    require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     kind = game_kind(args.env)
     if args.opponent is not None and not kind.multi_agent:
         raise AqlError(f"{args.env} is single-agent: it takes no --opponent")
@@ -124,6 +126,10 @@ def _record(args: argparse.Namespace) -> int:
     from aql_agent.adapters.games import game_kind
     from aql_agent.summary import format_summary, summarise
 
+    from aql_agent.errors import MAX_SEED, require_number
+
+    require_number("--episodes", args.episodes, 1, whole=True)
+    require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     kind = game_kind(args.env, _parse_overrides(args.set))
     path = kind.record(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed, side=args.side,
                        options={"hero": args.hero, "opponent_hero": args.opponent_hero, "fps": args.fps},
@@ -198,6 +204,9 @@ def _export(args: argparse.Namespace) -> int:
     from aql_agent.checkpoint import load_policy
     from aql_agent.export import OnnxPolicy, agreement, export_onnx
 
+    from aql_agent.errors import require_number
+
+    require_number("--check", args.check, 1, whole=True)
     policy = load_policy(args.checkpoint)
     model = export_onnx(policy, args.out)
     exported = OnnxPolicy(model, policy.obs_dim, policy.act_dim, policy.discrete, policy.info)

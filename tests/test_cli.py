@@ -166,7 +166,11 @@ def test_training_commands_take_their_flags_defaults_and_help_from_the_settings_
     (["finetune", "--checkpoint", "c", "--env", "Hopper-v5", "--out", "o", "--offline-ratio", "1.5"],
      "--offline-ratio must be at most 1"),
     (["make-dataset", "--env", "Pendulum-v1", "--out", "o", "--name", "../../x"], "--name is a file prefix"),
-    (["make-dataset", "--env", "Pendulum-v1", "--out", "o", "--medium-fraction", "0"], "--medium-fraction must be above")])
+    (["make-dataset", "--env", "Pendulum-v1", "--out", "o", "--medium-fraction", "0"], "--medium-fraction must be above"),
+    (["export", "--checkpoint", "c", "--out", "x.onnx", "--check", "0"], "--check must be at least 1"),
+    (["eval", "--checkpoint", "c", "--env", "Pendulum-v1", "--games", "0"], "--episodes/--games must be at least 1"),
+    (["record", "--env", "Pendulum-v1", "--player", "random", "--seed", "-3"], "--seed must be at least 0"),
+    (["record", "--env", "Pendulum-v1", "--player", "random", "--episodes", "0"], "--episodes must be at least 1")])
 def test_bad_numbers_and_names_are_one_clear_error_before_anything_runs(argv, message, tmp_path, capsys,
                                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)
