@@ -108,12 +108,10 @@ def check_env_fit(dataset: TransitionDataset, env_id: str, discrete: bool = Fals
 
 def learner_view(dataset: TransitionDataset) -> TransitionDataset:
     """A game's dataset as its learners see it (the kind named by the data's env id; others as they are)."""
-    from aql_agent.adapters.games import game_kind, registered_games
+    from aql_agent.adapters.games import game_kind
 
     env_id = dataset.metadata.get("env_id")
-    if isinstance(env_id, str) and (env_id in registered_games() or env_id.startswith("pettingzoo:")):
-        return game_kind(env_id).learner_view(dataset)
-    return dataset
+    return game_kind(env_id).learner_view(dataset) if isinstance(env_id, str) and env_id else dataset
 
 
 def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings, env_actions: spaces.Box | None,

@@ -12,8 +12,8 @@ from aql_agent.adapters.moba import game as g
 from aql_agent.adapters.moba.bt import BehaviourTreeBot
 from aql_agent.adapters.moba.env import FEATURE_INDEX, TARGET_BUILDING
 from aql_agent.adapters.moba.game import Game, Unit
-from aql_agent.adapters.moba.play import head_to_head, play_game, random_legal_policy, wilson_interval
-from aql_agent.adapters.games import game_kind
+from aql_agent.adapters.moba.play import head_to_head, play_game, random_legal_policy
+from aql_agent.adapters.games import game_kind, wilson_interval
 from aql_agent.errors import AqlError
 
 # -- PettingZoo's conformance suite --------------------------------------------------------------------------

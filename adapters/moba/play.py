@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from aql_agent.adapters.games import Player, wilson_interval
+from aql_agent.adapters.games import Player, outcome_counts
 from aql_agent.adapters.moba.env import AGENTS, MobaParallelEnv
 
 
@@ -66,21 +66,18 @@ def head_to_head(make_first: Callable[[int], Player], make_second: Callable[[int
     from tqdm import tqdm
 
     env = MobaParallelEnv(**settings)
-    wins = losses = draws = frames = kills = deaths = towers = lost_towers = illegal = 0
+    outcomes: list[str] = []
+    frames = kills = deaths = towers = lost_towers = illegal = 0
     for seed in tqdm(range(first_seed, first_seed + games), desc="games", disable=not progress):
         first_side, second_side = ("blue", "red") if seed % 2 == 0 else ("red", "blue")
         result = play_game(env, {first_side: make_first(seed), second_side: make_second(seed + 100_000)}, seed=seed)
-        wins += result.winner == first_side
-        losses += result.winner == second_side
-        draws += result.winner is None
+        outcomes.append("draw" if result.winner is None else "win" if result.winner == first_side else "loss")
         frames += result.frames
         kills, deaths = kills + result.kills[first_side], deaths + result.kills[second_side]
         towers += result.towers_destroyed[first_side]
         lost_towers += result.towers_destroyed[second_side]
         illegal += result.illegal_actions[first_side]
-    low, high = wilson_interval(wins, games)
-    return {"games": games, "wins": wins, "losses": losses, "draws": draws, "win_rate": wins / games,
-            "win_rate_ci95": [low, high], "mean_frames": frames / games, "mean_kills": kills / games,
+    return {**outcome_counts(outcomes), "mean_frames": frames / games, "mean_kills": kills / games,
             "mean_deaths": deaths / games, "towers_destroyed": towers, "towers_lost": lost_towers,
             "illegal_actions_per_game": illegal / games}
 

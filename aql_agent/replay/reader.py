@@ -354,7 +354,8 @@ class _RecordOrder:
         elif kind == fmt.STEP:
             if self.episode is None:
                 raise ReplayLogError("a step record outside any episode", self.path)
-            self.count_steps([record[1]])
+            self.lengths[record[1]] += 1  # one record: no array work on the record-by-record path
+            self.total_steps += 1
         else:
             if self.episode != record[1]:
                 raise ReplayLogError(f"end record for episode {record[1]}, but the open episode is {self.episode}",
