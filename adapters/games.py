@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from gymnasium import spaces
 
-from aql_agent.errors import AqlError
+from aql_agent.errors import AqlError, Terminated
 
 if TYPE_CHECKING:
     from aql_agent.adapters.bridge import EngineClient, EnvSpec
@@ -50,7 +50,7 @@ class StopRecording(Exception):
 
 class KeepWhatWasPlayed:
     """Around a recording loop: the log is closed whole when play ends, and also when a human stops it
-    (`StopRecording`, swallowed) or presses Ctrl-C (re-raised once the log is closed): `end_open_episode(how)`
+    (`StopRecording`, swallowed) or presses Ctrl-C or the process gets SIGTERM (re-raised once the log is closed): `end_open_episode(how)`
     closes the episode in progress first. Any other error aborts the log (kept as `.partial`)."""
 
     def __init__(self, writer: Any, end_open_episode: Callable[[str], None]):
@@ -65,7 +65,8 @@ class KeepWhatWasPlayed:
             return False
         if issubclass(kind, (StopRecording, KeyboardInterrupt)):
             if self.writer.episode_open:
-                self.end_open_episode("ctrl-c" if issubclass(kind, KeyboardInterrupt) else "quit")
+                self.end_open_episode("sigterm" if issubclass(kind, Terminated) else
+                                      "ctrl-c" if issubclass(kind, KeyboardInterrupt) else "quit")
             self.writer.close()
             print(f"stopped: {self.writer.episodes} episodes, {self.writer.steps} steps kept in {self.writer.path}")
             return issubclass(kind, StopRecording)

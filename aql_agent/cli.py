@@ -6,14 +6,16 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 
 from aql_agent import __version__
 from aql_agent.adapters.games import DEFAULT_GAME
 from aql_agent.demo import QUICK, DemoBudget
-from aql_agent.errors import AqlError
+from aql_agent.errors import AqlError, Terminated
 from aql_agent.flags import add_settings_flags, settings_from_args
 
 
@@ -168,8 +170,6 @@ def _read_key(path: str | None, what: str) -> bytes | None:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    import signal
-
     from aql_agent.adapters.bridge import AgentServer, make_bridge_policy
 
     from aql_agent.adapters.bridge.protocol import check_endpoint
@@ -435,12 +435,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"aql: warning: {message}", file=sys.stderr)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; bad input ends with one `aql: error: ...` line and exit status 2."""
     # Spinning OpenMP workers make small-network updates swing 3-60 steps/s on few cores; set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # like Ctrl-C: records, checkpoints and logs are kept
     try:
         return args.run(args)
     except AqlError as exc:
@@ -452,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"aql: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    except Terminated:
+        print("aql: terminated (SIGTERM); what was finished is kept", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("aql: interrupted", file=sys.stderr)
         return 130

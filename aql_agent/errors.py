@@ -9,6 +9,11 @@ class AqlError(Exception):
     """Base class of every error aql-agent raises on bad input."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what service and container managers send): handled like Ctrl-C, so every command keeps what it
+    has done (the games recorded, the last checkpoint) and stops."""
+
+
 class ReplayLogError(AqlError):
     """A replay log cannot be read or written: names the file and the byte offset where known."""
 

@@ -37,7 +37,7 @@ from aql_agent.errors import MAX_SEED, AqlError, require_number
 from aql_agent.learners import make_learner
 from aql_agent.learners.base import Batch
 from aql_agent.replay import ReplayWriter
-from aql_agent.runs import RunFolder, due
+from aql_agent.runs import FolderLock, RunFolder, due
 from aql_agent.scores import normalized_score
 
 #: SAC updates averaged into one row of the behaviour run's metrics.csv
@@ -167,7 +167,9 @@ class DatasetMaker:
         self.high = self.env.action_space.high.astype(np.float32)
         self.behaviour = os.path.join(s.out, "behaviour")
         self.card_path = os.path.join(s.out, "card.json")
+        self.lock = FolderLock(s.out, "a dataset run")  # released when `run` ends (or the process does)
         if os.path.exists(self.card_path) and not s.resume:
+            self.lock.release()
             raise AqlError(f"{s.out} already holds a dataset run: pass --resume to continue it, or choose another "
                            "--out")
         settings = {k: (list(v) if isinstance(v, tuple) else v)
@@ -320,7 +322,8 @@ class DatasetMaker:
             if kind in sources:
                 data = self._rollouts(kind, sources[kind])
             elif kind == "medium-replay":
-                arrays = RunFolder(self.behaviour, resume=True).load_arrays("buffer.npz")
+                with RunFolder(self.behaviour, resume=True) as behaviour:
+                    arrays = behaviour.load_arrays("buffer.npz")
                 buffer = ReplayBuffer(len(arrays["rewards"]), self.obs_dim, self.act_dim)
                 buffer.restore(arrays)
                 data = buffer.dataset(medium["step"], s.env, f"SAC replay buffer, steps 0-{medium['step']}")
@@ -403,10 +406,13 @@ class DatasetMaker:
         self._save_card()
 
     def run(self) -> dict:
-        self.train_behaviour()
-        self.collect()
-        shutil.rmtree(os.path.join(self.settings.out, ".staging"), ignore_errors=True)
-        self.env.close()
+        try:
+            self.train_behaviour()
+            self.collect()
+            shutil.rmtree(os.path.join(self.settings.out, ".staging"), ignore_errors=True)
+        finally:
+            self.env.close()
+            self.lock.release()
         return self.card
 
 

@@ -10,7 +10,9 @@
 Every file is written whole and moved into place (`os.replace`), and `latest.json` moves last, so an
 interrupted run resumes from a consistent checkpoint; tables are cut back to the step resumed from, so rows
 written after that checkpoint are written again, not twice. A folder holding a run is never overwritten unless
-the caller resumes it.
+the caller resumes it, and never by two processes at once: `FolderLock` (RUN/.lock) refuses a second run, or a
+`--resume`, while the first is still going; the operating system drops the lock when its process ends, even
+on `kill -9`, so there is never a stale lock to delete.
 """
 
 from __future__ import annotations
@@ -74,16 +76,63 @@ class MetricLog:
             self.writer.close()
 
 
+class FolderLock:
+    """An exclusive lock on a folder for as long as one process works in it (`flock` on POSIX, `msvcrt`
+    on Windows). Taken before anything in the folder is read or written; released by `release` or when the
+    process ends, however it ends."""
+
+    FILE = ".lock"
+
+    def __init__(self, folder: str, what: str = "a run"):
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, self.FILE)
+        self.file = open(path, "a+")
+        try:
+            _lock_exclusively(self.file)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise AqlError(f"{folder} is in use by another process (pid {holder}) working on {what}: wait for it to "
+                           "finish (or stop it), or pick another --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()  # closing the descriptor drops the lock
+
+
+def _lock_exclusively(file: Any) -> None:
+    """Raise OSError when another process holds the lock; never wait."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        file.seek(0)
+        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 class RunFolder:
-    """One run's folder (see the module docstring). `resume=False` refuses a folder that already holds a run;
-    `resume=True` continues from its latest checkpoint (or starts fresh when there is none yet)."""
+    """One run's folder (see the module docstring), locked against other processes until `close`.
+    `resume=False` refuses a folder that already holds a run; `resume=True` continues from its latest
+    checkpoint (or starts fresh when there is none yet)."""
 
     def __init__(self, path: str, resume: bool, what: str = "a run"):
         self.path = os.fspath(path)
-        os.makedirs(self.path, exist_ok=True)
-        latest = self.latest()
-        if latest is not None and not resume:
-            raise AqlError(f"{self.path} already holds {what}: pass --resume to continue it, or pick a new --out")
+        self.lock = FolderLock(self.path, what)
+        try:
+            latest = self.latest()
+            if latest is not None and not resume:
+                raise AqlError(f"{self.path} already holds {what}: pass --resume to continue it, or pick a new --out")
+        except BaseException:
+            self.lock.release()
+            raise
         self.resumed_from = latest if resume else None
         self.tables: list[MetricLog] = []
 
@@ -145,6 +194,13 @@ class RunFolder:
     def close(self) -> None:
         for log in self.tables:
             log.close()
+        self.lock.release()
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def due(step: int, every: int, last: int) -> bool:

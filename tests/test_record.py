@@ -149,3 +149,28 @@ def test_a_checkpoint_plays_and_is_recorded_as_an_agent(tmp_path):
     assert len(list(reader.steps())) == 200
     with pytest.raises(AqlError, match="continuous-action 'bc' learner; moba-1v1 takes a discrete one"):
         game_kind("moba-1v1").record(str(tmp_path / "logs"), f"agent:{checkpoint}", "bt:easy", progress=False)
+
+
+def test_sigterm_keeps_the_game_in_progress_like_ctrl_c(tmp_path):
+    """Service and container managers stop programs with SIGTERM: the log must keep what was played."""
+    import signal
+    import time
+
+    out = tmp_path / "logs"
+    recorder = subprocess.Popen([sys.executable, "-m", "aql_agent", "record", "--env", "moba-1v1", "--player",
+                                 "bt:medium", "--episodes", "100", "--out", str(out), "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # some frames into the first game
+    recorder.send_signal(signal.SIGTERM)
+    stdout, stderr = recorder.communicate(timeout=60)
+    assert recorder.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip() == "aql: terminated (SIGTERM); what was finished is kept"
+    (log,) = out.iterdir()
+    assert log.suffix == ".aqlog"  # finished and renamed, not left as .partial
+    reader = ReplayReader(str(log))
+    episodes = list(reader.episodes())
+    assert reader.finalised and episodes[-1].end_metadata["stopped"] == "sigterm"
+    assert len(read_steps(str(log))["blue"]) > 0 and "kept in" in stdout

@@ -88,3 +88,48 @@ def test_hand_edited_checkpoint_folders_are_one_clear_error_in_every_command(tmp
     assert main(["eval", "--checkpoint", str(weights), "--env", "Pendulum-v1"]) == 2
     error = capsys.readouterr().err
     assert "does not fit a bc learner" in error and error.count("\n") == 1
+
+
+def test_a_run_folder_is_locked_while_a_process_works_in_it(tmp_path, capsys, pendulum_data):
+    import subprocess
+    import sys
+
+    from aql_agent.cli import main
+    from aql_agent.runs import FolderLock
+
+    folder = str(tmp_path / "run")
+    first = RunFolder(folder, resume=False)
+    with pytest.raises(AqlError, match="in use by another process"):
+        RunFolder(folder, resume=True)
+    for extra in ([], ["--resume"]):  # a second `aql train` into the same --out, or a resume, while it runs
+        assert main(["train", "--algo", "bc", "--data", pendulum_data, "--out", folder, "--steps", "2", *extra]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("aql: error: ") and "in use by another process" in error and error.count("\n") == 1
+    first.close()
+    assert main(["train", "--algo", "bc", "--data", pendulum_data, "--out", folder, "--steps", "2",
+                 "--no-progress"]) == 0
+    # A process killed with SIGKILL leaves no stale lock: the operating system drops it with the process.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from aql_agent.runs import FolderLock; "
+                               f"lock = FolderLock({folder!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(AqlError, match=f"pid {holder.pid}"):
+            FolderLock(folder)
+    finally:
+        holder.kill()
+        holder.wait()
+    FolderLock(folder).release()
+
+
+def test_make_dataset_locks_its_folder(tmp_path, capsys):
+    from aql_agent.cli import main
+    from aql_agent.runs import FolderLock
+
+    lock = FolderLock(str(tmp_path / "data"))
+    try:
+        assert main(["make-dataset", "--env", "Pendulum-v1", "--out", str(tmp_path / "data"), "--train-steps", "10",
+                     "--snapshot-every", "10", "--no-progress"]) == 2
+        assert "in use by another process" in capsys.readouterr().err
+    finally:
+        lock.release()
