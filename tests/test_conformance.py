@@ -85,6 +85,25 @@ def test_the_reader_written_from_the_spec_finds_a_flipped_byte(tmp_path):
     assert result.returncode == 1 and "CRC fails" in result.stderr
 
 
+def test_the_reader_written_from_the_spec_finds_swapped_chunks_by_their_sequence_numbers(tmp_path):
+    from aql_agent.replay import format as fmt
+
+    path = str(tmp_path / "ours.aqlog")
+    write_single_agent_log(path, lengths=[40], chunk_bytes=300)
+    data = open(path, "rb").read()
+    chunks, pos = [], len(fmt.FILE_MAGIC)
+    while pos < len(data):
+        end = pos + fmt.CHUNK_HEADER_SIZE + fmt.CHUNK_HEADER.unpack_from(data, pos)[4]
+        chunks.append(data[pos:end])
+        pos = end
+    assert len(chunks) > 4  # steps-only chunks inside the one episode: every count still holds after a swap
+    chunks[2], chunks[3] = chunks[3], chunks[2]
+    (tmp_path / "swapped.aqlog").write_bytes(fmt.FILE_MAGIC + b"".join(chunks))
+    result = subprocess.run([NODE, SCRIPT, "read", str(tmp_path / "swapped.aqlog")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "chunk 2 has sequence number 3" in result.stderr
+
+
 def test_an_engine_written_from_the_protocol_doc_plays_and_is_recorded(tmp_path):
     """tests/conformance/bridge_engine.mjs: ZMTP 3.0 over a plain TCP socket plus the bridge's messages, from
     docs/bridge-protocol.md alone (no ZeroMQ library, no shared code)."""

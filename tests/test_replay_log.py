@@ -126,9 +126,9 @@ def test_fast_columns_equal_generic_decoding_for_a_foreign_non_canonical_writer(
 
     with open(path, "wb") as f:
         f.write(fmt.FILE_MAGIC)
-        for group in ([header], records):
+        for sequence, group in enumerate(([header], records)):
             raw = b"".join(pack_record(r) for r in group)
-            f.write(fmt.pack_chunk_header(fmt.CODEC_NONE, len(group), raw, len(raw)) + raw)
+            f.write(fmt.pack_chunk_header(fmt.CODEC_NONE, len(group), raw, len(raw), sequence) + raw)
     foreign = ReplayReader(path).columns().agents["agent"]
     np.testing.assert_array_equal(foreign.observations, canonical.observations)
     np.testing.assert_allclose(foreign.rewards, canonical.rewards.astype(np.float32))
@@ -192,7 +192,7 @@ def _record_ends(path: str) -> list[tuple[int, int]]:
     data = open(path, "rb").read()
     ends, offset = [], len(fmt.FILE_MAGIC)
     while offset < len(data):
-        _, _, count, stored, _, _ = fmt.CHUNK_HEADER.unpack(data[offset:offset + fmt.CHUNK_HEADER.size])
+        _, _, _, count, stored, _, _ = fmt.CHUNK_HEADER.unpack(data[offset:offset + fmt.CHUNK_HEADER.size])
         payload = offset + fmt.CHUNK_HEADER_SIZE
         unpacker = msgpack.Unpacker()
         unpacker.feed(data[payload:payload + stored])
@@ -247,7 +247,7 @@ def test_a_flipped_byte_is_an_error_naming_file_and_chunk_offset(tmp_path, singl
     offset = len(fmt.FILE_MAGIC)
     while offset < len(data):
         chunk_offsets.append(offset)
-        offset += fmt.CHUNK_HEADER_SIZE + fmt.CHUNK_HEADER.unpack(data[offset:offset + 24])[3]
+        offset += fmt.CHUNK_HEADER_SIZE + fmt.CHUNK_HEADER.unpack(data[offset:offset + 24])[4]
     target = chunk_offsets[2] + fmt.CHUNK_HEADER_SIZE + 10
     data[target] ^= 0x40
     bad = str(tmp_path / "flipped.aqlog")
@@ -269,7 +269,7 @@ def test_headers_that_are_not_ours_or_too_new_are_refused(tmp_path):
         path = str(tmp_path / name)
         raw = msgpack.packb([fmt.HEADER, header])
         with open(path, "wb") as f:
-            f.write(fmt.FILE_MAGIC + fmt.pack_chunk_header(fmt.CODEC_NONE, 1, raw, len(raw)) + raw)
+            f.write(fmt.FILE_MAGIC + fmt.pack_chunk_header(fmt.CODEC_NONE, 1, raw, len(raw), 0) + raw)
         return path
 
     good = ReplayReader(write_single_agent_log(str(tmp_path / "ok.aqlog")).path).header.raw
@@ -335,14 +335,14 @@ def _chunks(data: bytes) -> list[bytes]:
     """A log's chunks as byte strings (after the file magic)."""
     chunks, pos = [], len(fmt.FILE_MAGIC)
     while pos < len(data):
-        stored = fmt.CHUNK_HEADER.unpack_from(data, pos)[3]
+        stored = fmt.CHUNK_HEADER.unpack_from(data, pos)[4]
         end = pos + fmt.CHUNK_HEADER_SIZE + stored
         chunks.append(data[pos:end])
         pos = end
     return chunks
 
 
-@pytest.mark.parametrize("damage", ["drop", "duplicate", "duplicate-episode", "drop-episode"])
+@pytest.mark.parametrize("damage", ["drop", "duplicate", "duplicate-episode", "drop-episode", "swap"])
 def test_chunks_lost_or_repeated_inside_a_sound_log_are_detected(tmp_path, damage):
     path = str(tmp_path / "log.aqlog")
     write_single_agent_log(path, lengths=[30, 30, 30, 30], chunk_bytes=400)
@@ -362,16 +362,44 @@ def test_chunks_lost_or_repeated_inside_a_sound_log_are_detected(tmp_path, damag
     edited = {"drop": chunks[:middle] + chunks[middle + 1:],
               "duplicate": chunks[:middle + 1] + chunks[middle:],
               "duplicate-episode": chunks[:starts[2]] + chunks[starts[1]:starts[2]] + chunks[starts[2]:],
-              "drop-episode": chunks[:starts[1]] + chunks[starts[2]:]}[damage]
+              "drop-episode": chunks[:starts[1]] + chunks[starts[2]:],
+              "swap": chunks[:middle] + [chunks[middle + 1], chunks[middle]] + chunks[middle + 2:]}[damage]
     damaged = tmp_path / "damaged.aqlog"
     damaged.write_bytes(fmt.FILE_MAGIC + b"".join(edited))
-    with pytest.raises(ReplayLogError, match="lost|duplicated|moved"):
+    with pytest.raises(ReplayLogError, match="lost|duplicated|moved|reordered"):
         ReplayReader(str(damaged)).columns()
-    with pytest.raises(ReplayLogError, match="lost|duplicated|moved"):
+    with pytest.raises(ReplayLogError, match="lost|duplicated|moved|reordered"):
         list(ReplayReader(str(damaged)).episodes())
-    with pytest.warns(ReplayLogWarning, match="lost|duplicated|moved"):
+    with pytest.warns(ReplayLogWarning, match="lost|duplicated|moved|reordered"):
         ReplayReader(str(damaged), recover=True).columns()  # recovering reads on, and says what it saw
     assert len(ReplayReader(path).columns().agents["agent"]) == 120 and reader.header.agents == ["agent"]
+
+
+def _as_version_1_0(data: bytes) -> bytes:
+    """The same log as a 1.0 writer makes it: version [1, 0] and zeros where 1.1 keeps chunk sequence numbers."""
+    out = [fmt.FILE_MAGIC]
+    for n, chunk in enumerate(_chunks(data)):
+        magic, codec, _, count, stored, raw, _ = fmt.CHUNK_HEADER.unpack_from(chunk)
+        payload = chunk[fmt.CHUNK_HEADER_SIZE:]
+        if n == 0:
+            tag, header = msgpack.unpackb(payload, raw=False)
+            payload = msgpack.packb([tag, {**header, "version": [1, 0]}])
+            stored = raw = len(payload)
+        head = fmt.CHUNK_HEADER.pack(magic, codec, b"\0\0\0", count, stored, raw, fmt.crc32(payload))
+        out.append(head + fmt.crc32(head).to_bytes(4, "little") + payload)
+    return b"".join(out)
+
+
+def test_version_1_0_logs_without_chunk_sequence_numbers_still_read(tmp_path):
+    path = str(tmp_path / "new.aqlog")
+    recorded = write_single_agent_log(path, lengths=[30, 30], chunk_bytes=400)
+    assert ReplayReader(path).header.version == (1, 1)
+    old = tmp_path / "old.aqlog"
+    old.write_bytes(_as_version_1_0(open(path, "rb").read()))
+    reader = ReplayReader(str(old))
+    assert reader.header.version == (1, 0)
+    _steps_equal(list(reader.steps()), recorded.steps["agent"])
+    assert len(reader.columns().agents["agent"]) == 60
 
 
 def test_values_the_spec_forbids_are_refused_and_undeclared_info_is_named(tmp_path, monkeypatch):
@@ -408,7 +436,7 @@ def test_a_first_chunk_holding_more_than_the_header_is_refused(tmp_path):
                                                                                           "n": 2}}]}])
     payload = header + msgpack.packb([fmt.EPISODE_START, 0, None, {}])
     path = tmp_path / "two.aqlog"
-    path.write_bytes(fmt.FILE_MAGIC + fmt.pack_chunk_header(fmt.CODEC_NONE, 2, payload, len(payload)) + payload)
+    path.write_bytes(fmt.FILE_MAGIC + fmt.pack_chunk_header(fmt.CODEC_NONE, 2, payload, len(payload), 0) + payload)
     with pytest.raises(ReplayLogError, match="the first chunk holds 2 records"):
         ReplayReader(path)
 
@@ -425,9 +453,34 @@ def test_a_zstd_chunk_of_several_frames_is_read(tmp_path):
     raw = b"".join(records)
     compress = zstandard.ZstdCompressor().compress
     stored = compress(records[0]) + compress(b"".join(records[1:]))  # two frames back to back
-    chunks = [fmt.pack_chunk_header(fmt.CODEC_NONE, 1, header, len(header)) + header,
-              fmt.pack_chunk_header(fmt.CODEC_ZSTD, 3, stored, len(raw)) + stored]
+    chunks = [fmt.pack_chunk_header(fmt.CODEC_NONE, 1, header, len(header), 0) + header,
+              fmt.pack_chunk_header(fmt.CODEC_ZSTD, 3, stored, len(raw), 1) + stored]
     path = tmp_path / "frames.aqlog"
     path.write_bytes(fmt.FILE_MAGIC + b"".join(chunks))
     (step,) = list(ReplayReader(path).steps())
     assert int(step.observation) == 1 and step.reward == 1.0 and step.terminated
+
+
+def test_the_spec_s_worked_example_is_what_the_writer_writes(tmp_path):
+    """docs/replay-log.md section 6: its second chunk, byte for byte (the header chunk holds the host name)."""
+    import re
+
+    from gymnasium import spaces
+
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "replay-log.md")).read()
+    example = doc[doc.index("## 6. A worked example"):doc.index("## 7. Versioning")]
+    block = example.split("```")[3]  # the second code block: the episode's chunk
+    expected = bytearray()
+    for line in block.strip().splitlines():
+        if not re.match(r"\s*[0-9a-f]{2}\s", line):
+            continue  # the annotation lines under the chunk header
+        hex_part = re.split(r"\s{2,}(?=[\[\"a-z(])", line.strip(), maxsplit=1)[0]  # up to the annotation
+        for token in re.findall(r'"[^"]*"|[0-9a-f]{2}(?=\s|$)', hex_part):
+            expected += token.strip('"').encode() if token.startswith('"') else bytes.fromhex(token)
+    path = str(tmp_path / "example.aqlog")
+    with ReplayWriter(path, "Toy-v0", spaces.Box(-np.inf, np.inf, (2,), np.float32), spaces.Discrete(3)) as writer:
+        writer.begin_episode(seed=7)
+        writer.add_step(np.array([0.5, -0.25], np.float32), 2, 1.0, False, False)
+        writer.end_episode(final_observation=np.array([0.75, 0.0], np.float32), outcome="win")
+    second = _chunks(open(path, "rb").read())[1]
+    assert bytes(expected) == second

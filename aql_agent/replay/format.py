@@ -11,12 +11,16 @@ import zlib
 #: The first 8 bytes of every log (PNG-style: catches text-mode mangling and truncated copies).
 FILE_MAGIC = b"\x89AQL\r\n\x1a\n"
 FORMAT_NAME = "aql-replay"
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
+#: From this version on, chunk headers carry a sequence number (1.0 wrote zeros there).
+SEQUENCED_SINCE = (1, 1)
 
-#: Chunk header: magic, codec, 3 reserved bytes, record count, stored length, raw length, payload CRC,
-#: header CRC (of the 24 bytes before it). Little-endian.
+#: Chunk header: magic, codec, sequence number (3 bytes: the chunk's index in the file modulo 2**24, the
+#: header's chunk being 0), record count, stored length, raw length, payload CRC, header CRC (of the 24 bytes
+#: before it). Little-endian.
 CHUNK_MAGIC = b"AQLC"
-CHUNK_HEADER = struct.Struct("<4sB3xIIII")
+CHUNK_HEADER = struct.Struct("<4sB3sIIII")
+SEQUENCE_MODULUS = 1 << 24
 CHUNK_HEADER_SIZE = CHUNK_HEADER.size + 4
 CODEC_NONE, CODEC_ZSTD = 0, 1
 CODECS = {"none": CODEC_NONE, "zstd": CODEC_ZSTD}
@@ -38,6 +42,7 @@ def crc32(data: bytes | memoryview) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def pack_chunk_header(codec: int, count: int, stored: bytes, raw_length: int) -> bytes:
-    head = CHUNK_HEADER.pack(CHUNK_MAGIC, codec, count, len(stored), raw_length, crc32(stored))
+def pack_chunk_header(codec: int, count: int, stored: bytes, raw_length: int, sequence: int) -> bytes:
+    head = CHUNK_HEADER.pack(CHUNK_MAGIC, codec, (sequence % SEQUENCE_MODULUS).to_bytes(3, "little"), count,
+                             len(stored), raw_length, crc32(stored))
     return head + crc32(head).to_bytes(4, "little")

@@ -125,6 +125,8 @@ class _Chunk:
     count: int
     raw: bytes
     verified: bool
+    sequence: int
+    after_skip: bool = False  # recovery skipped damaged bytes just before this chunk
 
 
 def _header_from_record(record: Any, path: str) -> Header:
@@ -426,6 +428,7 @@ class ReplayReader:
     # -- chunks ------------------------------------------------------------------------------------------
     def _chunks_from(self, f: BinaryIO) -> Iterator[_Chunk]:
         offset = f.tell()
+        skipped = False
         while True:
             head = f.read(fmt.CHUNK_HEADER_SIZE)
             if not head:
@@ -434,7 +437,8 @@ class ReplayReader:
                 self._warn(f"the log is cut off inside a chunk header at byte {offset}; "
                            "every record before it was read")
                 return
-            magic, codec, count, stored_len, raw_len, payload_crc = fmt.CHUNK_HEADER.unpack(head[:-4])
+            magic, codec, sequence, count, stored_len, raw_len, payload_crc = fmt.CHUNK_HEADER.unpack(head[:-4])
+            sequence = int.from_bytes(sequence, "little")
             header_ok = magic == fmt.CHUNK_MAGIC and fmt.crc32(head[:-4]) == int.from_bytes(head[-4:], "little")
             problem = None
             if not header_ok:
@@ -444,22 +448,23 @@ class ReplayReader:
             elif raw_len > fmt.MAX_CHUNK_BYTES or stored_len > fmt.MAX_CHUNK_BYTES:
                 problem = f"chunk claims {max(raw_len, stored_len)} bytes, over the {fmt.MAX_CHUNK_BYTES} limit"
             if problem is not None:
-                offset = self._skip_or_raise(f, offset, problem)
+                offset, skipped = self._skip_or_raise(f, offset, problem), True
                 if offset < 0:
                     return
                 continue
             stored = f.read(stored_len)
             if len(stored) < stored_len:
-                yield from self._salvage(offset, codec, count, stored, raw_len)
+                yield from self._salvage(offset, codec, count, stored, raw_len, sequence, skipped)
                 return
             if fmt.crc32(stored) != payload_crc:
-                offset = self._skip_or_raise(f, offset, f"chunk of {count} records fails its checksum")
+                offset, skipped = self._skip_or_raise(f, offset, f"chunk of {count} records fails its checksum"), True
                 if offset < 0:
                     return
                 continue
             raw = self._decompress(codec, stored, raw_len, offset)
-            yield _Chunk(offset, count, raw, verified=True)
+            yield _Chunk(offset, count, raw, verified=True, sequence=sequence, after_skip=skipped)
             offset += fmt.CHUNK_HEADER_SIZE + stored_len
+            skipped = False
 
     def _decompress(self, codec: int, stored: bytes, raw_len: int, offset: int) -> bytes:
         if codec == fmt.CODEC_NONE:
@@ -476,7 +481,8 @@ class ReplayReader:
             raise ReplayLogError(f"chunk holds {len(raw)} bytes, its header says {raw_len}", self.path, offset)
         return raw
 
-    def _salvage(self, offset: int, codec: int, count: int, stored: bytes, raw_len: int) -> Iterator[_Chunk]:
+    def _salvage(self, offset: int, codec: int, count: int, stored: bytes, raw_len: int, sequence: int,
+                 after_skip: bool) -> Iterator[_Chunk]:
         """The log ends inside this chunk's payload: keep the records that are there in full."""
         raw = stored
         if codec == fmt.CODEC_ZSTD:
@@ -488,7 +494,7 @@ class ReplayReader:
                 raw = b""
         self._warn(f"the log is cut off inside the chunk at byte {offset} ({len(stored)} of its bytes are "
                    "there); the complete records in it are read without checksum verification")
-        yield _Chunk(offset, count, raw[:raw_len], verified=False)
+        yield _Chunk(offset, count, raw[:raw_len], verified=False, sequence=sequence, after_skip=after_skip)
 
     def _skip_or_raise(self, f: BinaryIO, offset: int, problem: str) -> int:
         """In recover mode, find the next intact chunk header and return its offset (-1 at the end)."""
@@ -521,9 +527,18 @@ class ReplayReader:
         warnings.warn(ReplayLogWarning(f"{self.path}: {message}"), stacklevel=4)
 
     def _chunks(self) -> Iterator[_Chunk]:
+        """Every chunk, the header's first. Since version 1.1 their sequence numbers count up one by one, which
+        catches a chunk lost, duplicated or moved anywhere (1.0 logs hold zeros there and are not checked)."""
+        sequenced = self.header.version >= fmt.SEQUENCED_SINCE
+        due = 0
         with open(self.path, "rb") as f:
             f.seek(len(fmt.FILE_MAGIC))
-            yield from self._chunks_from(f)
+            for chunk in self._chunks_from(f):
+                if sequenced and chunk.sequence != due and not chunk.after_skip:  # a skip was warned about already
+                    self._damaged(f"the chunk at byte {chunk.offset} has sequence number {chunk.sequence} where "
+                                  f"{due} was due (chunks were lost, duplicated or reordered)")
+                due = (chunk.sequence + 1) % fmt.SEQUENCE_MODULUS
+                yield chunk
 
     def _next_record(self, unpacker: msgpack.Unpacker, chunk: _Chunk, index: int) -> Any:
         """The chunk's next record, or `_CUT` where an unverified (cut) chunk runs out; errors otherwise."""

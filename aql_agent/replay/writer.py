@@ -130,6 +130,7 @@ class ReplayWriter:
         self._returns = [0.0] * len(self.agents)
         self._lengths = [0] * len(self.agents)
         self._closed = False
+        self._chunks_written = 0  # the next chunk's sequence number
         self._file = open(self.path + PARTIAL_SUFFIX, "wb")
         self._file.write(fmt.FILE_MAGIC)
         self._records.append((fmt.HEADER, self.header))
@@ -245,7 +246,8 @@ class ReplayWriter:
         packed = self._packer.pack(self._records)
         raw = packed[len(array_header(count)):]  # the records back to back, without the list header
         stored = raw if self._compressor is None else self._compressor.compress(raw)
-        self._file.write(fmt.pack_chunk_header(self._codec, count, stored, len(raw)))
+        self._file.write(fmt.pack_chunk_header(self._codec, count, stored, len(raw), self._chunks_written))
+        self._chunks_written += 1
         self._file.write(stored)
         self._file.flush()
         if self._fsync:

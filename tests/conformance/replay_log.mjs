@@ -135,10 +135,12 @@ function readLog(path) {
   if (!file.subarray(0, 8).equals(MAGIC)) throw new Error("not a replay log (magic)");
   const records = [];
   let pos = 8, chunkIndex = 0;
+  const sequences = [];
   while (pos < file.length) {
     const head = file.subarray(pos, pos + 28);
     if (head.length < 28 || !head.subarray(0, 4).equals(CHUNK_MAGIC)) throw new Error(`no chunk header at ${pos}`);
     if (crc32(head.subarray(0, 24)) !== head.readUInt32LE(24)) throw new Error(`chunk header CRC fails at ${pos}`);
+    sequences.push(head.readUIntLE(5, 3));
     const codec = head[4], count = head.readUInt32LE(8), stored = head.readUInt32LE(12), raw = head.readUInt32LE(16);
     if (codec !== 0) throw new Error("this reader takes codec 0 only");
     const payload = file.subarray(pos + 28, pos + 28 + stored);
@@ -152,7 +154,11 @@ function readLog(path) {
     chunkIndex++;
   }
   const [tag, header] = records[0];
-  if (tag !== 0 || header.get("format") !== "aql-replay" || header.get("version")[0] !== 1) throw new Error("bad header");
+  const [major, minor] = header.get("version");
+  if (tag !== 0 || header.get("format") !== "aql-replay" || major !== 1) throw new Error("bad header");
+  if (minor >= 1) {  // since 1.1 chunk headers count 0, 1, 2, ... (mod 2^24) in bytes 5-7; 1.0 wrote zeros there
+    sequences.forEach((s, i) => { if (s !== i % 0x1000000) throw new Error(`chunk ${i} has sequence number ${s}: chunks lost, duplicated or reordered`); });
+  }
   const agents = header.get("agents").map((a) => a.get("id"));
   const specs = header.get("agents").map((a) => [a.get("observation_space"), a.get("action_space")]);
   const summary = { env_id: header.get("env_id"), agents, info_keys: header.get("info_keys") ?? [], episodes: [],
@@ -197,10 +203,11 @@ function readLog(path) {
 }
 
 // -- writing ---------------------------------------------------------------------------------------------
-function chunk(records) {
+function chunk(records, sequence) {
   const payload = Buffer.concat(records.map(pack));
   const head = Buffer.alloc(28);
   CHUNK_MAGIC.copy(head, 0);
+  head.writeUIntLE(sequence % 0x1000000, 5, 3);
   head.writeUInt32LE(records.length, 8);
   head.writeUInt32LE(payload.length, 12);
   head.writeUInt32LE(payload.length, 16);
@@ -218,10 +225,10 @@ function writeLog(path) {
     ["action_mask", new Map([["type", "multi_binary"], ["shape", [4]]])]])]]);
   const actionSpace = new Map([["type", "discrete"], ["dtype", "int64"], ["n", 4], ["start", 0]]);
   const agents = ["north", "south"];
-  const header = new Map([["format", "aql-replay"], ["version", [1, 0]], ["env_id", "conformance-v0"],
+  const header = new Map([["format", "aql-replay"], ["version", [1, 1]], ["env_id", "conformance-v0"],
     ["agents", agents.map((id) => new Map([["id", id], ["observation_space", observationSpace], ["action_space", actionSpace], ["player", new Map([["kind", "bot"], ["name", "js"]])]]))],
     ["info_keys", []], ["recorder", new Map([["library", "replay_log.mjs"]])], ["metadata", new Map()]]);
-  const chunks = [chunk([[0, header]])];
+  const chunks = [chunk([[0, header]], 0)];
   const wrote = { agents, episodes: [], steps: { north: 0, south: 0 }, reward_sums: { north: 0, south: 0 }, first_step: {} };
   let total = 0;
   for (let e = 0; e < 2; e++) {
@@ -243,10 +250,10 @@ function writeLog(path) {
     const outcomes = { north: "win", south: "loss" };
     records.push([3, e, new Map(agents.map((a) => [a, new Map([["return", new Float(returns[a])], ["length", length],
       ["outcome", outcomes[a]], ["final_observation", [float32s([e, length, 9]), new Uint8Array([1, 1, 1, 1])]]])])), new Map()]);
-    chunks.push(chunk(records));
+    chunks.push(chunk(records, chunks.length));
     wrote.episodes.push({ index: e, seed: 100 + e, lengths: { north: length, south: length }, outcomes });
   }
-  chunks.push(chunk([[4, new Map([["episodes", 2], ["steps", total], ["finished", "2026-11-29T00:00:00Z"]])]]));
+  chunks.push(chunk([[4, new Map([["episodes", 2], ["steps", total], ["finished", "2026-11-29T00:00:00Z"]])]], chunks.length));
   writeFileSync(path, Buffer.concat([MAGIC, ...chunks]));
   return wrote;
 }
