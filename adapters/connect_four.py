@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from aql_agent.adapters.games import Player
-from aql_agent.adapters.pettingzoo_games import PettingZooKind
+from aql_agent.adapters.pettingzoo_games import PettingZooKind, import_game_module
 
 ROWS, COLUMNS = 6, 7
 #: columns in the order the bot prefers them when nothing is at stake (centre first)
@@ -24,8 +24,7 @@ CENTRE_FIRST = (3, 2, 4, 1, 5, 0, 6)
 
 
 def connect_four_kind(settings: Mapping[str, Any] | None = None) -> PettingZooKind:
-    from pettingzoo.classic import connect_four_v3
-
+    connect_four_v3 = import_game_module("pettingzoo.classic.connect_four_v3")
     return PettingZooKind("connect-four", connect_four_v3.env, settings, bots={"greedy": greedy_bot},
                           default_opponent="greedy", describe=board_text)
 

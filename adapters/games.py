@@ -50,8 +50,9 @@ class StopRecording(Exception):
 
 class KeepWhatWasPlayed:
     """Around a recording loop: the log is closed whole when play ends, and also when a human stops it
-    (`StopRecording`, swallowed) or presses Ctrl-C or the process gets SIGTERM (re-raised once the log is closed): `end_open_episode(how)`
-    closes the episode in progress first. Any other error aborts the log (kept as `.partial`)."""
+    (`StopRecording`, swallowed) or presses Ctrl-C or the process gets SIGTERM (re-raised once the log is
+    closed): `end_open_episode(how)` closes the episode in progress first. Any other error aborts the log
+    (kept as `.partial`)."""
 
     def __init__(self, writer: Any, end_open_episode: Callable[[str], None]):
         self.writer, self.end_open_episode = writer, end_open_episode
@@ -171,6 +172,14 @@ class GameKind:
         """Run this game as an external engine: the connected agent plays one side (`alternate` or an agent),
         `opponent` the others; returns the agent's results."""
         raise NotImplementedError
+
+    def check_opponent(self, opponent: str | None) -> None:
+        """Refuse an opponent this game cannot field before any work starts (it is made once to check it)."""
+        if opponent is None:
+            return
+        if not self.multi_agent:
+            raise AqlError(f"{self.name} is single-agent: it takes no --opponent (got {opponent!r})")
+        self.make_player(opponent, 0)
 
     def check_side(self, side: str | None) -> None:
         if side is not None and side != "alternate" and side not in self.agents:

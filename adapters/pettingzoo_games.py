@@ -21,6 +21,7 @@ import importlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,14 @@ from aql_agent.errors import AqlError
 
 #: a bot factory: (argument after `NAME:`, seed) -> a player of the game's own observations
 BotFactory = Callable[[str, "int | None"], Player]
+
+
+def import_game_module(name: str) -> Any:
+    """Import a PettingZoo game module without the DeprecationWarning its own classic games give on import
+    ("old environment creation API"): it is addressed to PettingZoo's maintainers, not to our users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The old environment creation API", category=DeprecationWarning)
+        return importlib.import_module(name)
 
 
 class PettingZooKind(GameKind):
@@ -81,7 +90,7 @@ class PettingZooKind(GameKind):
         """`pettingzoo:MODULE`: a module with `env()` (AEC) or `parallel_env()`, as PettingZoo's own have."""
         module_name = name.partition(":")[2]
         try:
-            module = importlib.import_module(module_name)
+            module = import_game_module(module_name)
         except ImportError as error:
             raise AqlError(f"cannot import {module_name!r} for {name}: {error} (install the game's package, "
                            "e.g. pettingzoo[classic])") from None

@@ -11,6 +11,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from aql_agent import __version__
 from aql_agent.adapters.games import DEFAULT_GAME
@@ -41,12 +42,18 @@ def _inspect(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from aql_agent.demo import run_demo
 
+    from aql_agent.adapters.games import game_kind
+    from aql_agent.errors import MAX_SEED, require_number
+
     budget = QUICK if args.quick else DemoBudget()
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(DemoBudget)
                  if getattr(args, field.name) is not None}
     for name, value in overrides.items():
-        if value <= 0:
-            raise AqlError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        require_number(f"--{name.replace('_', '-')}", value, 0, above_low=True)
+    require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise AqlError(f"--out {args.out} is a file: the demo writes a folder there; pick another --out")
+    game_kind(DEFAULT_GAME).check_opponent(args.opponent)
     run_demo(args.out, seed=args.seed, opponent=args.opponent, budget=dataclasses.replace(budget, **overrides))
     return 0
 
@@ -55,7 +62,7 @@ def _set_threads(threads: int | None) -> None:
     if threads is not None:
         from aql_agent.errors import require_number
 
-        require_number("--threads", threads, 1, whole=True)
+        require_number("--threads", threads, 1, 1024, whole=True)
         import torch
         torch.set_num_threads(threads)
 
@@ -113,8 +120,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     require_number("--episodes/--games", episodes, 1, whole=True)
     require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     kind = game_kind(args.env)
-    if args.opponent is not None and not kind.multi_agent:
-        raise AqlError(f"{args.env} is single-agent: it takes no --opponent")
+    kind.check_opponent(args.opponent)
     policy = load_policy(args.checkpoint)
     kind.check_policy(policy, args.checkpoint)
     result = kind.evaluate(policy, episodes, seed=args.seed, opponent=args.opponent, progress=not args.no_progress)
@@ -174,7 +180,10 @@ def _deploy(args: argparse.Namespace) -> int:
 
     from aql_agent.adapters.bridge.protocol import check_endpoint
 
+    from aql_agent.errors import MAX_SEED, require_number
+
     _set_threads(args.threads)
+    require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     check_endpoint(args.bind, "--bind")
     if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")) and not args.public:
         raise AqlError(f"{args.bind} is not a loopback address: pass --public to serve other machines (and consider "
@@ -233,8 +242,7 @@ def _engine(args: argparse.Namespace) -> int:
     check_endpoint(args.connect, "--connect")
     kind = game_kind(args.env, _parse_overrides(args.set))
     kind.check_side(args.side)
-    if args.opponent is not None:
-        kind.make_player(args.opponent, 0)  # refuse an unknown opponent before connecting
+    kind.check_opponent(args.opponent)  # before connecting
     spec = kind.bridge_spec()
     client = EngineClient(args.connect, spec, engine=f"aql engine ({kind.name})", timeout_s=args.timeout_ms / 1000,
                           fallback_action=0 if spec.actions is not None else np.zeros(spec.action_shape, np.float32),
@@ -255,8 +263,16 @@ def _engine(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one `aql: error:` line like every other bad input (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"aql: error: {' '.join(message.split())} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aql", description="aql-agent: offline RL for game AI.")
+    parser = _Parser(prog="aql", description="aql-agent: offline RL for game AI.")
     parser.add_argument("--version", action="version", version=f"aql-agent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -432,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"aql: warning: {message}", file=sys.stderr)
+    print(f"aql: warning: {' '.join(str(message).split())}", file=sys.stderr)  # one line, like errors
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -109,8 +109,8 @@ class FinetuneSettings:
         require_number("--offline-ratio", self.offline_ratio, 0, 1)
         require_number("--updates-per-step", self.updates_per_step, 0, above_low=True)
         require_number("--relax", self.relax, 0, above_low=True)
-        if self.constraint_final is not None:
-            require_number("--constraint-final", self.constraint_final)
+        if self.constraint_final is not None:  # a threshold or a weight: never below zero
+            require_number("--constraint-final", self.constraint_final, 0)
         if self.anneal_steps is not None:
             require_number("--anneal-steps", self.anneal_steps, 1, whole=True)
         if self.exploration is not None:
@@ -212,6 +212,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     from aql_agent.adapters.games import game_kind
 
     kind = game_kind(settings.env)
+    kind.check_opponent(settings.opponent)
     checkpoint_dir = resolve_checkpoint(settings.checkpoint)
     learner, info, _ = load_learner(checkpoint_dir, settings.device)
     if not learner.fine_tunable:

@@ -82,6 +82,13 @@ class TrainSettings:
         require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
         require_number("--reward-scale", self.reward_scale, 0, above_low=True)
         require_device(self.device)
+        if self.algo not in ALGORITHMS:
+            raise AqlError(f"unknown algorithm {self.algo!r}; choose one of {', '.join(ALGORITHMS)}")
+        learner_class, variant = ALGORITHMS[self.algo]
+        try:  # a bad --set is refused here, before any data is read
+            learner_class.config_class.from_dict({**variant, **self.learner})
+        except AqlError as exc:
+            raise AqlError(f"--set: {exc}") from None
 
 
 def check_env_fit(dataset: TransitionDataset, env_id: str, discrete: bool = False) -> spaces.Space:
@@ -181,9 +188,13 @@ class TensorSampler:
 
 def train(settings: TrainSettings) -> dict[str, Any]:
     """Run (or resume) offline training; returns a summary with the last metrics and evaluation."""
-    if settings.algo not in ALGORITHMS:
-        raise AqlError(f"unknown algorithm {settings.algo!r}; choose one of {', '.join(ALGORITHMS)}")
     require_exists(settings.data, "dataset")
+    if settings.opponent is not None:
+        if settings.env is None:
+            raise AqlError("--opponent is who evaluations play against: it needs --env (the game to evaluate in)")
+        from aql_agent.adapters.games import game_kind
+
+        game_kind(settings.env).check_opponent(settings.opponent)
     dataset = load_dataset(settings.data, agent=settings.agent)
     discrete = is_discrete(settings.algo)
     if discrete:

@@ -105,7 +105,7 @@ def test_a_rerun_demo_replaces_its_own_files_but_nothing_else(tmp_path, capsys):
 
 def test_demo_refuses_a_budget_that_is_not_positive(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--train-steps", "0"]) == 2
-    assert "--train-steps must be positive" in capsys.readouterr().err
+    assert "--train-steps must be above 0" in capsys.readouterr().err
 
 
 def test_adapters_install_inside_the_aql_agent_namespace(tmp_path):

@@ -115,7 +115,8 @@ class BehaviourTreeBot:
     def __init__(self, level: str | BotLevel = "medium", seed: int | None = None):
         if isinstance(level, str):
             if level not in LEVELS:
-                raise AqlError(f"unknown bot level {level!r}; choose from {list(LEVELS)}")
+                raise AqlError(f"unknown bot level {level!r} (in bt:{level}); choose bt:LEVEL with LEVEL one of "
+                               f"{list(LEVELS)}")
             level = LEVELS[level]
         self.level = level
         self.rng = random.Random(seed)

@@ -52,6 +52,9 @@ def load_dataset(path: str | os.PathLike, agent: str | None = None, recover: boo
     kind = detect_format(path)
     if kind == "log":
         return TransitionDataset.from_log(path, agent=agent, recover=recover)
+    if agent not in (None, "all"):
+        raise DatasetError(f"agent {agent!r}: only a multi-agent replay log has agents to choose from; {path} is a "
+                           f"{kind} dataset of one agent, so leave --agent out")
     return {"npz": load_npz, "hdf5": load_hdf5, "minari": load_minari}[kind](path)
 
 
