@@ -423,3 +423,50 @@ def test_framing_and_session_fields_are_checked_as_the_doc_says(server):
         message = {"type": "heartbeat", "seq": 5, **({} if session is None else {"session": session})}
         reply = raw_request(server.endpoint, p.encode(message))
         assert reply["code"] == p.BAD_FIELD and "session" in reply["message"] and reply["seq"] == 5
+
+
+def test_a_recording_that_fails_ends_that_session_only(tmp_path, monkeypatch):
+    """A full disk while recording one engine's games: that engine gets an error and must say hello again;
+    the agent and the other engines' sessions carry on, and what was flushed stays readable."""
+    import errno
+
+    from aql_agent.replay import ReplayWriter
+
+    agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", record_dir=str(tmp_path), log=None)
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        doomed, other = (EngineClient(agent.endpoint, SPEC, timeout_s=2.0) for _ in range(2))
+        doomed_session, other_session = doomed.connect()["session"], other.connect()["session"]
+        mask = np.ones(5, np.int8)
+        for frame in range(3):
+            for client in (doomed, other):
+                client.act("agent", "e", frame, np.zeros(4, np.float32), mask)
+        real_add_step = ReplayWriter.add_step
+
+        def disk_full(self, *args, **kwargs):
+            if doomed_session in self.path:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_add_step(self, *args, **kwargs)
+
+        monkeypatch.setattr(ReplayWriter, "add_step", disk_full)
+        message = {"type": "step", "seq": 77, "session": doomed_session, "agent": "agent", "episode": "e", "frame": 9,
+                   "observation": np.zeros(4, np.float32).tobytes(), "action_mask": bytes(mask), "reward": 0.0}
+        reply = raw_request(agent.endpoint, msgpack.packb(message, use_bin_type=True))
+        assert reply["type"] == "error" and reply["code"] == p.INTERNAL and reply["seq"] == 77
+        assert "No space left" in reply["message"] and "send hello again" in reply["message"]
+        reply = raw_request(agent.endpoint, msgpack.packb({**message, "seq": 78, "frame": 10}, use_bin_type=True))
+        assert reply["code"] == p.NO_SESSION  # the engine re-handshakes, as after an agent restart
+        assert other.act("agent", "e", 3, np.zeros(4, np.float32), mask) is not None
+        assert other.end_episode("agent", "e", 4, np.zeros(4, np.float32), outcome="win")
+        assert agent.stats["recording_failures"] == 1 and thread.is_alive()
+        other.close()
+        doomed.close()
+    finally:
+        agent.stop()
+        thread.join(5)
+    with pytest.warns(Warning):  # the failed log is an unfinished .partial: every flushed step reads
+        (partial,) = [f for f in tmp_path.iterdir() if f.name.endswith(".partial")]
+        assert len(list(ReplayReader(str(partial)).steps())) == 2  # frames 0-2: two rewarded decisions
+    (finished,) = [f for f in tmp_path.iterdir() if f.name.endswith(".aqlog")]
+    assert other_session in finished.name and len(list(ReplayReader(str(finished)).steps())) == 4

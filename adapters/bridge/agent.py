@@ -112,7 +112,8 @@ class AgentServer:
                            "tcp://127.0.0.1:* for a free one)") from None
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.sessions: dict[str, Session] = {}
-        self.stats = {"requests": 0, "steps": 0, "batches": 0, "errors": 0, "games": 0, "sessions": 0}
+        self.stats = {"requests": 0, "steps": 0, "batches": 0, "errors": 0, "games": 0, "sessions": 0,
+                      "decisions_unrecorded": 0, "recording_failures": 0}
         self._running = True
         self._last_flush = time.monotonic()
 
@@ -224,7 +225,12 @@ class AgentServer:
         session = Session(session_id, identity, envelope, spec, engine, time.monotonic(),
                           streams={agent: Stream() for agent in spec.agents})
         if self.record_dir:
-            session.writer = self._open_log(session_id, session)
+            try:
+                session.writer = self._open_log(session_id, session)
+            except Exception as failure:  # noqa: BLE001 - e.g. the folder became unwritable
+                self.log(f"cannot open a replay log in {self.record_dir}: {failure!r:.300}")
+                return {"type": "refuse", "seq": seq, "reason": f"this agent records every game and cannot open a "
+                        f"log now ({failure!r:.200})"}
         self.sessions[session_id] = session
         self.stats["sessions"] += 1
         self.log(f"session {session_id}: {engine} playing {spec.env_id} (agents {list(spec.agents)})")
@@ -303,10 +309,20 @@ class AgentServer:
         for step, action in zip(steps, actions):
             session, stream = step.session, step.session.streams[step.agent]
             if session.writer is not None:
-                if stream.pending is not None:
-                    session.writer.add_step(*self._logged(stream.pending), step.reward, False, False,
-                                            agent=step.agent)
-                stream.pending = Decision(step.observation, step.mask, action)
+                if session.id not in self.sessions:  # an earlier step of this batch could not be recorded
+                    self._send(session.identity, session.envelope, p.error(step.seq, p.NO_SESSION, "the session "
+                               "was closed because its recording failed: send hello again"))
+                    continue
+                try:
+                    if stream.pending is not None:
+                        session.writer.add_step(*self._logged(stream.pending), step.reward, False, False,
+                                                agent=step.agent)
+                    stream.pending = Decision(step.observation, step.mask, action)
+                except Exception as failure:  # noqa: BLE001 - a full disk ends this session, not the agent
+                    self._recording_failed(session, failure)
+                    self._send(session.identity, session.envelope, p.error(step.seq, p.INTERNAL, f"recording "
+                               f"failed ({failure!r:.200}); the session is closed: send hello again"))
+                    continue
             wire_action = (int(action) if session.spec.actions is not None
                            else p.array_to_wire(np.asarray(action), "float32"))
             self._send(session.identity, session.envelope, {"type": "action", "seq": step.seq, "episode": step.episode,
@@ -318,6 +334,7 @@ class AgentServer:
         stream = session.streams[agent]
         if stream.episode is not None:  # the engine moved on without an `end`: the policy forgets that episode
             self.policy.end((id(session), agent, stream.episode))
+        self._drop_pending(session, stream)
         if session.writer is not None:
             others_open = any(s.episode == episode for name, s in session.streams.items() if name != agent)
             if not others_open:
@@ -355,16 +372,21 @@ class AgentServer:
         truncated = bool(message.get("truncated", False))
         writer = session.writer
         if writer is not None and writer.episode_open and stream.pending is not None:
-            writer.add_step(*self._logged(stream.pending), reward, terminated, truncated, agent=agent)
-            stream.pending = None
-            session.ended.add(agent)
-            if final is not None:
-                session.finals[agent] = self._observation(final, mask)
-            if outcome is not None:
-                session.outcomes[agent] = outcome
-            active = {name for name, s in session.streams.items() if s.episode == stream.episode}
-            if session.ended >= active:
-                self._finish_log_episode(session, {"engine_episode": stream.episode})
+            try:
+                writer.add_step(*self._logged(stream.pending), reward, terminated, truncated, agent=agent)
+                stream.pending = None
+                session.ended.add(agent)
+                if final is not None:
+                    session.finals[agent] = self._observation(final, mask)
+                if outcome is not None:
+                    session.outcomes[agent] = outcome
+                active = {name for name, s in session.streams.items() if s.episode == stream.episode}
+                if session.ended >= active:
+                    self._finish_log_episode(session, {"engine_episode": stream.episode})
+            except Exception as failure:  # noqa: BLE001 - a full disk ends this session, not the agent
+                self._recording_failed(session, failure)
+                raise p.BridgeError(p.INTERNAL, f"recording failed ({failure!r:.200}); the session is closed: "
+                                                "send hello again") from None
         self.policy.end((id(session), agent, stream.episode))
         session.games += 1
         self.stats["games"] += 1
@@ -375,6 +397,13 @@ class AgentServer:
             with open(os.path.join(self.record_dir, "games.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
         stream.episode, stream.frame = None, -1
+
+    def _drop_pending(self, session: Session, stream: Any) -> None:
+        """A decision whose reward never came (the engine began another episode, said bye or went silent
+        without `end`) is not logged, since its reward and done flags are unknown; counted in the stats."""
+        if session.writer is not None and stream.pending is not None:
+            self.stats["decisions_unrecorded"] += 1
+        stream.pending = None
 
     @staticmethod
     def _observation(observation: np.ndarray, mask: np.ndarray | None) -> Any:
@@ -420,20 +449,42 @@ class AgentServer:
             if now - session.last_seen > self.session_timeout:
                 self._close_session(session_id, f"engine silent for {self.session_timeout:.0f} s")
         if now - self._last_flush >= 1.0:
-            for session in self.sessions.values():
+            for session in list(self.sessions.values()):
                 if session.writer is not None:
-                    session.writer.flush()
+                    try:
+                        session.writer.flush()
+                    except Exception as failure:  # noqa: BLE001
+                        self._recording_failed(session, failure)
             self._last_flush = now
+
+    def _recording_failed(self, session: Session, failure: BaseException) -> None:
+        """The session's log cannot be written (disk full, folder gone): keep what was flushed (the log stays a
+        readable `.partial`), close that session, keep serving the others."""
+        self.sessions.pop(session.id, None)
+        self.stats["recording_failures"] += 1
+        writer, session.writer = session.writer, None
+        try:
+            writer.abort()
+        except Exception:  # noqa: BLE001 - the file may be gone already
+            pass
+        for agent, stream in session.streams.items():
+            if stream.episode is not None:
+                self.policy.end((id(session), agent, stream.episode))
+        self.log(f"session {session.id} closed: its recording failed ({failure!r:.300})")
 
     def _close_session(self, session_id: str, why: str) -> None:
         session = self.sessions.pop(session_id, None)
         if session is None:
             return
         if session.writer is not None:
-            if session.writer.episode_open:
-                self._finish_log_episode(session, {"stopped": why})
-            session.writer.close()
+            try:
+                if session.writer.episode_open:
+                    self._finish_log_episode(session, {"stopped": why})
+                session.writer.close()
+            except Exception as failure:  # noqa: BLE001 - the log stays a readable .partial
+                self.log(f"session {session_id}: its log could not be finished ({failure!r:.300})")
         for agent, stream in session.streams.items():
+            self._drop_pending(session, stream)
             if stream.episode is not None:
                 self.policy.end((id(session), agent, stream.episode))
         self.log(f"session {session_id} closed: {why} ({session.games} games)")

@@ -570,7 +570,8 @@ class ReplayReader:
 
     # -- records -----------------------------------------------------------------------------------------
     def _check(self, record: Any, chunk: _Chunk, index: int) -> tuple:
-        if not isinstance(record, (list, tuple)) or not record or record[0] not in fmt.RECORD_LENGTHS:
+        if not isinstance(record, (list, tuple)) or not record or not isinstance(record[0], int) \
+                or record[0] not in fmt.RECORD_LENGTHS:
             raise ReplayLogError(f"record {index} of the chunk is not a known record", self.path, chunk.offset)
         kind = record[0]
         if len(record) < fmt.RECORD_LENGTHS[kind]:

@@ -282,10 +282,12 @@ class ReplayWriter:
         """Stop after an error: flush what was recorded and leave it at `PATH.partial` (still readable)."""
         if self._closed:
             return
-        self._flush_chunk()
-        self._file.close()
-        self._closed = True
-        self._episode = None
+        try:
+            self._flush_chunk()  # may fail again (a full disk): the file is closed all the same
+        finally:
+            self._file.close()
+            self._closed = True
+            self._episode = None
         warnings.warn(ReplayLogWarning(f"recording interrupted: what was recorded is in {self.path}{PARTIAL_SUFFIX}"),
                       stacklevel=2)
 
