@@ -445,7 +445,7 @@ class BridgeFuzzer:
         while self.sent < frames:
             roll = rng.random()
             if self.session is None or roll < 0.02:
-                if self.session is not None and rng.random() < 0.5:
+                if self.session is not None and rng.random() < 0.9:  # else abandoned: the agent times it out
                     self.send_message(self.bye())
                 self.open_session()
                 continue
@@ -471,12 +471,15 @@ class BridgeFuzzer:
             self.send_message(self.bye())
 
 
-def _start_agent(argv: list[str], endpoint: str, stderr_path: str) -> subprocess.Popen:
+def _start_agent(argv: list[str], endpoint: str, output: str) -> subprocess.Popen:
+    """`aql deploy` with stdout and stderr in files (a pipe nobody reads would block it once full)."""
     process = subprocess.Popen([sys.executable, "-m", "aql_agent", "deploy", *argv, "--bind", endpoint],
-                               stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True, cwd=ROOT)
-    line = process.stdout.readline()  # the agent prints one JSON line once it serves
-    if not line.startswith("{"):
-        raise RuntimeError(f"agent did not start: {line} {open(stderr_path).read()}")
+                               stdout=open(output + ".stdout", "w"), stderr=open(output + ".stderr", "w"), cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not open(output + ".stdout").readline().startswith("{"):  # one JSON line once it serves
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"agent did not start: {open(output + '.stderr').read()[-2000:]}")
+        time.sleep(0.1)
     return process
 
 
@@ -503,8 +506,8 @@ def fuzz_bridge(frames: int, seed: int, work: str) -> dict[str, Any]:
     results = {}
     for n, (name, (argv, env)) in enumerate(agents.items()):
         endpoint = f"tcp://127.0.0.1:{_free_port()}"
-        stderr_path = os.path.join(work, f"agent-{n}.stderr")
-        process = _start_agent(argv, endpoint, stderr_path)
+        output = os.path.join(work, f"agent-{n}")
+        process = _start_agent(argv, endpoint, output)
         fuzzer = BridgeFuzzer(Client(endpoint), env, random.Random(seed + n), max_bytes)
         started = time.perf_counter()
         fuzzer.run(min(500, frames))
@@ -515,12 +518,12 @@ def fuzz_bridge(frames: int, seed: int, work: str) -> dict[str, Any]:
         alive = process.poll() is None
         process.send_signal(signal.SIGINT)
         try:
-            stdout, _ = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            stdout = ""
+        stdout = open(output + ".stdout").read()
         stats = next((json.loads(line)["stopped"] for line in stdout.splitlines() if line.startswith('{"stopped"')), {})
-        stderr = open(stderr_path).read()
+        stderr = open(output + ".stderr").read()
         result = {"frames": fuzzer.sent, "seconds": seconds, "replies": dict(fuzzer.replies.most_common()),
                   "timeouts": fuzzer.timeouts, "alive_at_end": alive, "exit_status": process.returncode,
                   "tracebacks": stderr.count("Traceback"), "rss_mib_after_warmup": rss_warm,
