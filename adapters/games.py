@@ -25,7 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gymnasium import spaces
@@ -136,10 +136,23 @@ class GameKind:
         return policy
 
     # -- playing ------------------------------------------------------------------------------------------
+    def play_games(self, policy: Player, games: Sequence[int], seed: int = 0, opponent: str | None = None,
+                   progress: bool = False) -> list[dict[str, Any]]:
+        """Play the games numbered `games` (0, 1, ... of an evaluation seeded with `seed`) with a policy on the
+        learner's view; one plain result per game. Game i must depend only on `seed + i` (its environment seed,
+        its side, the opponent's seed), so any split of the numbers over workers plays the same games."""
+        raise NotImplementedError
+
+    def summarise_games(self, results: list[dict[str, Any]], opponent: str | None = None) -> dict[str, Any]:
+        """What `evaluate` reports for the results of `play_games`, in game order."""
+        raise NotImplementedError
+
     def evaluate(self, policy: Player, episodes: int, seed: int = 0, opponent: str | None = None,
                  progress: bool = False) -> dict[str, Any]:
         """Score a policy on the learner's view over seeded episodes (games, sides alternating)."""
-        raise NotImplementedError
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise AqlError(f"games must be at least 1, got {episodes!r}")
+        return self.summarise_games(self.play_games(policy, range(episodes), seed, opponent, progress), opponent)
 
     def record(self, out_dir: str, player: str | tuple[Player, dict[str, Any]], opponent: str | None = None, *,
                episodes: int = 1, seed: int = 0, side: str | None = None, options: Mapping[str, Any] | None = None,

@@ -5,7 +5,7 @@ external engine over the bridge."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -63,15 +63,12 @@ def random_policy(env: gym.Env) -> Player:
     return lambda observation: env.action_space.sample()
 
 
-def evaluate_policy(env_id: str, policy: Player, episodes: int, seed: int = 0) -> dict[str, Any]:
-    """Play `episodes` seeded episodes (seeds seed, seed + 1, ...) and summarise the returns.
-
-    Returns mean and std of the return and, for D4RL's environments, of the normalised score.
-    """
+def play_episodes(env_id: str, policy: Player, episodes: Iterable[int], seed: int = 0) -> list[dict[str, Any]]:
+    """Episode i played from `reset(seed=seed + i)`: {"return", "length"} per episode, in order."""
     env = make_env(env_id, seed=seed)
-    returns, lengths = [], []
+    results = []
     try:
-        for episode in range(episodes):
+        for episode in episodes:
             obs, _ = env.reset(seed=seed + episode)
             total, length, done = 0.0, 0, False
             while not done:
@@ -79,11 +76,16 @@ def evaluate_policy(env_id: str, policy: Player, episodes: int, seed: int = 0) -
                 total += float(reward)
                 length += 1
                 done = terminated or truncated
-            returns.append(total)
-            lengths.append(length)
+            results.append({"return": total, "length": length})
     finally:
         env.close()
-    result: dict[str, Any] = {"env": env_id, "episodes": episodes, "return_mean": float(np.mean(returns)),
+    return results
+
+
+def summarise_episodes(env_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std of the return and, for D4RL's environments, of the normalised score."""
+    returns, lengths = [r["return"] for r in results], [r["length"] for r in results]
+    result: dict[str, Any] = {"env": env_id, "episodes": len(results), "return_mean": float(np.mean(returns)),
                               "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
                               "returns": returns}
     scores = [normalized_score(env_id, r) for r in returns]
@@ -91,6 +93,11 @@ def evaluate_policy(env_id: str, policy: Player, episodes: int, seed: int = 0) -
         result["normalized_mean"] = float(np.mean(scores))
         result["normalized_std"] = float(np.std(scores))
     return result
+
+
+def evaluate_policy(env_id: str, policy: Player, episodes: int, seed: int = 0) -> dict[str, Any]:
+    """Play `episodes` seeded episodes (seeds seed, seed + 1, ...) and summarise the returns."""
+    return summarise_episodes(env_id, play_episodes(env_id, policy, range(episodes), seed))
 
 
 class GymKind(GameKind):
@@ -115,9 +122,13 @@ class GymKind(GameKind):
             return policy, who
         raise AqlError(f"unknown player {spec!r} for {self.name}; gymnasium envs take random or agent:CHECKPOINT")
 
-    def evaluate(self, policy: Player, episodes: int, seed: int = 0, opponent: str | None = None,
-                 progress: bool = False) -> dict[str, Any]:
-        return evaluate_policy(self.name, policy, episodes, seed=seed)
+    def play_games(self, policy: Player, games: Sequence[int], seed: int = 0, opponent: str | None = None,
+                   progress: bool = False) -> list[dict[str, Any]]:
+        self.check_opponent(opponent)
+        return play_episodes(self.name, policy, games, seed)
+
+    def summarise_games(self, results: list[dict[str, Any]], opponent: str | None = None) -> dict[str, Any]:
+        return summarise_episodes(self.name, results)
 
     def record(self, out_dir: str, player: Any, opponent: str | None = None, *, episodes: int = 1, seed: int = 0,
                side: str | None = None, options: Mapping[str, Any] | None = None, compression: str = "none",

@@ -22,7 +22,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -270,27 +270,30 @@ class PettingZooKind(GameKind):
             players[agent], who[agent] = self.make_player(opponent or self.default_opponent, seed + 7919 * (index + 1))
         return players, who
 
-    def evaluate(self, policy: Player, episodes: int, seed: int = 0, opponent: str | None = None,
-                 progress: bool = False) -> dict[str, Any]:
-        if episodes < 1:
-            raise AqlError(f"games must be at least 1, got {episodes}")
+    def play_games(self, policy: Player, games: Sequence[int], seed: int = 0, opponent: str | None = None,
+                   progress: bool = False) -> list[dict[str, Any]]:
         player = self.player_from_view(policy)
         self.make_player(opponent or self.default_opponent, seed)  # refuse an unknown opponent before playing
         env = self.make_env()
-        outcomes, turns, illegal = [], 0, 0
+        results = []
         try:
-            for game in tqdm(range(episodes), desc=f"{self.name} vs {opponent or self.default_opponent}",
-                             unit="game", disable=not progress):
+            for game in tqdm(list(games), desc=f"{self.name} vs {opponent or self.default_opponent}", unit="game",
+                             disable=not progress):
                 side = self.agents[game % len(self.agents)]
                 players, _ = self._opponents(opponent, side, seed + game + 100_000)
                 result = self.play(env, {side: player, **players}, seed + game)
-                outcomes.append(result["outcomes"][side])
-                turns += result["turns"]
-                illegal += result["illegal"][side]
+                results.append({"outcome": result["outcomes"][side], "turns": result["turns"],
+                                "illegal": result["illegal"][side]})
         finally:
             env.close()
-        return {"env": self.name, "opponent": opponent or self.default_opponent, **outcome_counts(outcomes),
-                "mean_turns": turns / episodes, "illegal_actions_per_game": illegal / episodes}
+        return results
+
+    def summarise_games(self, results: list[dict[str, Any]], opponent: str | None = None) -> dict[str, Any]:
+        games = len(results)
+        return {"env": self.name, "opponent": opponent or self.default_opponent,
+                **outcome_counts([r["outcome"] for r in results]),
+                "mean_turns": sum(r["turns"] for r in results) / games,
+                "illegal_actions_per_game": sum(r["illegal"] for r in results) / games}
 
     def record(self, out_dir: str, player: str | tuple[Player, dict[str, Any]], opponent: str | None = None, *,
                episodes: int = 1, seed: int = 0, side: str | None = None, options: Mapping[str, Any] | None = None,

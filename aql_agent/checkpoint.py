@@ -252,3 +252,20 @@ def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
     for net in learner.nets.values():
         net.eval()
     return Policy(learner, Preprocessing.from_dict(info["preprocessing"]), info)
+
+
+def policy_weights(policy: Policy) -> dict[str, Any]:
+    """What rebuilds `policy` in another process: its checkpoint facts and network weights as numpy arrays
+    (plain data, for Ray's object store; `policy_from_weights` is the other half)."""
+    return {"info": dict(policy.info), "preprocessing": policy.preprocessing.to_dict(),
+            "nets": {key: value.detach().cpu().numpy() for key, value in policy.learner.nets.state_dict().items()}}
+
+
+def policy_from_weights(weights: Mapping[str, Any], device: str = "cpu") -> Policy:
+    info = weights["info"]
+    learner = make_learner(info["algo"], info["obs_dim"], info["act_dim"], info["learner_config"], device)
+    learner.nets.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in weights["nets"].items()})
+    for net in learner.nets.values():
+        net.eval()
+    return Policy(learner, Preprocessing.from_dict(weights["preprocessing"]), info)
+

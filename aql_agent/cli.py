@@ -121,9 +121,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     kind = game_kind(args.env)
     kind.check_opponent(args.opponent)
+    if args.workers is not None:
+        require_number("--workers", args.workers, 1, 1024, whole=True)
+    if args.address is not None and args.workers is None:
+        raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
     policy = load_policy(args.checkpoint)
     kind.check_policy(policy, args.checkpoint)
-    result = kind.evaluate(policy, episodes, seed=args.seed, opponent=args.opponent, progress=not args.no_progress)
+    if args.workers is None:
+        result = kind.evaluate(policy, episodes, seed=args.seed, opponent=args.opponent,
+                               progress=not args.no_progress)
+    else:
+        from aql_agent.distributed import evaluate_parallel
+
+        result = evaluate_parallel(args.env, policy, episodes, seed=args.seed, opponent=args.opponent,
+                                   workers=args.workers, address=args.address, progress=not args.no_progress)
     result["checkpoint"] = args.checkpoint
     result["algo"], result["step"] = policy.info["algo"], policy.info["step"]
     print(json.dumps(result, indent=2))
@@ -334,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--opponent", help="games: who to play (default: the game's own; moba-1v1: "
                           "bt:easy|medium|hard or random; connect-four: greedy or random)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--workers", type=int, help="play the games on this many Ray workers (needs the ray "
+                          "extra); the result equals the serial one")
+    evaluate.add_argument("--address", help="the Ray cluster to run --workers on (auto: the one `ray start` runs "
+                          "here; default: a local one)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_evaluate)
 

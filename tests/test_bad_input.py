@@ -80,6 +80,7 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
     ("eval", "--checkpoint"): [MISSING, "{garbage}", "{directory}"],
     ("eval", "--env"): ["NoSuchEnv-v0", "CartPole-v1", "", "pettingzoo:no.such.module"],
     ("eval", "--opponent"): ["bt:bogus"],
+    ("eval", "--address"): ["bogus"],
     ("record", "--env"): ["NoSuchEnv-v0", "", "pettingzoo:no.such.module"],
     ("record", "--player"): ["bogus", "agent:{out}/none", "agent:{garbage}", "bt:bogus", "human"],
     ("record", "--opponent"): ["bt:bogus"],

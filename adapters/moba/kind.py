@@ -9,7 +9,7 @@ game's own MultiDiscrete actions and concatenated per-head masks (`ConcatenatedM
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -86,12 +86,19 @@ class MobaKind(GameKind):
     def player_from_view(self, policy: Player) -> Player:
         return moba.flat_player(policy)
 
-    def evaluate(self, policy: Player, episodes: int, seed: int = 0, opponent: str | None = None,
-                 progress: bool = False) -> dict[str, Any]:
-        from aql_agent.adapters.moba.play import evaluate_against
+    def play_games(self, policy: Player, games: Sequence[int], seed: int = 0, opponent: str | None = None,
+                   progress: bool = False) -> list[dict[str, Any]]:
+        from aql_agent.adapters.moba.play import head_to_head_games
 
-        return {"env": self.name, **evaluate_against(moba.flat_player(policy), opponent or self.default_opponent,
-                                                     episodes, first_seed=seed, progress=progress, **self.settings)}
+        player, opponent = moba.flat_player(policy), opponent or self.default_opponent
+        moba_player(opponent)  # refuse an unknown opponent before the first game
+        return head_to_head_games(lambda game_seed: player, lambda game_seed: moba_player(opponent, game_seed)[0],
+                                  [seed + game for game in games], progress, **self.settings)
+
+    def summarise_games(self, results: list[dict[str, Any]], opponent: str | None = None) -> dict[str, Any]:
+        from aql_agent.adapters.moba.play import summarise_head_to_head
+
+        return {"env": self.name, "opponent": opponent or self.default_opponent, **summarise_head_to_head(results)}
 
     def record(self, out_dir: str, player: Any, opponent: str | None = None, *, episodes: int = 1, seed: int = 0,
                side: str | None = None, options: Mapping[str, Any] | None = None, compression: str = "none",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,29 +57,45 @@ def play_game(env: MobaParallelEnv, policies: Mapping[str, Player], seed: int | 
                       {agent: int(not game.towers[1 - side].alive) for side, agent in enumerate(AGENTS)})
 
 
+def head_to_head_games(make_first: Callable[[int], Player], make_second: Callable[[int], Player],
+                       seeds: Iterable[int], progress: bool = False, **settings: Any) -> list[dict[str, Any]]:
+    """One result per seed: the game played with that seed, sides by its parity (even: the first is blue).
+    Each game depends on its seed alone, so any split of the seeds (over workers) gives the same games."""
+    from tqdm import tqdm
+
+    env = MobaParallelEnv(**settings)
+    results = []
+    for seed in tqdm(list(seeds), desc="games", disable=not progress):
+        first_side, second_side = ("blue", "red") if seed % 2 == 0 else ("red", "blue")
+        game = play_game(env, {first_side: make_first(seed), second_side: make_second(seed + 100_000)}, seed=seed)
+        results.append({"outcome": "draw" if game.winner is None else "win" if game.winner == first_side else "loss",
+                        "frames": game.frames, "kills": game.kills[first_side], "deaths": game.kills[second_side],
+                        "towers": game.towers_destroyed[first_side], "lost_towers": game.towers_destroyed[second_side],
+                        "illegal": game.illegal_actions[first_side]})
+    return results
+
+
+def summarise_head_to_head(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first player's counts over games from `head_to_head_games`, with a 95% Wilson interval."""
+    games = len(results)
+
+    def total(key: str) -> int:
+        return sum(r[key] for r in results)
+
+    return {**outcome_counts([r["outcome"] for r in results]), "mean_frames": total("frames") / games,
+            "mean_kills": total("kills") / games, "mean_deaths": total("deaths") / games,
+            "towers_destroyed": total("towers"), "towers_lost": total("lost_towers"),
+            "illegal_actions_per_game": total("illegal") / games}
+
+
 def head_to_head(make_first: Callable[[int], Player], make_second: Callable[[int], Player], games: int,
                  first_seed: int = 0, progress: bool = False, **settings: Any) -> dict[str, Any]:
     """Play `games` seeded games between two policies, swapping sides every game; counts are the first's.
 
     `make_first(seed)` / `make_second(seed)` build a fresh policy per game (bots take the seed for their noise).
     """
-    from tqdm import tqdm
-
-    env = MobaParallelEnv(**settings)
-    outcomes: list[str] = []
-    frames = kills = deaths = towers = lost_towers = illegal = 0
-    for seed in tqdm(range(first_seed, first_seed + games), desc="games", disable=not progress):
-        first_side, second_side = ("blue", "red") if seed % 2 == 0 else ("red", "blue")
-        result = play_game(env, {first_side: make_first(seed), second_side: make_second(seed + 100_000)}, seed=seed)
-        outcomes.append("draw" if result.winner is None else "win" if result.winner == first_side else "loss")
-        frames += result.frames
-        kills, deaths = kills + result.kills[first_side], deaths + result.kills[second_side]
-        towers += result.towers_destroyed[first_side]
-        lost_towers += result.towers_destroyed[second_side]
-        illegal += result.illegal_actions[first_side]
-    return {**outcome_counts(outcomes), "mean_frames": frames / games, "mean_kills": kills / games,
-            "mean_deaths": deaths / games, "towers_destroyed": towers, "towers_lost": lost_towers,
-            "illegal_actions_per_game": illegal / games}
+    return summarise_head_to_head(head_to_head_games(make_first, make_second, range(first_seed, first_seed + games),
+                                                     progress, **settings))
 
 
 def evaluate_against(player: Player, opponent: str, games: int, first_seed: int = 0, progress: bool = False,

@@ -1,0 +1,101 @@
+"""Games played in parallel on Ray: `aql eval --workers N [--address ADDR]`.
+
+Each worker is a Ray actor holding one environment of the game and the policy, rebuilt from its weights (numpy
+arrays put once in Ray's object store). The driver hands out game numbers one at a time and summarises the
+results in game order with the game kind's own `summarise_games`; since game i depends only on `seed + i`,
+the summary equals the serial one exactly, whatever the number of workers.
+
+Ray is optional (`pip install 'aql-agent[ray]'`): only this module imports it, and only when called. Ray moves
+objects between its processes with its own serialisation (pickle), so a Ray cluster is a trusted boundary:
+never expose its ports beyond machines you control (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aql_agent.errors import AqlError
+
+
+def start_ray(workers: int, address: str | None = None) -> Any:
+    """Join the cluster at `address` (`auto`: the one `ray start` runs on this machine), or start a local one
+    with `workers` CPUs; returns the `ray` module."""
+    try:
+        import ray
+    except ImportError:
+        raise AqlError("--workers runs games on Ray, which is not installed: pip install 'aql-agent[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only cluster of our own
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        raise AqlError(f"cannot start or join {where}: {' '.join(str(error).split())[:300]} (start one with "
+                       "`ray start --head`, or leave --address out)") from None
+    return ray
+
+
+class GameWorker:
+    """One environment of the game and the policy; plays the games it is given."""
+
+    def __init__(self, game: str, settings: dict[str, Any], weights: dict[str, Any]):
+        import torch
+
+        from aql_agent.adapters.games import game_kind
+        from aql_agent.checkpoint import policy_from_weights
+
+        torch.set_num_threads(1)  # one CPU per actor: threads would only fight over it
+        self.kind = game_kind(game, settings)
+        self.policy = policy_from_weights(weights)
+
+    def play(self, games: list[int], seed: int, opponent: str | None) -> list[dict[str, Any]]:
+        return self.kind.play_games(self.policy, games, seed, opponent)
+
+
+def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponent: str | None = None, *,
+                      workers: int = 2, address: str | None = None, settings: dict[str, Any] | None = None,
+                      progress: bool = True) -> dict[str, Any]:
+    """`game_kind(game).evaluate(policy, games, seed, opponent)`, its games spread over `workers` Ray actors."""
+    from tqdm import tqdm
+
+    from aql_agent.adapters.games import GameKind, game_kind
+    from aql_agent.checkpoint import policy_weights
+    from aql_agent.errors import require_number
+
+    require_number("--workers", workers, 1, whole=True)
+    kind = game_kind(game, settings)
+    if type(kind).play_games is GameKind.play_games:  # a user's kind that only overrides `evaluate`
+        raise AqlError(f"{game} evaluates its games in one piece (its kind has no play_games): run without --workers")
+    kind.check_opponent(opponent)
+    ray = start_ray(workers, address)
+    weights = ray.put(policy_weights(policy))
+    actor = ray.remote(num_cpus=1)(GameWorker)
+    pool = [actor.remote(game, dict(settings or {}), weights) for _ in range(min(workers, games))]
+    results: dict[int, dict[str, Any]] = {}
+    pending: dict[Any, tuple[int, Any]] = {}
+    next_game = 0
+    with tqdm(total=games, desc=f"{game} on {len(pool)} workers", unit="game", disable=not progress) as bar:
+        for worker in pool:  # one game each to start, then one more to whoever finishes
+            pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
+            next_game += 1
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            number, worker = pending.pop(done)
+            try:
+                (results[number],) = ray.get(done)
+            except ray.exceptions.RayError as error:
+                raise AqlError(f"game {number} failed on a worker: {' '.join(str(error).split())[:400]}") from None
+            bar.update(1)
+            if next_game < games:
+                pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
+                next_game += 1
+    for worker in pool:
+        ray.kill(worker)
+    summary = kind.summarise_games([results[number] for number in range(games)], opponent)
+    summary["workers"] = len(pool)
+    return summary

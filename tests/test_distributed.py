@@ -1,0 +1,81 @@
+"""Parallel play on Ray (the `ray` extra): evaluation on workers gives exactly the serial result, in every kind
+of game. A local Ray of 2 CPUs is started inside the test, its files and HOME in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from aql_agent.adapters.games import game_kind  # noqa: E402
+from aql_agent.checkpoint import load_policy, policy_from_weights, policy_weights  # noqa: E402
+from aql_agent.cli import main  # noqa: E402
+from aql_agent.distributed import evaluate_parallel  # noqa: E402
+
+SHORT_MOBA = {"max_frames": 450}
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ray")
+    saved = {key: os.environ.get(key) for key in ("RAY_TMPDIR", "HOME", "RAY_AUTH_MODE")}
+    os.environ.update({"RAY_TMPDIR": str(folder), "HOME": str(folder), "RAY_AUTH_MODE": "disabled"})
+    ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _train(tmp_path, data: str, algo: str, *extra: str) -> str:
+    out = str(tmp_path / f"{algo}-run")
+    assert main(["train", "--algo", algo, "--data", data, "--out", out, "--steps", "20", "--no-progress",
+                 "--no-tensorboard", "--set", "hidden=[32,32]", *extra]) == 0
+    return out
+
+
+def _same(serial: dict, parallel: dict) -> None:
+    assert parallel.pop("workers") == 2
+    assert parallel == serial
+
+
+def test_weights_rebuild_the_same_policy(tmp_path, pendulum_data):
+    import numpy as np
+
+    policy = load_policy(_train(tmp_path, pendulum_data, "sac"))
+    rebuilt = policy_from_weights(json.loads(json.dumps(policy_weights(policy), default=lambda a: a.tolist())))
+    observations = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(rebuilt.act(observations), policy.act(observations))
+
+
+def test_parallel_evaluation_equals_serial_in_a_gymnasium_env(local_ray, tmp_path, pendulum_data):
+    policy = load_policy(_train(tmp_path, pendulum_data, "sac"))
+    serial = game_kind("Pendulum-v1").evaluate(policy, 5, seed=3)
+    _same(serial, evaluate_parallel("Pendulum-v1", policy, 5, seed=3, workers=2, progress=False))
+
+
+def test_parallel_evaluation_equals_serial_in_moba_and_connect_four(local_ray, tmp_path):
+    for game, settings, opponent in (("moba-1v1", SHORT_MOBA, "bt:easy"), ("connect-four", {}, "random")):
+        kind = game_kind(game, settings)
+        log = kind.record(str(tmp_path / game), kind.default_opponent, episodes=2, seed=0, progress=False)
+        policy = load_policy(_train(tmp_path / game, log, "bc-discrete", "--agent", "all"))
+        serial = kind.evaluate(policy, 5, seed=11, opponent=opponent)
+        _same(serial, evaluate_parallel(game, policy, 5, seed=11, opponent=opponent, workers=2, settings=settings,
+                                        progress=False))
+
+
+def test_aql_eval_takes_workers(local_ray, tmp_path, pendulum_data, capsys):
+    run = _train(tmp_path, pendulum_data, "sac")
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", run, "--env", "Pendulum-v1", "--episodes", "3", "--no-progress"]) == 0
+    serial = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--checkpoint", run, "--env", "Pendulum-v1", "--episodes", "3", "--workers", "2",
+                 "--no-progress"]) == 0
+    parallel = json.loads(capsys.readouterr().out)
+    assert parallel.pop("workers") == 2 and parallel == serial
