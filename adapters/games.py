@@ -44,6 +44,13 @@ Player = Callable[[Any], Any]
 DEFAULT_GAME = "moba-1v1"
 
 
+def reseeded_each_episode(spec: Any) -> bool:
+    """Bots and random players of a recording are made afresh for each episode with that episode's seed, so
+    episode i depends only on `seed + i` and any split of the episodes over workers records the same games;
+    agents (deterministic) and humans are made once."""
+    return isinstance(spec, str) and spec.partition(":")[0] not in ("agent", "human")
+
+
 class StopRecording(Exception):
     """A human asked to stop (Esc, a closed window, `q`): the log keeps every episode played so far."""
 

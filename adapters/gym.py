@@ -45,6 +45,7 @@ def record_episodes(env: gym.Env, policy: Player, path: str | os.PathLike, episo
                       recorder={"tool": "aql_agent.adapters.gym.record_episodes"},
                       metadata=metadata) as writer:
         for episode in tqdm(range(episodes), desc=f"recording {env_id}", unit="ep", disable=not progress):
+            env.action_space.seed(seed + episode)  # a random policy's draws: episode i depends on seed + i only
             observation, _ = env.reset(seed=seed + episode)
             writer.begin_episode(seed=seed + episode)
             done = False

@@ -30,7 +30,7 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from aql_agent.adapters.games import (GameKind, KeepWhatWasPlayed, Player, StopRecording, agent_player, log_path,
-                                      outcome_counts)
+                                      outcome_counts, reseeded_each_episode)
 from aql_agent.errors import AqlError
 
 #: a bot factory: (argument after `NAME:`, seed) -> a player of the game's own observations
@@ -329,6 +329,10 @@ class PettingZooKind(GameKind):
                 for episode in tqdm(range(episodes), desc=f"recording {self.name} ({label} vs "
                                     f"{opponent or self.default_opponent})", unit="game",
                                     disable=not progress or human):
+                    if episode and reseeded_each_episode(player):
+                        policy = self.make_player(player, seed + episode)[0]
+                    if episode and reseeded_each_episode(opponent or self.default_opponent):
+                        opponents = self._opponents(opponent, side, seed + episode)[0]
                     writer.begin_episode(seed=seed + episode)
                     started = time.perf_counter()
                     result = self.play(env, {side: policy, **opponents}, seed + episode, writer=writer)

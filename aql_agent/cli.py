@@ -149,10 +149,25 @@ def _record(args: argparse.Namespace) -> int:
 
     require_number("--episodes", args.episodes, 1, whole=True)
     require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
-    kind = game_kind(args.env, _parse_overrides(args.set))
-    path = kind.record(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed, side=args.side,
-                       options={"hero": args.hero, "opponent_hero": args.opponent_hero, "fps": args.fps},
-                       compression=args.compression, overwrite=args.overwrite, progress=not args.no_progress)
+    settings = _parse_overrides(args.set)
+    kind = game_kind(args.env, settings)
+    options = {"hero": args.hero, "opponent_hero": args.opponent_hero, "fps": args.fps}
+    if args.workers is not None:
+        require_number("--workers", args.workers, 1, 1024, whole=True)
+    if args.address is not None and args.workers is None:
+        raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
+    if args.workers is None:
+        path = kind.record(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed,
+                           side=args.side, options=options, compression=args.compression, overwrite=args.overwrite,
+                           progress=not args.no_progress)
+    else:
+        from aql_agent.distributed import record_parallel
+
+        given = {key: value for key, value in options.items() if value is not None}
+        path = record_parallel(args.env, args.out, args.player, args.opponent, episodes=args.episodes,
+                               seed=args.seed, side=args.side, options=given, compression=args.compression,
+                               overwrite=args.overwrite, workers=args.workers, address=args.address,
+                               settings=settings, progress=not args.no_progress)
 
     print(f"wrote {path}")
     print(format_summary(summarise(path)))
@@ -375,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="game setting, e.g. moba-1v1's frame_skip=3, max_frames=20000, zero_sum=false")
     record.add_argument("--compression", default="none", choices=["none", "zstd"])
     record.add_argument("--overwrite", action="store_true", help="replace an existing log of the same name")
+    record.add_argument("--workers", type=int, help="record the episodes on this many Ray workers (bots, random "
+                        "players and agents; needs the ray extra): the same log as one process writes")
+    record.add_argument("--address", help="the Ray cluster to run --workers on (auto: the one `ray start` runs here)")
     record.add_argument("--no-progress", action="store_true", help="no progress bar")
     record.set_defaults(run=_record)
 

@@ -99,3 +99,80 @@ def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponen
     summary = kind.summarise_games([results[number] for number in range(games)], opponent)
     summary["workers"] = len(pool)
     return summary
+
+
+def _record_part(game: str, settings: dict[str, Any], player: str, opponent: str | None, episodes: int, seed: int,
+                 side: str | None, options: dict[str, Any], compression: str) -> tuple[str, bytes]:
+    """On a worker: record `episodes` episodes from `seed` into a scratch folder; the log's name and bytes
+    (bytes, not a path: the worker's disk may be another machine's)."""
+    import tempfile
+
+    import torch
+
+    from aql_agent.adapters.games import game_kind
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = game_kind(game, settings).record(scratch, player, opponent, episodes=episodes, seed=seed, side=side,
+                                                options=options, compression=compression, progress=False)
+        with open(path, "rb") as f:
+            return os.path.basename(path), f.read()
+
+
+def record_parallel(game: str, out_dir: str, player: str, opponent: str | None = None, *, episodes: int = 1,
+                    seed: int = 0, side: str | None = None, options: dict[str, Any] | None = None,
+                    compression: str = "none", overwrite: bool = False, workers: int = 2,
+                    address: str | None = None, settings: dict[str, Any] | None = None,
+                    progress: bool = True) -> str:
+    """`game_kind(game).record(...)` with the episodes split into `workers` consecutive parts recorded on Ray
+    and joined, in episode order, into the one log the serial command writes (same name, same steps)."""
+    import shutil
+    import tempfile
+
+    from tqdm import tqdm
+
+    from aql_agent.adapters.games import game_kind
+    from aql_agent.errors import require_number
+    from aql_agent.replay import ReplayReader, ReplayWriter, copy_episodes
+
+    require_number("--workers", workers, 1, whole=True)
+    if not isinstance(player, str) or player == "human" or opponent == "human":
+        raise AqlError("--workers records bots, random players and agents; a human plays in one process")
+    kind = game_kind(game, settings)
+    kind.check_opponent(opponent)
+    if player != "random":
+        kind.make_player(player, seed)  # refuse an unknown player before starting workers
+    ray = start_ray(workers, address)
+    parts = min(workers, episodes)
+    bounds = [round(i * episodes / parts) for i in range(parts + 1)]
+    task = ray.remote(num_cpus=1)(_record_part)
+    futures = [task.remote(game, dict(settings or {}), player, opponent, bounds[i + 1] - bounds[i], seed + bounds[i],
+                           side, dict(options or {}), compression) for i in range(parts)]
+    os.makedirs(out_dir, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".parts-", dir=out_dir)
+    try:
+        paths = []
+        with tqdm(total=parts, desc=f"recording {game} on {parts} workers", unit="part", disable=not progress) as bar:
+            for i, future in enumerate(futures):
+                try:
+                    name, data = ray.get(future)
+                except ray.exceptions.RayError as error:
+                    raise AqlError(f"recording part {i} failed on a worker: {' '.join(str(error).split())[:400]}") \
+                        from None
+                paths.append(os.path.join(scratch, f"{i}-{name}"))
+                with open(paths[-1], "wb") as f:
+                    f.write(data)
+                bar.update(1)
+        first = ReplayReader(paths[0]).header  # part 0 starts at `seed`: its name and header are the serial ones
+        target = os.path.join(out_dir, os.path.basename(paths[0]).partition("-")[2])
+        if os.path.exists(target) and not overwrite:
+            raise AqlError(f"{target} exists; pass --overwrite to replace it or choose another --out or --seed")
+        with ReplayWriter(target, first.env_id, first.observation_spaces, first.action_spaces, agents=first.agents,
+                          players=first.players, info_keys=first.info_keys, compression=compression,
+                          overwrite=overwrite, recorder={**first.recorder, "workers": parts},
+                          metadata=first.metadata) as writer:
+            for path in paths:
+                copy_episodes(path, writer)
+        return target
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

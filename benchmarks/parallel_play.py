@@ -1,4 +1,4 @@
-"""Evaluation games per second: serial, and on Ray with 1 and 2 workers, side by side in one run.
+"""Evaluation and recording games per second: serial, and on Ray with 1 and 2 workers, side by side in one run.
 
     python benchmarks/parallel_play.py --games 24          # moba-1v1, a discrete agent against bt:medium
 
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=24)
     parser.add_argument("--record-games", type=int, default=4, help="bot games the agent is trained from")
     parser.add_argument("--train-steps", type=int, default=500)
+    parser.add_argument("--record-bench", type=int, default=16, help="bot-vs-bot games recorded per timing")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "parallel_play"), help="output stem")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -65,11 +66,27 @@ def main() -> None:
                 assert result.pop("workers") == workers and result == serial, "parallel play changed the result"
                 runs[f"ray, {workers} worker{'s' * (workers > 1)}, round {round_}"] = {"seconds": seconds,
                                                                                       "result": result}
+        record_runs = {}
+        started = time.perf_counter()
+        kind.record(os.path.join(work, "serial"), args.opponent, "bt:easy", episodes=args.record_bench, seed=0,
+                    progress=False)
+        record_runs["serial"] = time.perf_counter() - started
+        from aql_agent.distributed import record_parallel
+
+        for workers in (1, 2):
+            started = time.perf_counter()
+            record_parallel(args.game, os.path.join(work, f"ray-{workers}"), args.opponent, "bt:easy",
+                            episodes=args.record_bench, seed=0, workers=workers, progress=False)
+            record_runs[f"ray, {workers} worker{'s' * (workers > 1)}"] = time.perf_counter() - started
         ray.shutdown()
     report = {"game": args.game, "opponent": args.opponent, "games": args.games, "cpus": os.cpu_count(),
               "ray_init_seconds": ray_start, "win_rate": serial["win_rate"],
               "runs": {name: {"seconds": run["seconds"], "games_per_second": args.games / run["seconds"]}
-                       for name, run in runs.items()}}
+                       for name, run in runs.items()},
+              "recording": {"games": args.record_bench, "players": f"{args.opponent} vs bt:easy",
+                            "runs": {name: {"seconds": seconds, "games_per_second": args.record_bench / seconds,
+                                            "speed_vs_serial": record_runs["serial"] / seconds}
+                                     for name, seconds in record_runs.items()}}}
     base = report["runs"]["serial"]["seconds"]
     for run in report["runs"].values():
         run["speed_vs_serial"] = base / run["seconds"]
@@ -81,10 +98,13 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 3))
     names = list(report["runs"])
     ax.barh(names, [report["runs"][n]["games_per_second"] for n in names], color="tab:green")
-    ax.set_xlabel(f"{args.game} games per second ({args.games} games vs {args.opponent}; same results)")
+    ax.set_xlabel(f"evaluation: {args.game} games/s ({args.games} games vs {args.opponent}; same results)")
+    names = list(report["recording"]["runs"])
+    ax2.barh(names, [report["recording"]["runs"][n]["games_per_second"] for n in names], color="tab:purple")
+    ax2.set_xlabel(f"recording: games/s ({args.record_bench} games, {args.opponent} vs bt:easy; same log)")
     fig.tight_layout()
     fig.savefig(args.out + ".png", dpi=110)
     print(json.dumps(report, indent=1))

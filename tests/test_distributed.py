@@ -15,7 +15,7 @@ from aql_agent.checkpoint import load_policy, policy_from_weights, policy_weight
 from aql_agent.cli import main  # noqa: E402
 from aql_agent.distributed import evaluate_parallel  # noqa: E402
 
-SHORT_MOBA = {"max_frames": 450}
+SHORT_MOBA = {"max_frames": 300}
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,54 @@ def test_aql_eval_takes_workers(local_ray, tmp_path, pendulum_data, capsys):
                  "--no-progress"]) == 0
     parallel = json.loads(capsys.readouterr().out)
     assert parallel.pop("workers") == 2 and parallel == serial
+
+
+def _steps(path: str) -> dict:
+    from aql_agent.replay import ReplayReader
+
+    reader = ReplayReader(path)
+    columns = reader.columns()
+    return {"episodes": [(e.index, e.seed, e.outcomes) for e in columns.episodes],
+            "agents": {agent: (columns.agents[agent].observations, columns.agents[agent].actions,
+                               columns.agents[agent].rewards, columns.agents[agent].episode)
+                       for agent in reader.header.agents}}
+
+
+def _equal(a, b) -> None:
+    import numpy as np
+
+    assert a["episodes"] == b["episodes"]
+    for agent in a["agents"]:
+        for x, y in zip(a["agents"][agent], b["agents"][agent]):
+            if isinstance(x, dict):
+                for key in x:
+                    np.testing.assert_array_equal(x[key], y[key])
+            else:
+                np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(("game", "settings", "player", "opponent"), [
+    ("moba-1v1", SHORT_MOBA, "bt:medium", "random"), ("connect-four", {}, "random", "greedy"),
+    ("Pendulum-v1", {}, "random", None)])
+def test_parallel_recording_writes_the_serial_log(local_ray, tmp_path, game, settings, player, opponent):
+    from aql_agent.distributed import record_parallel
+
+    kind = game_kind(game, settings)
+    serial = kind.record(str(tmp_path / "serial"), player, opponent, episodes=4, seed=4, progress=False)
+    parallel = record_parallel(game, str(tmp_path / "parallel"), player, opponent, episodes=4, seed=4, workers=2,
+                               settings=settings, progress=False)
+    assert os.path.basename(parallel) == os.path.basename(serial)
+    assert os.listdir(tmp_path / "parallel") == [os.path.basename(parallel)]  # no scratch parts left behind
+    _equal(_steps(serial), _steps(parallel))
+
+
+def test_aql_record_takes_workers(local_ray, tmp_path, capsys):
+    out = str(tmp_path / "logs")
+    assert main(["record", "--env", "connect-four", "--player", "random", "--opponent", "greedy", "--episodes", "3",
+                 "--workers", "2", "--out", out, "--no-progress"]) == 0
+    capsys.readouterr()
+    (log,) = os.listdir(out)
+    assert len(_steps(os.path.join(out, log))["episodes"]) == 3
+    assert main(["record", "--env", "connect-four", "--player", "human", "--episodes", "3", "--workers", "2",
+                 "--out", out, "--no-progress"]) == 2
+    assert "a human plays in one process" in capsys.readouterr().err

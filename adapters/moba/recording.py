@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from aql_agent.adapters.games import KeepWhatWasPlayed, log_path
+from aql_agent.adapters.games import KeepWhatWasPlayed, log_path, reseeded_each_episode
 from aql_agent.errors import AqlError
 from aql_agent.replay import ReplayWriter
 
@@ -44,6 +44,8 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
     other = moba.AGENTS[1 - moba.AGENTS.index(side)]
     env = MobaKind(settings).env(seed=seed, heroes=tuple(heroes))
     human = player == "human"
+    fresh = {side: (player, 0), other: (opponent, 7919)}  # players made again each episode, and their seed offset
+    fresh = {agent: spec for agent, spec in fresh.items() if reseeded_each_episode(spec[0])}
     policies, players = {}, {}
     if human:
         policies[side] = KeyboardPlayer(moba.AGENTS.index(side), events=events)
@@ -78,6 +80,8 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
         with KeepWhatWasPlayed(writer, end_stopped_episode):
             for episode in tqdm(range(episodes), desc=f"recording {moba.ENV_NAME} ({player} vs {opponent})",
                                 unit="game", disable=not progress or human):
+                for agent, (spec, offset) in fresh.items():
+                    policies[agent] = moba_player(spec, seed=seed + episode + offset)[0]
                 for policy in policies.values():
                     if hasattr(policy, "reset"):
                         policy.reset()
