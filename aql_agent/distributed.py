@@ -32,7 +32,8 @@ def start_ray(workers: int, address: str | None = None) -> Any:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     object_store_memory=256 * 1024 * 1024)  # weights and recorded parts; more spills to disk
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         raise AqlError(f"cannot start or join {where}: {' '.join(str(error).split())[:300]} (start one with "

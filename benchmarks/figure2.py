@@ -9,7 +9,7 @@ against the behaviour-tree AI over training.
    (runs go to `RUNS/moba-bt-games/ALGO/seedN`); both sides
    are learned from (`--agent all`). Existing logs are kept, so the data is made once.
 2. **Training**: each (algorithm, seed) is one `aql train` run with the same networks and budget (one torch
-   thread each, `--jobs` at a time; finished runs are skipped, interrupted ones resume), evaluated every
+   thread each, `--jobs` at a time as Ray Tune trials; finished runs are skipped, interrupted ones resume), evaluated every
    `--eval-every` updates by `--eval-games` seeded games against `--opponent`, sides swapped every game.
 3. **Outputs**: OUT.json (every run's win-rate curve and final figures), OUT.md (final win rate, mean +/- std
    over seeds, and G's cross-entropy), OUT.png (win rate and gen_ce over training, mean and std over seeds).
@@ -18,7 +18,6 @@ against the behaviour-tree AI over training.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import itertools
 import json
 import os
@@ -28,7 +27,7 @@ import numpy as np
 
 from aql_agent.adapters.games import DEFAULT_GAME, game_kind
 from plot_runs import read
-from table1 import run_folder, train_one
+from table1 import run_folder, run_grid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PAIRS = ["bt:hard,bt:medium", "bt:hard,bt:easy", "bt:medium,bt:easy", "bt:medium,bt:medium"]
@@ -119,7 +118,9 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=500)
     parser.add_argument("--set", action="append", default=[], metavar="ALGO:KEY=VALUE",
                         help="learner setting for one algorithm (every algorithm gets the same networks by default)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each); more than 1 runs "
+                        "them as Ray Tune trials (the ray extra)")
+    parser.add_argument("--address", help="the Ray cluster to run the trials on (default: a local one)")
     parser.add_argument("--runs", default="runs/figure2", help="folder of the data and the run folders")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "figure2"), help="output stem")
     args = parser.parse_args()
@@ -130,12 +131,10 @@ def main() -> None:
     harness = types.SimpleNamespace(runs=args.runs, records=os.path.join(args.runs, "records"), device="cpu",
                                     steps=args.steps, eval_every=args.eval_every,
                                     eval_episodes=args.eval_games, log_every=args.log_every, set=args.set,
-                                    train_args=["--agent", "all", "--opponent", args.opponent])
-    jobs = list(itertools.product(args.seeds, args.algos))
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(train_one, harness, DEFAULT_GAME, data, algo, seed) for seed, algo in jobs]
-        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            print(f"[{done}/{len(futures)}] {future.result()}", flush=True)
+                                    train_args=["--agent", "all", "--opponent", args.opponent], jobs=args.jobs,
+                                    address=args.address, deadline=None)
+    run_grid(harness, [("aql", DEFAULT_GAME, data, algo, seed)
+                       for seed, algo in itertools.product(args.seeds, args.algos)])
 
     results = collect(args, data)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -28,7 +28,6 @@ evaluation, mean +/- std over the seeds recorded, top 3 per dataset in bold; and
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import os
 import shutil
@@ -295,6 +294,52 @@ def plots(results: dict, algos: list[str], out: str) -> None:
         fig.savefig(out + "-figure1.png", dpi=110)
 
 
+RUNNERS = {"aql": train_one, "d3rlpy": train_d3rlpy}
+
+
+def run_job(args: argparse.Namespace, job: tuple, started: float) -> str:
+    """One grid cell (`job`: runner name, env, dataset, algorithm, seed), unless the deadline has passed."""
+    runner, env, data, algo, seed = job
+    if args.deadline is not None and time.time() - started > 60 * args.deadline:
+        return f"{dataset_name(data)} {algo} seed {seed}: not started (--deadline {args.deadline} min)"
+    return RUNNERS[runner](args, env, data, algo, seed)
+
+
+def run_grid(args: argparse.Namespace, jobs: list[tuple]) -> None:
+    """`--jobs 1`: the runs one after another here. More: each run a Ray Tune trial with one CPU (and one GPU
+    with --device cuda), `--jobs` at a time, on a local Ray or the cluster at `--address`. Either way every run
+    is one `aql train` subprocess writing its record, so an interrupted grid resumes from the records."""
+    started = time.time()
+    if args.jobs == 1 and args.address is None:
+        for done, job in enumerate(jobs, 1):
+            print(f"[{done}/{len(jobs)}] {run_job(args, job, started)}", flush=True)
+        return
+    sys.path.insert(0, os.path.dirname(HERE))
+    from aql_agent.distributed import start_ray
+
+    start_ray(args.jobs, args.address)
+    from ray import tune
+
+    here = os.getcwd()
+
+    def trial(config: dict) -> None:
+        os.chdir(here)  # Tune starts trials in their own folder; the grid's paths are relative to ours
+        tune.report({"message": run_job(args, tuple(config["job"]), started)})
+
+    resources = {"cpu": 1, "gpu": 1 if args.device.startswith("cuda") else 0}
+    tuner = tune.Tuner(tune.with_resources(trial, resources),
+                       param_space={"job": tune.grid_search([list(job) for job in jobs])},
+                       tune_config=tune.TuneConfig(max_concurrent_trials=args.jobs),
+                       run_config=tune.RunConfig(name="table1", storage_path=os.path.abspath(os.path.join(
+                           args.runs, "tune")), verbose=0))
+    results = tuner.fit()
+    failed = [result for result in results if result.error is not None]
+    for done, result in enumerate(results, 1):
+        print(f"[{done}/{len(jobs)}] {result.metrics.get('message') or result.error}", flush=True)
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(jobs)} runs failed; the first: {failed[0].error}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=["bc", "bcq", "bear", "cql", "aql"])
@@ -310,7 +355,10 @@ def main() -> None:
                         "d3rlpy config fields as JSON values, e.g. d3rlpy-bear:warmup_steps=1000")
     parser.add_argument("--d3rlpy", nargs="*", default=[], choices=["bc", "bcq", "bear", "cql"],
                         help="also train d3rlpy's implementation of these on the same grid")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each); more than 1 runs "
+                        "them as Ray Tune trials (the ray extra)")
+    parser.add_argument("--address", help="the Ray cluster to run the trials on (auto: the one `ray start` runs here; "
+                        "the datasets, runs and records folders must be on storage every node shares)")
     parser.add_argument("--device", default="cpu", help="torch device of every run (cuda, cuda:1, ...)")
     parser.add_argument("--runs", default="runs/table1", help="folder of the run folders (scratch, not committed)")
     parser.add_argument("--records", default=os.path.join(HERE, "results", "table1-runs"),
@@ -329,21 +377,10 @@ def main() -> None:
         parser.error("--datasets is required")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     datasets = [parse_dataset(spec, args.env) for spec in args.datasets]
-    jobs = [(train_one, env, data, algo, seed) for env, data in datasets for seed in args.seeds for algo in args.algos]
-    jobs += [(train_d3rlpy, env, data, algo, seed) for env, data in datasets for seed in args.seeds
-             for algo in args.d3rlpy]
-    started = time.monotonic()
-
-    def run(function, env: str, data: str, algo: str, seed: int) -> str:
-        if args.deadline is not None and time.monotonic() - started > 60 * args.deadline:
-            return f"{dataset_name(data)} {algo} seed {seed}: not started (--deadline {args.deadline} min)"
-        return function(args, env, data, algo, seed)
-
+    jobs = [("aql", env, data, algo, seed) for env, data in datasets for seed in args.seeds for algo in args.algos]
+    jobs += [("d3rlpy", env, data, algo, seed) for env, data in datasets for seed in args.seeds for algo in args.d3rlpy]
     if not args.summary_only:
-        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(run, *job) for job in jobs]
-            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                print(f"[{done}/{len(futures)}] {future.result()}", flush=True)
+        run_grid(args, jobs)
 
     algos = args.algos + [f"d3rlpy-{a}" for a in args.d3rlpy]
     results = collect(args, datasets, algos)

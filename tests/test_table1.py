@@ -24,7 +24,7 @@ def test_a_small_grid_writes_table_json_and_plots(tmp_path):
     out = str(tmp_path / "table")
     command = [sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--algos", "bc", "bcq",
                "--datasets", *datasets, "--env", "Pendulum-v1", "--seeds", "0", "--steps", "20",
-               "--eval-every", "10", "--eval-episodes", "1", "--log-every", "10", "--jobs", "2",
+               "--eval-every", "10", "--eval-episodes", "1", "--log-every", "10", "--jobs", "1",
                "--set", "bcq:hidden=[16]", "--runs", str(tmp_path / "runs"), "--records", str(tmp_path / "records"),
                "--out", out]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -61,3 +61,37 @@ def test_a_small_grid_writes_table_json_and_plots(tmp_path):
     assert partial.returncode == 0, partial.stderr
     rows = {line.split("|")[1].strip(): line for line in open(out + ".md") if line.startswith("| pendulum")}
     assert "(n=1)" in rows["pendulum-a"] and rows["pendulum-b"].split("|")[2].strip() == "-"
+
+
+def test_a_tune_grid_gives_the_serial_harness_s_metrics(tmp_path):
+    """2 algorithms x 1 dataset x 2 seeds, once run one after another and once as Ray Tune trials two at a
+    time: every record's curve and final score are the same."""
+    import pytest
+
+    pytest.importorskip("ray.tune")
+    env = make_env("Pendulum-v1", seed=0)
+    log = str(tmp_path / "pendulum.aqlog")
+    record_episodes(env, random_policy(env), log, episodes=2, seed=0, progress=False)
+    convert(log, tmp_path / "pendulum.npz")
+    import shutil
+    import tempfile
+
+    ray_home = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit in 107 bytes
+    records = {}
+    for jobs in ("1", "2"):
+        command = [sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--algos", "bc", "bcq",
+                   "--datasets", str(tmp_path / "pendulum.npz"), "--env", "Pendulum-v1", "--seeds", "0", "1",
+                   "--steps", "20", "--eval-every", "10", "--eval-episodes", "1", "--log-every", "10",
+                   "--set", "bcq:hidden=[16]", "--jobs", jobs, "--runs", str(tmp_path / f"runs-{jobs}"),
+                   "--records", str(tmp_path / f"records-{jobs}"), "--out", str(tmp_path / f"table-{jobs}")]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                                env={**os.environ, "RAY_TMPDIR": ray_home, "HOME": ray_home})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count(": trained") == 4
+        records[jobs] = {(algo, seed): json.load(open(tmp_path / f"records-{jobs}" / "20u" / "pendulum" / algo /
+                                                      f"seed{seed}.json"))
+                         for algo in ("bc", "bcq") for seed in (0, 1)}
+    for key, serial in records["1"].items():
+        tuned = records["2"][key]
+        assert tuned["curve"] == serial["curve"] and tuned["final"] == serial["final"], key
+    shutil.rmtree(ray_home, ignore_errors=True)
