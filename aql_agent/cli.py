@@ -24,8 +24,21 @@ def _convert(args: argparse.Namespace) -> int:
     from aql_agent.data.formats import convert
     from aql_agent.summary import format_summary, summarise
 
-    convert(args.source, args.destination, agent=args.agent, compression=args.compression,
-            overwrite=args.overwrite, progress=True)
+    if args.workers is not None:
+        from aql_agent.errors import require_number
+
+        require_number("--workers", args.workers, 1, 1024, whole=True)
+        if args.compression != "none":
+            raise AqlError("--workers writes .npz shards; --compression is for replay-log destinations")
+        from aql_agent.distributed import convert_parallel
+
+        convert_parallel(args.source, args.destination, agent=args.agent, workers=args.workers,
+                         address=args.address, overwrite=args.overwrite)
+    else:
+        if args.address is not None:
+            raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
+        convert(args.source, args.destination, agent=args.agent, compression=args.compression,
+                overwrite=args.overwrite, progress=True)
     print(f"wrote {args.destination}")
     print(format_summary(summarise(args.destination)))
     return 0
@@ -312,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--compression", choices=("none", "zstd"), default="none",
                          help="chunk compression when DST is a replay log (default: none)")
     convert.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    convert.add_argument("--workers", type=int, help="convert SRC's logs on this many Ray workers into DST, a folder "
+                         "of .npz shards with a manifest (the ray extra); every command reads it as one dataset")
+    convert.add_argument("--address", help="the Ray cluster to run --workers on (auto: the one `ray start` runs here)")
     convert.set_defaults(run=_convert)
 
     inspect = commands.add_parser("inspect", help="summarise a replay log or dataset",

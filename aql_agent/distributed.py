@@ -177,3 +177,67 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
         return target
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _convert_part(logs: list[str], agent: str | None) -> tuple[bytes, int, list[str]]:
+    """On a worker: one shard's .npz bytes from consecutive logs (bytes: the worker may be another machine,
+    though it must see the logs), its rows and sources."""
+    import io
+
+    from aql_agent.data import TransitionDataset
+    from aql_agent.data.formats import save_npz
+
+    dataset = TransitionDataset.from_log(logs, agent=agent)
+    buffer = io.BytesIO()
+    save_npz(dataset, buffer)
+    return buffer.getvalue(), len(dataset), list(logs)
+
+
+def convert_parallel(source: str, destination: str, agent: str | None = None, *, workers: int = 2,
+                     address: str | None = None, shards: int | None = None, overwrite: bool = False,
+                     progress: bool = True) -> str:
+    """A folder of replay logs -> a sharded dataset folder (`aql_agent.data.shards`), the logs converted on Ray
+    workers, consecutive logs per shard; the shards in order hold exactly the serial conversion's rows."""
+    import shutil
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from aql_agent.data.dataset import log_paths
+    from aql_agent.data.shards import MANIFEST, array_keys, write_manifest
+    from aql_agent.errors import require_number
+
+    require_number("--workers", workers, 1, whole=True)
+    if os.path.exists(destination):
+        if not overwrite:
+            raise AqlError(f"{destination} exists (pass --overwrite to replace it)")
+        if os.path.isfile(destination) or (os.listdir(destination) and not os.path.exists(
+                os.path.join(destination, MANIFEST))):
+            raise AqlError(f"{destination} is not a sharded dataset folder: will not replace it")
+        shutil.rmtree(destination)
+    logs = log_paths(source)
+    count = min(len(logs), shards or 4 * workers)  # a few shards per worker: whoever finishes first takes more
+    sizes = np.array([os.path.getsize(path) for path in logs], dtype=float)
+    edges = np.searchsorted(np.cumsum(sizes), sizes.sum() * np.arange(1, count) / count)  # by bytes, in order
+    groups = [list(g) for g in np.split(np.array(logs, dtype=object), np.unique(np.clip(edges, 1, len(logs) - 1)))
+              if len(g)]
+    ray = start_ray(workers, address)
+    task = ray.remote(num_cpus=1)(_convert_part)
+    futures = [task.remote([os.path.abspath(path) for path in group], agent) for group in groups]
+    os.makedirs(destination)
+    entries = []
+    with tqdm(total=len(groups), desc=f"converting on {workers} workers", unit="shard", disable=not progress) as bar:
+        for index, future in enumerate(futures):
+            try:
+                data, rows, sources = ray.get(future)
+            except ray.exceptions.RayError as error:
+                shutil.rmtree(destination, ignore_errors=True)
+                cause = error.cause if isinstance(getattr(error, "cause", None), AqlError) else error
+                raise AqlError(f"converting shard {index} failed: {' '.join(str(cause).split())[:400]}") from None
+            name = f"shard-{index:05d}.npz"
+            with open(os.path.join(destination, name), "wb") as f:
+                f.write(data)
+            entries.append({"file": name, "rows": rows, "sources": sources})
+            bar.update(1)
+    write_manifest(destination, entries, array_keys(os.path.join(destination, entries[0]["file"])))
+    return destination

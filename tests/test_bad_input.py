@@ -61,6 +61,7 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
     ("convert", "source"): [MISSING, "{empty}", "{garbage}", "{directory}", "{cut_header}", "{text}"],
     ("convert", "destination"): ["{out}/x.unknown", "{garbage}", "{out}/no/such/folder/x.npz"],
     ("convert", "--agent"): ["nobody"],
+    ("convert", "--address"): ["bogus"],
     ("inspect", "path"): [MISSING, "{empty}", "{garbage}", "{directory}", "{cut_header}", "{text}"],
     ("train", "--data"): [MISSING, "{empty}", "{garbage}", "{directory}", "{text}", "{moba}"],
     ("train", "--out"): ["{garbage}"],

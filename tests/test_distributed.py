@@ -130,3 +130,32 @@ def test_aql_record_takes_workers(local_ray, tmp_path, capsys):
     assert main(["record", "--env", "connect-four", "--player", "human", "--episodes", "3", "--workers", "2",
                  "--out", out, "--no-progress"]) == 2
     assert "a human plays in one process" in capsys.readouterr().err
+
+
+def test_parallel_conversion_writes_shards_holding_the_serial_rows(local_ray, tmp_path, capsys):
+    import numpy as np
+
+    from aql_agent.data import load_dataset
+    from aql_agent.data.shards import ShardedDataset
+    from conftest import write_moba_log
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(5):
+        write_moba_log(str(logs / f"game-{i}.aqlog"), episodes=1 + i % 2, seed=i)
+    assert main(["convert", str(logs), str(tmp_path / "serial.npz"), "--agent", "all"]) == 0
+    assert main(["convert", str(logs), str(tmp_path / "shards"), "--agent", "all", "--workers", "2"]) == 0
+    capsys.readouterr()
+    sharded = ShardedDataset(tmp_path / "shards")
+    assert len(sharded.shards) > 1 and sum(len(part) for part in sharded.iter_shards()) == len(sharded)
+    serial, joined = load_dataset(tmp_path / "serial.npz"), load_dataset(tmp_path / "shards")
+    with np.load(tmp_path / "serial.npz") as arrays:
+        keys = {key: (str(arrays[key].dtype), list(arrays[key].shape[1:])) for key in arrays.files}
+    assert {k: tuple(v) for k, v in sharded.manifest["keys"].items()} == {k: v for k, v in keys.items()
+                                                                           if k != "aql_metadata"}
+    for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "action_masks"):
+        np.testing.assert_array_equal(getattr(joined, name), getattr(serial, name))
+        assert getattr(joined, name).dtype == getattr(serial, name).dtype
+    assert main(["inspect", str(tmp_path / "shards")]) == 0  # every command reads the folder as one dataset
+    summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("transitions")]
+    assert summary and summary[0].split()[-1] == str(len(serial))

@@ -7,7 +7,7 @@ import json
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from gymnasium import spaces
@@ -26,9 +26,14 @@ FORMATS = ("log", "npz", "hdf5", "minari")
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """'log' (a replay log or a folder of them), 'npz', 'hdf5' or 'minari', from the path."""
+    """'log' (a replay log or a folder of them), 'npz', 'hdf5', 'minari' or 'shards' (what `aql convert
+    --workers` writes), from the path."""
     path = os.fspath(path)
     if os.path.isdir(path):
+        from aql_agent.data.shards import is_sharded
+
+        if is_sharded(path):
+            return "shards"
         if _minari_data_dir(path) is not None:
             return "minari"
         if any(n.endswith(LOG_SUFFIX) for n in os.listdir(path)):
@@ -55,6 +60,10 @@ def load_dataset(path: str | os.PathLike, agent: str | None = None, recover: boo
     if agent not in (None, "all"):
         raise DatasetError(f"agent {agent!r}: only a multi-agent replay log has agents to choose from; {path} is a "
                            f"{kind} dataset of one agent, so leave --agent out")
+    if kind == "shards":
+        from aql_agent.data.shards import ShardedDataset
+
+        return ShardedDataset(path).load()
     return {"npz": load_npz, "hdf5": load_hdf5, "minari": load_minari}[kind](path)
 
 
@@ -150,10 +159,14 @@ def _parse_metadata(text: Any, source: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def save_npz(dataset: TransitionDataset, path: str | os.PathLike) -> None:
-    """D4RL keys in an uncompressed .npz (`infos/<key>` for info columns, metadata as JSON)."""
+def save_npz(dataset: TransitionDataset, path: str | os.PathLike | BinaryIO) -> None:
+    """D4RL keys in an uncompressed .npz (`infos/<key>` for info columns, metadata as JSON); `path` may be
+    an open binary file."""
     arrays = _to_arrays(dataset)
     arrays[METADATA_KEY] = np.asarray(_metadata_json(dataset))
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+        return
     with open(path, "wb") as f:
         np.savez(f, **arrays)
 
