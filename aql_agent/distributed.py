@@ -241,3 +241,31 @@ def convert_parallel(source: str, destination: str, agent: str | None = None, *,
             bar.update(1)
     write_manifest(destination, entries, array_keys(os.path.join(destination, entries[0]["file"])))
     return destination
+
+
+def run_trials(configs: list[dict[str, Any]], function: Any, *, concurrent: int, storage: str, name: str,
+               address: str | None = None, gpus_per_trial: float = 0) -> list[str]:
+    """Each config one Ray Tune trial calling `function(config)` (which returns a line saying what it did) in
+    this process's working folder, with one CPU (and `gpus_per_trial`), `concurrent` at a time; the benchmark
+    grids' runner. Raises once every trial has ended if any failed."""
+    start_ray(concurrent, address)
+    from ray import tune
+
+    here = os.getcwd()
+
+    def trial(config: dict[str, Any]) -> None:
+        os.chdir(here)  # Tune starts a trial in a folder of its own; the grid's paths are relative to ours
+        tune.report({"message": function(config["config"])})
+
+    tuner = tune.Tuner(tune.with_resources(trial, {"cpu": 1, "gpu": gpus_per_trial}),
+                       param_space={"config": tune.grid_search(configs)},
+                       tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
+                       run_config=tune.RunConfig(name=name, storage_path=os.path.abspath(storage), verbose=0))
+    messages, failed = [], []
+    for result in tuner.fit():
+        if result.error is not None:
+            failed.append(result.error)
+        messages.append(result.metrics.get("message") or f"failed: {result.error}")
+    if failed:
+        raise AqlError(f"{len(failed)} of {len(configs)} trials failed; the first: {failed[0]}")
+    return messages

@@ -22,7 +22,6 @@ OUT.png (curves against extra updates).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import os
 import shutil
@@ -144,7 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", nargs="+", default=list(SUITES), choices=list(SUITES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="(suite, seed) runs at a time, as Ray Tune trials "
+                        "(the ray extra); 1: one after another without Ray")
+    parser.add_argument("--address", help="the Ray cluster to run the trials on (default: a local one)")
     parser.add_argument("--runs", default="runs/finetune")
     parser.add_argument("--hopper-data", default=os.path.join(SHARED, "hopper-medium.npz"))
     parser.add_argument("--moba-games", type=int, default=10, help="games per behaviour-tree pairing (data)")
@@ -157,11 +158,19 @@ def main() -> None:
     data = {"hopper": args.hopper_data}
     if "moba" in args.suite:
         data["moba"] = record_data(os.path.join(args.runs, "data", "moba-bt-games"), DEFAULT_PAIRS, args.moba_games, 0)
-    jobs = [(suite, seed) for seed in args.seeds for suite in args.suite]
-    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(one_seed, suite, SUITES[suite], data[suite], args.runs, seed) for suite, seed in jobs]
-        for future in concurrent.futures.as_completed(futures):
-            print(future.result(), flush=True)
+    jobs = [{"suite": suite, "seed": seed} for seed in args.seeds for suite in args.suite]
+
+    def job(config: dict) -> str:
+        return one_seed(config["suite"], SUITES[config["suite"]], data[config["suite"]], args.runs, config["seed"])
+
+    if args.jobs == 1 and args.address is None:
+        messages = [job(config) for config in jobs]
+    else:  # each (suite, seed) a Ray Tune trial
+        from aql_agent.distributed import run_trials
+
+        messages = run_trials(jobs, job, concurrent=args.jobs, storage=os.path.join(args.runs, "tune"),
+                              name="finetune", address=args.address)
+    print("\n".join(messages), flush=True)
     results = {}
     for suite in args.suite:
         config = SUITES[suite]

@@ -311,33 +311,17 @@ def run_grid(args: argparse.Namespace, jobs: list[tuple]) -> None:
     is one `aql train` subprocess writing its record, so an interrupted grid resumes from the records."""
     started = time.time()
     if args.jobs == 1 and args.address is None:
-        for done, job in enumerate(jobs, 1):
-            print(f"[{done}/{len(jobs)}] {run_job(args, job, started)}", flush=True)
-        return
-    sys.path.insert(0, os.path.dirname(HERE))
-    from aql_agent.distributed import start_ray
+        messages = [run_job(args, job, started) for job in jobs]
+    else:
+        sys.path.insert(0, os.path.dirname(HERE))
+        from aql_agent.distributed import run_trials
 
-    start_ray(args.jobs, args.address)
-    from ray import tune
-
-    here = os.getcwd()
-
-    def trial(config: dict) -> None:
-        os.chdir(here)  # Tune starts trials in their own folder; the grid's paths are relative to ours
-        tune.report({"message": run_job(args, tuple(config["job"]), started)})
-
-    resources = {"cpu": 1, "gpu": 1 if args.device.startswith("cuda") else 0}
-    tuner = tune.Tuner(tune.with_resources(trial, resources),
-                       param_space={"job": tune.grid_search([list(job) for job in jobs])},
-                       tune_config=tune.TuneConfig(max_concurrent_trials=args.jobs),
-                       run_config=tune.RunConfig(name="table1", storage_path=os.path.abspath(os.path.join(
-                           args.runs, "tune")), verbose=0))
-    results = tuner.fit()
-    failed = [result for result in results if result.error is not None]
-    for done, result in enumerate(results, 1):
-        print(f"[{done}/{len(jobs)}] {result.metrics.get('message') or result.error}", flush=True)
-    if failed:
-        raise SystemExit(f"{len(failed)} of {len(jobs)} runs failed; the first: {failed[0].error}")
+        messages = run_trials([{"job": list(job)} for job in jobs],
+                              lambda config: run_job(args, tuple(config["job"]), started), concurrent=args.jobs,
+                              storage=os.path.join(args.runs, "tune"), name="grid", address=args.address,
+                              gpus_per_trial=1 if args.device.startswith("cuda") else 0)
+    for done, message in enumerate(messages, 1):
+        print(f"[{done}/{len(jobs)}] {message}", flush=True)
 
 
 def main() -> None:
