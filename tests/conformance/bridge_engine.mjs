@@ -100,7 +100,7 @@ class Zmtp {
     if (frame.length >= 256) head.writeBigUInt64BE(BigInt(frame.length), 1);
     this.socket.write(Buffer.concat([head, frame]));
   }
-  receive(timeoutMs = 5000) {
+  receive(timeoutMs = 30000) {  // generous: a loaded CI machine, not a protocol promise
     if (this.messages.length) return Promise.resolve(this.messages.shift());
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("no reply within the timeout")), timeoutMs);
