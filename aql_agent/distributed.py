@@ -69,6 +69,7 @@ def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponen
     from aql_agent.errors import require_number
 
     require_number("--workers", workers, 1, whole=True)
+    require_number("--episodes/--games", games, 1, whole=True)
     kind = game_kind(game, settings)
     if type(kind).play_games is GameKind.play_games:  # a user's kind that only overrides `evaluate`
         raise AqlError(f"{game} evaluates its games in one piece (its kind has no play_games): run without --workers")
@@ -80,23 +81,26 @@ def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponen
     results: dict[int, dict[str, Any]] = {}
     pending: dict[Any, tuple[int, Any]] = {}
     next_game = 0
-    with tqdm(total=games, desc=f"{game} on {len(pool)} workers", unit="game", disable=not progress) as bar:
-        for worker in pool:  # one game each to start, then one more to whoever finishes
-            pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
-            next_game += 1
-        while pending:
-            (done,), _ = ray.wait(list(pending), num_returns=1)
-            number, worker = pending.pop(done)
-            try:
-                (results[number],) = ray.get(done)
-            except ray.exceptions.RayError as error:
-                raise AqlError(f"game {number} failed on a worker: {' '.join(str(error).split())[:400]}") from None
-            bar.update(1)
-            if next_game < games:
+    try:
+        with tqdm(total=games, desc=f"{game} on {len(pool)} workers", unit="game", disable=not progress) as bar:
+            for worker in pool:  # one game each to start, then one more to whoever finishes
                 pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
                 next_game += 1
-    for worker in pool:
-        ray.kill(worker)
+            while pending:
+                (done,), _ = ray.wait(list(pending), num_returns=1)
+                number, worker = pending.pop(done)
+                try:
+                    (results[number],) = ray.get(done)
+                except ray.exceptions.RayError as error:
+                    raise AqlError(f"game {number} failed on a worker: {' '.join(str(error).split())[:400]}") \
+                        from None
+                bar.update(1)
+                if next_game < games:
+                    pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
+                    next_game += 1
+    finally:  # actors hold a process each until killed, also when a game failed
+        for worker in pool:
+            ray.kill(worker)
     summary = kind.summarise_games([results[number] for number in range(games)], opponent)
     summary["workers"] = len(pool)
     return summary
@@ -137,6 +141,7 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
     from aql_agent.replay import ReplayReader, ReplayWriter, copy_episodes
 
     require_number("--workers", workers, 1, whole=True)
+    require_number("--episodes", episodes, 1, whole=True)
     if not isinstance(player, str) or player == "human" or opponent == "human":
         raise AqlError("--workers records bots, random players and agents; a human plays in one process")
     kind = game_kind(game, settings)
