@@ -213,6 +213,9 @@ def convert_parallel(source: str, destination: str, agent: str | None = None, *,
     from aql_agent.errors import require_number
 
     require_number("--workers", workers, 1, whole=True)
+    if destination.lower().endswith((".npz", ".hdf5", ".h5", ".aqlog")):
+        raise AqlError(f"--workers writes a folder of .npz shards, not one file: give DST as a folder name, not "
+                       f"{destination!r}")
     if os.path.exists(destination):
         if not overwrite:
             raise AqlError(f"{destination} exists (pass --overwrite to replace it)")
