@@ -470,3 +470,42 @@ def test_a_recording_that_fails_ends_that_session_only(tmp_path, monkeypatch):
         assert len(list(ReplayReader(str(partial)).steps())) == 2  # frames 0-2: two rewarded decisions
     (finished,) = [f for f in tmp_path.iterdir() if f.name.endswith(".aqlog")]
     assert other_session in finished.name and len(list(ReplayReader(str(finished)).steps())) == 4
+
+
+def test_a_step_of_an_episode_whose_log_episode_closed_is_not_logged_into_the_next(tmp_path):
+    """Two agents of one engine in different episodes at once: when one starts episode 2, the log closes
+    episode 1; the other's later episode-1 decisions must not land in episode 2's record."""
+    spec = EnvSpec("toy-v0", (4,), "float32", actions=5, action_mask=True, agents=("a", "b"))
+    agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", record_dir=str(tmp_path), log=None)
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        client = EngineClient(agent.endpoint, spec, timeout_s=2.0)
+        session = client.connect()["session"]
+        observation, mask = np.zeros(4, np.float32), np.ones(5, np.int8)
+
+        def step(seq, who, episode, frame, value):
+            reply = raw_request(agent.endpoint, msgpack.packb(
+                {"type": "step", "seq": seq, "session": session, "agent": who, "episode": episode, "frame": frame,
+                 "observation": np.full(4, value, np.float32).tobytes(), "action_mask": bytes(mask), "reward": 1.0},
+                use_bin_type=True))
+            assert reply["type"] == "action", reply
+
+        step(1, "a", 1, 0, 10.0)
+        step(2, "b", 1, 0, 20.0)
+        step(3, "a", 1, 1, 11.0)  # logs a's first decision (episode 1)
+        step(4, "a", 2, 0, 12.0)  # a starts episode 2: the log closes episode 1
+        step(5, "b", 1, 1, 21.0)  # b is still in episode 1: its pending decision has no log episode to go to
+        for seq, who, episode in ((6, "a", 2), (7, "b", 1)):
+            end = {"type": "end", "seq": seq, "session": session, "agent": who, "episode": episode, "frame": 5,
+                   "observation": observation.tobytes(), "reward": 0.0, "terminated": True, "outcome": "draw"}
+            assert raw_request(agent.endpoint, msgpack.packb(end, use_bin_type=True))["type"] == "ack"
+        client.close()
+    finally:
+        agent.stop()
+        thread.join(5)
+    (log,) = [f for f in tmp_path.iterdir() if f.suffix == ".aqlog"]
+    steps = list(ReplayReader(str(log)).steps())
+    logged = [(s.episode, s.agent, float(s.observation["observation"][0])) for s in steps]
+    assert logged == [(0, "a", 10.0), (1, "a", 12.0)]  # nothing of b's episode 1 inside episode 2
+    assert agent.stats["steps"] == 5 and agent.stats["decisions_unrecorded"] == 3  # 2 logged + 3 = 5 answered

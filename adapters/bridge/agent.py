@@ -55,6 +55,7 @@ class Session:
     ended: set = dataclasses.field(default_factory=set)  # agents whose current episode has ended
     finals: dict = dataclasses.field(default_factory=dict)  # their final observations, for the log
     outcomes: dict = dataclasses.field(default_factory=dict)  # and their outcomes
+    log_episode: Any = None  # the engine's episode the log's open episode records
     games: int = 0
 
 
@@ -314,6 +315,8 @@ class AgentServer:
                                "was closed because its recording failed: send hello again"))
                     continue
                 try:
+                    if stream.pending is not None and stream.episode != session.log_episode:
+                        self._drop_pending(session, stream)  # its episode's log episode was closed meanwhile
                     if stream.pending is not None:
                         session.writer.add_step(*self._logged(stream.pending), step.reward, False, False,
                                                 agent=step.agent)
@@ -342,6 +345,7 @@ class AgentServer:
                     self._finish_log_episode(session, {"stopped": "the engine began another episode"})
                 session.writer.begin_episode(metadata={"engine_episode": episode})
                 session.ended, session.finals, session.outcomes = set(), {}, {}
+                session.log_episode = episode
         stream.episode, stream.frame, stream.pending = episode, -1, None
         self.policy.begin((id(session), agent, episode))
 
@@ -371,6 +375,8 @@ class AgentServer:
         terminated = bool(message.get("terminated", outcome is not None))
         truncated = bool(message.get("truncated", False))
         writer = session.writer
+        if writer is not None and stream.episode != session.log_episode:
+            self._drop_pending(session, stream)  # an episode whose log episode another one already closed
         if writer is not None and writer.episode_open and stream.pending is not None:
             try:
                 writer.add_step(*self._logged(stream.pending), reward, terminated, truncated, agent=agent)
