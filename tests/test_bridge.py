@@ -3,6 +3,7 @@ processes, an agent killed and restarted mid-game, recording, refusals and batch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,11 +31,8 @@ def server():
     """An agent serving uniform legal actions, in a thread, on a free loopback port."""
     agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", session_timeout=5.0, max_message_bytes=4096,
                         log=None)
-    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
-    thread.start()
-    yield agent
-    agent.stop()
-    thread.join(5)
+    with serving(agent):
+        yield agent
 
 
 def raw_request(endpoint: str, payload: bytes, timeout_ms: int = 2000) -> dict:
@@ -47,6 +45,18 @@ def raw_request(endpoint: str, payload: bytes, timeout_ms: int = 2000) -> dict:
         return msgpack.unpackb(socket.recv(), raw=False)
     finally:
         socket.close(0)
+
+
+@contextlib.contextmanager
+def serving(agent: AgentServer):
+    """`agent` serving in a thread for the block; stopped (and its logs closed) when the block ends."""
+    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        agent.stop()
+        thread.join(5)
 
 
 # -- protocol ----------------------------------------------------------------------------------------------
@@ -126,9 +136,7 @@ def test_errors_name_the_problem_and_out_of_order_frames_are_refused(server):
 
 def test_hostile_requests_inside_a_session_get_an_error_and_the_agent_keeps_serving(tmp_path):
     agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", record_dir=str(tmp_path), log=None)
-    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
-    thread.start()
-    try:
+    with serving(agent) as thread:
         client = EngineClient(agent.endpoint, SPEC, timeout_s=2.0)
         session = client.connect()["session"]
         nested: list = []
@@ -149,9 +157,6 @@ def test_hostile_requests_inside_a_session_get_an_error_and_the_agent_keeps_serv
         assert action == 1 and client.stats["fallbacks"] == 0
         assert client.end_episode("agent", "e2", 2, np.zeros(4, np.float32), outcome="win")
         client.close()
-    finally:
-        agent.stop()
-        thread.join(5)
     assert not thread.is_alive()
 
 
@@ -433,9 +438,7 @@ def test_a_recording_that_fails_ends_that_session_only(tmp_path, monkeypatch):
     from aql_agent.replay import ReplayWriter
 
     agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", record_dir=str(tmp_path), log=None)
-    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
-    thread.start()
-    try:
+    with serving(agent) as thread:
         doomed, other = (EngineClient(agent.endpoint, SPEC, timeout_s=2.0) for _ in range(2))
         doomed_session, other_session = doomed.connect()["session"], other.connect()["session"]
         mask = np.ones(5, np.int8)
@@ -462,9 +465,6 @@ def test_a_recording_that_fails_ends_that_session_only(tmp_path, monkeypatch):
         assert agent.stats["recording_failures"] == 1 and thread.is_alive()
         other.close()
         doomed.close()
-    finally:
-        agent.stop()
-        thread.join(5)
     with pytest.warns(Warning):  # the failed log is an unfinished .partial: every flushed step reads
         (partial,) = [f for f in tmp_path.iterdir() if f.name.endswith(".partial")]
         assert len(list(ReplayReader(str(partial)).steps())) == 2  # frames 0-2: two rewarded decisions
@@ -477,9 +477,7 @@ def test_a_step_of_an_episode_whose_log_episode_closed_is_not_logged_into_the_ne
     episode 1; the other's later episode-1 decisions must not land in episode 2's record."""
     spec = EnvSpec("toy-v0", (4,), "float32", actions=5, action_mask=True, agents=("a", "b"))
     agent = AgentServer(RandomPolicy(seed=0), "tcp://127.0.0.1:*", record_dir=str(tmp_path), log=None)
-    thread = threading.Thread(target=agent.serve, kwargs={"poll_ms": 10}, daemon=True)
-    thread.start()
-    try:
+    with serving(agent):
         client = EngineClient(agent.endpoint, spec, timeout_s=2.0)
         session = client.connect()["session"]
         observation, mask = np.zeros(4, np.float32), np.ones(5, np.int8)
@@ -501,9 +499,6 @@ def test_a_step_of_an_episode_whose_log_episode_closed_is_not_logged_into_the_ne
                    "observation": observation.tobytes(), "reward": 0.0, "terminated": True, "outcome": "draw"}
             assert raw_request(agent.endpoint, msgpack.packb(end, use_bin_type=True))["type"] == "ack"
         client.close()
-    finally:
-        agent.stop()
-        thread.join(5)
     (log,) = [f for f in tmp_path.iterdir() if f.suffix == ".aqlog"]
     steps = list(ReplayReader(str(log)).steps())
     logged = [(s.episode, s.agent, float(s.observation["observation"][0])) for s in steps]
