@@ -159,6 +159,7 @@ class GameKind:
         """Score a policy on the learner's view over seeded episodes (games, sides alternating)."""
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise AqlError(f"games must be at least 1, got {episodes!r}")
+        self.check_opponent(opponent)  # once, before the first game
         return self.summarise_games(self.play_games(policy, range(episodes), seed, opponent, progress), opponent)
 
     def record(self, out_dir: str, player: str | tuple[Player, dict[str, Any]], opponent: str | None = None, *,

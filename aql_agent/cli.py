@@ -24,10 +24,8 @@ def _convert(args: argparse.Namespace) -> int:
     from aql_agent.data.formats import convert
     from aql_agent.summary import format_summary, summarise
 
+    _check_ray_flags(args)
     if args.workers is not None:
-        from aql_agent.errors import require_number
-
-        require_number("--workers", args.workers, 1, 1024, whole=True)
         if args.compression != "none":
             raise AqlError("--workers writes .npz shards; --compression is for replay-log destinations")
         from aql_agent.distributed import convert_parallel
@@ -35,8 +33,6 @@ def _convert(args: argparse.Namespace) -> int:
         convert_parallel(args.source, args.destination, agent=args.agent, workers=args.workers,
                          address=args.address, overwrite=args.overwrite)
     else:
-        if args.address is not None:
-            raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
         convert(args.source, args.destination, agent=args.agent, compression=args.compression,
                 overwrite=args.overwrite, progress=True)
     print(f"wrote {args.destination}")
@@ -83,6 +79,22 @@ def _set_threads(threads: int | None) -> None:
 def _add_threads_flag(command: argparse.ArgumentParser) -> None:
     command.add_argument("--threads", type=int, help="torch threads (default: torch's choice; 1 is fastest for small "
                          "networks)")
+
+
+def _add_ray_flags(command: argparse.ArgumentParser, workers_help: str) -> None:
+    command.add_argument("--workers", type=int, help=workers_help + " (the ray extra)")
+    command.add_argument("--address", help="the Ray cluster to run --workers on (auto: the one `ray start` runs "
+                         "here; default: a local one)")
+
+
+def _check_ray_flags(args: argparse.Namespace) -> None:
+    """--workers in range, and --address only with --workers: before any slow loading."""
+    if args.workers is not None:
+        from aql_agent.errors import require_number
+
+        require_number("--workers", args.workers, 1, 1024, whole=True)
+    elif args.address is not None:
+        raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
 
 
 def _parse_overrides(items: Sequence[str]) -> dict:
@@ -134,10 +146,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     kind = game_kind(args.env)
     kind.check_opponent(args.opponent)
-    if args.workers is not None:
-        require_number("--workers", args.workers, 1, 1024, whole=True)
-    if args.address is not None and args.workers is None:
-        raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
+    _check_ray_flags(args)
     policy = load_policy(args.checkpoint)
     kind.check_policy(policy, args.checkpoint)
     if args.workers is None:
@@ -165,10 +174,7 @@ def _record(args: argparse.Namespace) -> int:
     settings = _parse_overrides(args.set)
     kind = game_kind(args.env, settings)
     options = {"hero": args.hero, "opponent_hero": args.opponent_hero, "fps": args.fps}
-    if args.workers is not None:
-        require_number("--workers", args.workers, 1, 1024, whole=True)
-    if args.address is not None and args.workers is None:
-        raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
+    _check_ray_flags(args)
     if args.workers is None:
         path = kind.record(args.out, args.player, args.opponent, episodes=args.episodes, seed=args.seed,
                            side=args.side, options=options, compression=args.compression, overwrite=args.overwrite,
@@ -325,9 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--compression", choices=("none", "zstd"), default="none",
                          help="chunk compression when DST is a replay log (default: none)")
     convert.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    convert.add_argument("--workers", type=int, help="convert SRC's logs on this many Ray workers into DST, a folder "
-                         "of .npz shards with a manifest (the ray extra); every command reads it as one dataset")
-    convert.add_argument("--address", help="the Ray cluster to run --workers on (auto: the one `ray start` runs here)")
+    _add_ray_flags(convert, "convert SRC's logs on this many Ray workers into DST, a folder of .npz shards with a "
+                   "manifest that every command reads as one dataset")
     convert.set_defaults(run=_convert)
 
     inspect = commands.add_parser("inspect", help="summarise a replay log or dataset",
@@ -376,10 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--opponent", help="games: who to play (default: the game's own; moba-1v1: "
                           "bt:easy|medium|hard or random; connect-four: greedy or random)")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--workers", type=int, help="play the games on this many Ray workers (needs the ray "
-                          "extra); the result equals the serial one")
-    evaluate.add_argument("--address", help="the Ray cluster to run --workers on (auto: the one `ray start` runs "
-                          "here; default: a local one)")
+    _add_ray_flags(evaluate, "play the games on this many Ray workers; the result equals the serial one")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_evaluate)
 
@@ -406,9 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="game setting, e.g. moba-1v1's frame_skip=3, max_frames=20000, zero_sum=false")
     record.add_argument("--compression", default="none", choices=["none", "zstd"])
     record.add_argument("--overwrite", action="store_true", help="replace an existing log of the same name")
-    record.add_argument("--workers", type=int, help="record the episodes on this many Ray workers (bots, random "
-                        "players and agents; needs the ray extra): the same log as one process writes")
-    record.add_argument("--address", help="the Ray cluster to run --workers on (auto: the one `ray start` runs here)")
+    _add_ray_flags(record, "record the episodes (bots, random players and agents) on this many Ray workers: the "
+                   "same log as one process writes")
     record.add_argument("--no-progress", action="store_true", help="no progress bar")
     record.set_defaults(run=_record)
 

@@ -24,7 +24,8 @@ def start_ray(workers: int, address: str | None = None) -> Any:
     try:
         import ray
     except ImportError:
-        raise AqlError("--workers runs games on Ray, which is not installed: pip install 'aql-agent[ray]'") from None
+        raise AqlError("--workers (and the benchmarks' --jobs) run on Ray, which is not installed: pip install "
+                       "'aql-agent[ray]'") from None
     if ray.is_initialized():
         return ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only cluster of our own
@@ -39,6 +40,16 @@ def start_ray(workers: int, address: str | None = None) -> Any:
         raise AqlError(f"cannot start or join {where}: {' '.join(str(error).split())[:300]} (start one with "
                        "`ray start --head`, or leave --address out)") from None
     return ray
+
+
+def _result(ray: Any, future: Any, what: str) -> Any:
+    """A task's or actor call's value; a failure on a worker becomes one AqlError (the worker's own message when
+    it raised one)."""
+    try:
+        return ray.get(future)
+    except ray.exceptions.RayError as error:
+        cause = error.cause if isinstance(getattr(error, "cause", None), AqlError) else error
+        raise AqlError(f"{what} failed on a worker: {' '.join(str(cause).split())[:400]}") from None
 
 
 class GameWorker:
@@ -89,11 +100,7 @@ def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponen
             while pending:
                 (done,), _ = ray.wait(list(pending), num_returns=1)
                 number, worker = pending.pop(done)
-                try:
-                    (results[number],) = ray.get(done)
-                except ray.exceptions.RayError as error:
-                    raise AqlError(f"game {number} failed on a worker: {' '.join(str(error).split())[:400]}") \
-                        from None
+                (results[number],) = _result(ray, done, f"game {number}")
                 bar.update(1)
                 if next_game < games:
                     pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
@@ -160,11 +167,7 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
         paths = []
         with tqdm(total=parts, desc=f"recording {game} on {parts} workers", unit="part", disable=not progress) as bar:
             for i, future in enumerate(futures):
-                try:
-                    name, data = ray.get(future)
-                except ray.exceptions.RayError as error:
-                    raise AqlError(f"recording part {i} failed on a worker: {' '.join(str(error).split())[:400]}") \
-                        from None
+                name, data = _result(ray, future, f"recording part {i}")
                 paths.append(os.path.join(scratch, f"{i}-{name}"))
                 with open(paths[-1], "wb") as f:
                     f.write(data)
@@ -234,19 +237,19 @@ def convert_parallel(source: str, destination: str, agent: str | None = None, *,
     futures = [task.remote([os.path.abspath(path) for path in group], agent) for group in groups]
     os.makedirs(destination)
     entries = []
-    with tqdm(total=len(groups), desc=f"converting on {workers} workers", unit="shard", disable=not progress) as bar:
-        for index, future in enumerate(futures):
-            try:
-                data, rows, sources = ray.get(future)
-            except ray.exceptions.RayError as error:
-                shutil.rmtree(destination, ignore_errors=True)
-                cause = error.cause if isinstance(getattr(error, "cause", None), AqlError) else error
-                raise AqlError(f"converting shard {index} failed: {' '.join(str(cause).split())[:400]}") from None
-            name = f"shard-{index:05d}.npz"
-            with open(os.path.join(destination, name), "wb") as f:
-                f.write(data)
-            entries.append({"file": name, "rows": rows, "sources": sources})
-            bar.update(1)
+    try:
+        with tqdm(total=len(groups), desc=f"converting on {workers} workers", unit="shard",
+                  disable=not progress) as bar:
+            for index, future in enumerate(futures):
+                data, rows, sources = _result(ray, future, f"converting shard {index}")
+                name = f"shard-{index:05d}.npz"
+                with open(os.path.join(destination, name), "wb") as f:
+                    f.write(data)
+                entries.append({"file": name, "rows": rows, "sources": sources})
+                bar.update(1)
+    except BaseException:
+        shutil.rmtree(destination, ignore_errors=True)  # no half-written dataset left behind
+        raise
     write_manifest(destination, entries, array_keys(os.path.join(destination, entries[0]["file"])))
     return destination
 

@@ -91,7 +91,6 @@ class MobaKind(GameKind):
         from aql_agent.adapters.moba.play import head_to_head_games
 
         player, opponent = moba.flat_player(policy), opponent or self.default_opponent
-        moba_player(opponent)  # refuse an unknown opponent before the first game
         return head_to_head_games(lambda game_seed: player, lambda game_seed: moba_player(opponent, game_seed)[0],
                                   [seed + game for game in games], progress, **self.settings)
 
