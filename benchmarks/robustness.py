@@ -90,15 +90,6 @@ def _base_logs(folder: str) -> dict[str, str]:
     return paths
 
 
-def _chunks(data: bytes) -> list[bytes]:
-    chunks, pos = [], len(fmt.FILE_MAGIC)
-    while pos < len(data):
-        end = pos + fmt.CHUNK_HEADER_SIZE + fmt.CHUNK_HEADER.unpack_from(data, pos)[4]
-        chunks.append(data[pos:end])
-        pos = end
-    return chunks
-
-
 def _rechunk(head: tuple, payload: bytes, count: int | None = None) -> bytes:
     """A chunk with `payload` whose checksums are right again (codec and sequence kept)."""
     magic, codec, sequence, old_count, _, _, _ = head
@@ -159,7 +150,7 @@ def _mutate_value(value: Any, rng: random.Random, depth: int = 0) -> Any:
 
 def corrupt(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     """One damaged copy of a log and its damage class."""
-    chunks = _chunks(data)
+    chunks = fmt.split_chunks(data)
     kind = rng.choice(["cut", "flip", "drop", "duplicate", "swap", "move", "insert", "lying-header", "content"])
     if kind == "cut":
         return kind, data[:rng.randrange(len(data))]

@@ -34,18 +34,6 @@ class Recorded:
     lengths: list[int] = field(default_factory=list)
 
 
-def log_chunks(data: bytes) -> list[bytes]:
-    """A log's chunks as byte strings (after the file magic), split by their headers' stored lengths."""
-    from aql_agent.replay import format as fmt
-
-    chunks, pos = [], len(fmt.FILE_MAGIC)
-    while pos < len(data):
-        end = pos + fmt.CHUNK_HEADER_SIZE + fmt.CHUNK_HEADER.unpack_from(data, pos)[4]
-        chunks.append(data[pos:end])
-        pos = end
-    return chunks
-
-
 def write_single_agent_log(path: str, episodes: int = 3, seed: int = 0, compression: str = "none",
                            lengths: list[int] | None = None, info: bool = False, chunk_bytes: int = 1 << 20,
                            terminate_last: bool = True) -> Recorded:

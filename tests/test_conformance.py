@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import log_chunks, write_moba_log, write_single_agent_log
+from conftest import write_moba_log, write_single_agent_log
 
 from aql_agent.data import TransitionDataset
 from aql_agent.replay import ReplayReader
@@ -90,7 +90,7 @@ def test_the_reader_written_from_the_spec_finds_swapped_chunks_by_their_sequence
 
     path = str(tmp_path / "ours.aqlog")
     write_single_agent_log(path, lengths=[40], chunk_bytes=300)
-    chunks = log_chunks(open(path, "rb").read())
+    chunks = fmt.split_chunks(open(path, "rb").read())
     assert len(chunks) > 4  # steps-only chunks inside the one episode: every count still holds after a swap
     chunks[2], chunks[3] = chunks[3], chunks[2]
     (tmp_path / "swapped.aqlog").write_bytes(fmt.FILE_MAGIC + b"".join(chunks))

@@ -5,7 +5,7 @@ import warnings
 import msgpack
 import numpy as np
 import pytest
-from conftest import ACT_SPACE, OBS_SPACE, log_chunks, write_single_agent_log
+from conftest import ACT_SPACE, OBS_SPACE, write_single_agent_log
 
 from aql_agent.errors import MissingFileError, ReplayLogError, ReplayLogWarning, SpaceError
 from aql_agent.replay import ReplayReader, ReplayWriter
@@ -336,7 +336,7 @@ def test_chunks_lost_or_repeated_inside_a_sound_log_are_detected(tmp_path, damag
     path = str(tmp_path / "log.aqlog")
     write_single_agent_log(path, lengths=[30, 30, 30, 30], chunk_bytes=400)
     data = open(path, "rb").read()
-    chunks = log_chunks(data)
+    chunks = fmt.split_chunks(data)
     assert len(chunks) > 8  # several chunks per episode
     reader = ReplayReader(path)
 
@@ -367,7 +367,7 @@ def test_chunks_lost_or_repeated_inside_a_sound_log_are_detected(tmp_path, damag
 def _as_version_1_0(data: bytes) -> bytes:
     """The same log as a 1.0 writer makes it: version [1, 0] and zeros where 1.1 keeps chunk sequence numbers."""
     out = [fmt.FILE_MAGIC]
-    for n, chunk in enumerate(log_chunks(data)):
+    for n, chunk in enumerate(fmt.split_chunks(data)):
         magic, codec, _, count, stored, raw, _ = fmt.CHUNK_HEADER.unpack_from(chunk)
         payload = chunk[fmt.CHUNK_HEADER_SIZE:]
         if n == 0:
@@ -471,5 +471,5 @@ def test_the_spec_s_worked_example_is_what_the_writer_writes(tmp_path):
         writer.begin_episode(seed=7)
         writer.add_step(np.array([0.5, -0.25], np.float32), 2, 1.0, False, False)
         writer.end_episode(final_observation=np.array([0.75, 0.0], np.float32), outcome="win")
-    second = log_chunks(open(path, "rb").read())[1]
+    second = fmt.split_chunks(open(path, "rb").read())[1]
     assert bytes(expected) == second

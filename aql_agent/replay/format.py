@@ -46,3 +46,14 @@ def pack_chunk_header(codec: int, count: int, stored: bytes, raw_length: int, se
     head = CHUNK_HEADER.pack(CHUNK_MAGIC, codec, (sequence % SEQUENCE_MODULUS).to_bytes(3, "little"), count,
                              len(stored), raw_length, crc32(stored))
     return head + crc32(head).to_bytes(4, "little")
+
+
+def split_chunks(data: bytes) -> list[bytes]:
+    """A log's chunks as byte strings (after the file magic), cut at their headers' stored lengths without any
+    checking: for tools and tests that edit a log chunk by chunk (the reader is what validates)."""
+    chunks, pos = [], len(FILE_MAGIC)
+    while pos < len(data):
+        end = pos + CHUNK_HEADER_SIZE + CHUNK_HEADER.unpack_from(data, pos)[4]
+        chunks.append(data[pos:end])
+        pos = end
+    return chunks
