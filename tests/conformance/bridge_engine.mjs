@@ -55,7 +55,12 @@ function decode(buf) {
 
 // -- ZMTP 3.0 over TCP: greeting, NULL handshake (READY with Socket-Type DEALER), then frames ---------------
 class Zmtp {
-  constructor(socket) { this.socket = socket; this.buffer = Buffer.alloc(0); this.waiting = null; this.stage = "greeting"; this.messages = []; this.parts = []; }
+  constructor(socket) {
+    this.socket = socket; this.buffer = Buffer.alloc(0); this.waiting = null; this.stage = "greeting"; this.messages = []; this.parts = [];
+    socket.on("close", () => { if (this.waiting) this.waiting(null); });
+  }
+  // Resolves once the handshake is over: the peer's greeting and its READY command have arrived. No message
+  // may go out before that (libzmq drops a connection whose first message comes while it is still handshaking).
   static open(host, port) {
     return new Promise((resolve, reject) => {
       const socket = connect(port, host, () => {
@@ -68,10 +73,11 @@ class Zmtp {
         const typeProp = property("Socket-Type", "DEALER"); typeProp.writeUInt32BE(6, 1 + "Socket-Type".length);
         const body = Buffer.concat([Buffer.from([5]), Buffer.from("READY"), typeProp]);
         socket.write(Buffer.concat([Buffer.from([0x04, body.length]), body]));
+        zmtp.onReady = () => resolve(zmtp);
         socket.on("data", (chunk) => zmtp.feed(chunk));
-        resolve(zmtp);
       });
       socket.on("error", reject);
+      socket.on("close", () => reject(new Error("the agent closed the connection during the handshake")));
     });
   }
   feed(chunk) {
@@ -89,7 +95,10 @@ class Zmtp {
       if (this.buffer.length < head + size) return;
       const body = this.buffer.subarray(head, head + size);
       this.buffer = this.buffer.subarray(head + size);
-      if (flags & 0x04) continue;  // a command (the peer's READY): nothing to do with NULL
+      if (flags & 0x04) {  // a command: with NULL, only the peer's READY (the handshake's end) matters
+        if (body.subarray(0, 6).equals(Buffer.from("\x05READY", "latin1")) && this.onReady) { this.onReady(); this.onReady = null; }
+        continue;
+      }
       this.parts.push(body);
       if (!(flags & 0x01)) { this.messages.push(this.parts); this.parts = []; }
       if (this.waiting && this.messages.length) { const w = this.waiting; this.waiting = null; w(this.messages.shift()); }
@@ -103,8 +112,11 @@ class Zmtp {
   receive(timeoutMs = 30000) {  // generous: a loaded CI machine, not a protocol promise
     if (this.messages.length) return Promise.resolve(this.messages.shift());
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("no reply within the timeout")), timeoutMs);
-      this.waiting = (message) => { clearTimeout(timer); resolve(message); };
+      const timer = setTimeout(() => reject(new Error(`no reply within the timeout (request seq ${seq})`)), timeoutMs);
+      this.waiting = (message) => {
+        clearTimeout(timer);
+        if (message === null) reject(new Error(`the agent closed the connection (request seq ${seq})`)); else resolve(message);
+      };
     });
   }
 }
