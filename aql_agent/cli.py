@@ -114,9 +114,15 @@ def _parse_overrides(items: Sequence[str]) -> dict:
 def _train(args: argparse.Namespace) -> int:
     from aql_agent.training import TrainSettings, train
 
+    _check_ray_flags(args)
     settings = settings_from_args(TrainSettings, args, learner=_parse_overrides(args.set))
     _set_threads(args.threads)
-    summary = train(settings)
+    if args.workers is not None:
+        from aql_agent.distributed import train_parallel
+
+        summary = train_parallel(settings, workers=args.workers, address=args.address)
+    else:
+        summary = train(settings)
     print(json.dumps({k: v for k, v in summary.items() if k != "evaluation"} | (
         {"evaluation": {k: v for k, v in summary["evaluation"].items() if k != "returns"}}
         if "evaluation" in summary else {}), indent=2))
@@ -355,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="learner config override, repeatable (e.g. --set epsilon=0.1 --set bf16=true)")
     _add_threads_flag(train)
+    _add_ray_flags(train, "train data-parallel on this many Ray Train workers (one CPU, or one GPU with --device "
+                   "cuda, each), every one on an equal part of each batch with gradients averaged: the same "
+                   "updates as one process, up to float rounding")
     train.set_defaults(run=_train)
 
     tune = commands.add_parser(

@@ -12,6 +12,7 @@ never expose its ports beyond machines you control (docs/scale-out.md).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -280,3 +281,99 @@ def run_trials(configs: list[dict[str, Any]], function: Any, *, concurrent: int,
     if failed:
         raise AqlError(f"{len(failed)} of {len(configs)} trials failed; the first: {failed[0]}")
     return messages
+
+
+@dataclasses.dataclass
+class _Outbox:
+    """Where the leader replica leaves training's summary for the driver (an actor: the leader may run on
+    another machine)."""
+
+    summary: dict[str, Any] | None = None
+
+    def put(self, summary: dict[str, Any]) -> None:
+        self.summary = summary
+
+    def get(self) -> dict[str, Any] | None:
+        return self.summary
+
+
+def _train_replica(config: dict[str, Any]) -> None:
+    """On a Ray Train worker (torch.distributed already started): one replica of `train`. The leader trains
+    into the run folder; the others into a scratch folder of their own, which goes when they finish."""
+    import tempfile
+
+    import ray.train
+    import torch
+
+    from aql_agent.data_parallel import Replica
+    from aql_agent.training import TrainSettings, train
+
+    context = ray.train.get_context()
+    torch.set_num_threads(config["threads"])
+    settings = TrainSettings(**config["settings"])
+    device = settings.device
+    if device.startswith("cuda"):  # Ray gives each worker its own GPU
+        device = str(ray.train.torch.get_device())
+        settings = dataclasses.replace(settings, device=device)
+    replica = Replica(context.get_world_rank(), context.get_world_size(), device)
+    if replica.leader:
+        ray.get(config["outbox"].put.remote(train(settings, replica)))
+        return
+    with tempfile.TemporaryDirectory(prefix="aql-replica-") as scratch:
+        train(dataclasses.replace(settings, out=scratch, resume=False, progress=False, tensorboard=False,
+                                  checkpoint_every=settings.steps), replica)
+
+
+def train_parallel(settings: Any, *, workers: int, address: str | None = None) -> dict[str, Any]:
+    """`training.train(settings)` data-parallel on `workers` Ray Train workers (one CPU, or one GPU with
+    `settings.device` cuda, each) at the same global batch: the result equals single-process training up to
+    float rounding, and the run folder is an ordinary one. The data and the run folder must be on storage every
+    worker sees (one machine, or a shared file system)."""
+    import tempfile
+
+    from aql_agent.errors import require_number
+    from aql_agent.learners import ALGORITHMS
+
+    require_number("--workers", workers, 1, 1024, whole=True)
+    learner_class, variant = ALGORITHMS[settings.algo]
+    batch_size = learner_class.config_class.from_dict({**variant, **settings.learner}).batch_size
+    if batch_size % workers:
+        raise AqlError(f"--workers {workers} does not divide the batch size {batch_size}: each worker learns from "
+                       f"an equal part of every batch; pick --workers dividing it or --set batch_size=...")
+    settings = dataclasses.replace(settings, data=os.path.abspath(settings.data), out=os.path.abspath(settings.out))
+    gpu = settings.device.startswith("cuda")
+    ray = start_ray(workers, address)
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    outbox = ray.remote(num_cpus=0)(_Outbox).remote()
+    with tempfile.TemporaryDirectory(prefix="aql-ray-train-") as storage:
+        trainer = TorchTrainer(
+            _train_replica,
+            train_loop_config={"settings": dataclasses.asdict(settings), "outbox": outbox, "threads": 1},
+            torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu, resources_per_worker=(
+                {"CPU": 1, "GPU": 1} if gpu else {"CPU": 1})),
+            run_config=RunConfig(name="aql-train", storage_path=storage, failure_config=FailureConfig(max_failures=0)))
+        try:
+            trainer.fit()
+        except Exception as error:  # noqa: BLE001 - Ray wraps a replica's failure in its own exception types
+            raise AqlError(f"training on {workers} workers failed: {_worker_message(error)}") from None
+    summary = _result(ray, outbox.get.remote(), "collecting the summary")
+    ray.kill(outbox)
+    summary["workers"] = workers
+    return summary
+
+
+def _worker_message(error: BaseException) -> str:
+    """What failed on a worker, in one line: a replica's own AqlError when it raised one (Ray Train keeps each
+    rank's exception in `worker_failures`, the leader's first)."""
+    failures = getattr(error, "worker_failures", None) or {}
+    for _, failure in sorted(failures.items()):
+        cause = failure
+        while cause is not None and not isinstance(cause, AqlError):
+            cause = cause.__cause__
+        if cause is not None:
+            return str(cause)
+    first = next(iter(sorted(failures.items())), (None, error))[1]
+    return " ".join(str(first).split())[:400]

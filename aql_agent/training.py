@@ -15,7 +15,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from aql_agent.data.validation import action_count, check_dataset, check_discret
 from aql_agent.errors import MAX_SEED, AqlError, DatasetError, require_device, require_exists, require_number
 from aql_agent.learners import ALGORITHMS, Batch, Learner, is_discrete, make_learner
 from aql_agent.runs import RunFolder, due
+
+if TYPE_CHECKING:
+    from aql_agent.data_parallel import Replica
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,8 +189,12 @@ class TensorSampler:
         return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1), *masks)
 
 
-def train(settings: TrainSettings) -> dict[str, Any]:
-    """Run (or resume) offline training; returns a summary with the last metrics and evaluation."""
+def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, Any]:
+    """Run (or resume) offline training; returns a summary with the last metrics and evaluation.
+
+    With `replica` this process is one of several learning data-parallel (`aql_agent.data_parallel`): each
+    replica passes its own `settings.out` (the leader the run folder, the others scratch), and only the leader
+    evaluates."""
     require_exists(settings.data, "dataset")
     if settings.opponent is not None:
         if settings.env is None:
@@ -239,6 +246,9 @@ def train(settings: TrainSettings) -> dict[str, Any]:
               "learner_config": learner.config.to_dict(), "aql_agent_version": __version__,
               "torch_version": torch.__version__, "dataset": {"transitions": len(dataset), "obs_dim": obs_dim,
                                                               "act_dim": act_dim}}
+    if replica is not None:
+        record["data_parallel"] = {"replicas": replica.world_size, "batch_per_replica":
+                                   learner.config.batch_size // replica.world_size}
     run.write_json("train.json", record)
 
     metrics_log = run.table("metrics.csv", tensorboard=settings.tensorboard)
@@ -249,21 +259,31 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     if resume is not None:  # the partial logging interval the checkpoint was taken in
         sums = dict(zip(trainer_state["metric_names"], trainer_state["metric_sums"].tolist()))
         count = int(trainer_state["metric_count"])
+    if replica is not None:  # every replica continues from the leader's state, weights to metric sums
+        shared = replica.share({"learner": learner.state_dict(), "sampler_rng": sampler.generator.get_state(),
+                                "start": start, "sums": sums, "count": count} if replica.leader else None)
+        learner.load_state_dict(shared["learner"])
+        sampler.generator.set_state(shared["sampler_rng"])
+        start, sums, count = shared["start"], shared["sums"], shared["count"]
+        replica.reseed(settings.seed, start)
+        replica.attach(learner)
     bar = tqdm(total=settings.steps, initial=start, desc=f"{settings.algo}", disable=not settings.progress,
                unit="step", dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
     try:
         for step in range(start + 1, settings.steps + 1):
-            metrics = learner.update(sampler.sample(learner.config.batch_size))
+            batch = sampler.sample(learner.config.batch_size)
+            metrics = learner.update(batch if replica is None else replica.shard(batch))
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
             count += 1
             bar.update(1)
             if due(step, settings.log_every, settings.steps):
-                means = {k: v / count for k, v in sums.items()}
+                means = ({k: v / count for k, v in sums.items()} if replica is None
+                         else replica.mean_metrics(sums, count))
                 metrics_log.write(step, means)
                 bar.set_postfix({k: f"{means[k]:.3g}" for k in ("critic_loss", "gen_mse") if k in means})
                 summary["metrics"], sums, count = means, {}, 0
-            if settings.env and due(step, settings.eval_every, settings.steps):
+            if settings.env and due(step, settings.eval_every, settings.steps) and (replica is None or replica.leader):
                 summary["evaluation"] = evaluate_learner(learner, preprocessing, settings.env,
                                                          settings.eval_episodes, settings.opponent, settings.seed,
                                                          step)

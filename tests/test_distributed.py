@@ -159,3 +159,38 @@ def test_parallel_conversion_writes_shards_holding_the_serial_rows(local_ray, tm
     assert main(["inspect", str(tmp_path / "shards")]) == 0  # every command reads the folder as one dataset
     summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("transitions")]
     assert summary and summary[0].split()[-1] == str(len(serial))
+
+
+def test_data_parallel_training_equals_one_process_and_its_checkpoint_loads_without_ray(local_ray, tmp_path,
+                                                                                      pendulum_data, capsys):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    from aql_agent.checkpoint import load_learner
+
+    flags = ["--algo", "bc", "--data", pendulum_data, "--steps", "30", "--seed", "4", "--log-every", "10",
+             "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]", "--set", "batch_size=64"]
+    assert main(["train", *flags, "--out", str(tmp_path / "one")]) == 0
+    assert main(["train", *flags, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")["workers"] == 2
+    one, _, _ = load_learner(str(tmp_path / "one"))
+    two, _, _ = load_learner(str(tmp_path / "two"))
+    for (name, a), (_, b) in zip(one.nets.state_dict().items(), two.nets.state_dict().items(), strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5, err_msg=name)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / "metrics.csv"),
+                                  pd.read_csv(tmp_path / "one" / "metrics.csv"), atol=1e-5)
+    assert json.loads((tmp_path / "two" / "train.json").read_text())["data_parallel"] == {
+        "replicas": 2, "batch_per_replica": 32}
+    check = ("import sys; sys.modules['ray'] = None; import numpy as np; from aql_agent.checkpoint import load_policy;"
+             f" print(load_policy({str(tmp_path / 'two')!r}).act(np.zeros(3, np.float32)).shape)")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "(1,)", result.stderr
+
+
+def test_data_parallel_training_refuses_workers_that_do_not_divide_the_batch(tmp_path, pendulum_data, capsys):
+    assert main(["train", "--algo", "bc", "--data", pendulum_data, "--out", str(tmp_path / "run"), "--steps", "5",
+                 "--set", "batch_size=64", "--workers", "3"]) == 2
+    assert capsys.readouterr().err.strip().startswith("aql: error: --workers 3 does not divide the batch size 64")
