@@ -218,10 +218,15 @@ class GameKind:
 
 
 class RecordedRounds:
-    """Games against `opponent`, each round recorded into a replay log under `logs` (sides alternate)."""
+    """Games against `opponent`, each round recorded into a replay log under `logs` (sides alternate).
+
+    `record_games` plays a round's games: `record_exploring_games` here, one after another;
+    `aql_agent.distributed.RoundsOnRay` puts it on Ray workers (`aql finetune --workers N`) and records the
+    same games."""
 
     def __init__(self, kind: GameKind, opponent: str | None, logs: str, seed: int, rounds: int = 0):
         self.kind, self.opponent, self.logs, self.seed, self.rounds = kind, opponent, logs, seed, rounds
+        self.record_games: Callable[..., list[str]] = record_exploring_games
 
     @property
     def side(self) -> str:
@@ -229,17 +234,37 @@ class RecordedRounds:
 
     def play(self, policy: CheckpointPolicy, games: int) -> Round:
         from aql_agent.data import TransitionDataset
+        from aql_agent.replay import join_logs
 
         side = self.side
-        player = self.kind.player_from_view(lambda view: policy.act(view, deterministic=False))
         who = {"kind": "agent", "name": policy.learner.name, "fine_tuning_round": self.rounds}
-        path = self.kind.record(os.path.join(self.logs, f"round-{self.rounds:04d}"), (player, who), self.opponent,
-                                episodes=games, seed=self.seed + 1000 * self.rounds, side=side, overwrite=True,
-                                progress=False)
+        folder = os.path.join(self.logs, f"round-{self.rounds:04d}")
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".games-", dir=folder) as scratch:
+            parts = self.record_games(self.kind, policy, who, self.opponent, range(games),
+                                      self.seed + 1000 * self.rounds, side, scratch)
+            path = join_logs(parts, os.path.join(folder, os.path.basename(parts[0])), overwrite=True)
         self.rounds += 1
         outcomes = log_outcomes(path, side)
         data = self.kind.learner_view(TransitionDataset.from_log(path, agent=side))
         return Round(data, {"games": games, "win_rate": outcomes.count("win") / games})
+
+
+def record_exploring_games(kind: GameKind, policy: CheckpointPolicy, who: Mapping[str, Any], opponent: str | None,
+                           numbers: Sequence[int], seed: int, side: str, out_dir: str) -> list[str]:
+    """Record games `numbers` of a fine-tuning round, one log each, `policy` exploring (non-deterministic) on
+    `side`: game i is seeded with `seed + i`, the policy's random draws too, so game i depends only on `seed + i`
+    and any split of the games over workers records the same games. Returns the logs in game order."""
+    import torch
+
+    player = kind.player_from_view(lambda view: policy.act(view, deterministic=False))
+    paths = []
+    for number in numbers:
+        with torch.random.fork_rng(devices=[]):  # the learner's own random stream goes on untouched
+            torch.manual_seed(seed + number)
+            paths.append(kind.record(os.path.join(out_dir, f"game-{number:05d}"), (player, dict(who)), opponent,
+                                     episodes=1, seed=seed + number, side=side, overwrite=True, progress=False))
+    return paths
 
 
 class BridgeRounds(RecordedRounds):

@@ -257,7 +257,10 @@ def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
 def policy_weights(policy: Policy) -> dict[str, Any]:
     """What rebuilds `policy` in another process: its checkpoint facts and network weights as numpy arrays
     (plain data, for Ray's object store; `policy_from_weights` is the other half)."""
-    return {"info": dict(policy.info), "preprocessing": policy.preprocessing.to_dict(),
+    learner = policy.learner
+    facts = {"algo": learner.algo, "obs_dim": learner.obs_dim, "act_dim": learner.act_dim,
+             "learner_config": learner.config.to_dict()}  # also for a policy made from a live learner
+    return {"info": {**policy.info, **facts}, "preprocessing": policy.preprocessing.to_dict(),
             "nets": {key: value.detach().cpu().numpy() for key, value in policy.learner.nets.state_dict().items()}}
 
 

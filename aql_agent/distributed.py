@@ -146,7 +146,7 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
 
     from aql_agent.adapters.games import game_kind
     from aql_agent.errors import require_number
-    from aql_agent.replay import ReplayReader, ReplayWriter, copy_episodes
+    from aql_agent.replay import join_logs
 
     require_number("--workers", workers, 1, whole=True)
     require_number("--episodes", episodes, 1, whole=True)
@@ -173,19 +173,66 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
                 with open(paths[-1], "wb") as f:
                     f.write(data)
                 bar.update(1)
-        first = ReplayReader(paths[0]).header  # part 0 starts at `seed`: its name and header are the serial ones
+        # part 0 starts at `seed`: its name and header are the serial ones
         target = os.path.join(out_dir, os.path.basename(paths[0]).partition("-")[2])
         if os.path.exists(target) and not overwrite:
             raise AqlError(f"{target} exists; pass --overwrite to replace it or choose another --out or --seed")
-        with ReplayWriter(target, first.env_id, first.observation_spaces, first.action_spaces, agents=first.agents,
-                          players=first.players, info_keys=first.info_keys, compression=compression,
-                          overwrite=overwrite, recorder={**first.recorder, "workers": parts},
-                          metadata=first.metadata) as writer:
-            for path in paths:
-                copy_episodes(path, writer)
-        return target
+        return join_logs(paths, target, compression=compression, overwrite=overwrite, recorder={"workers": parts})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record_round_part(game: str, weights: dict[str, Any], who: dict[str, Any], opponent: str | None,
+                       numbers: list[int], seed: int, side: str) -> list[tuple[str, bytes]]:
+    """On a worker: games `numbers` of a fine-tuning round (`games.record_exploring_games`), each log's name and
+    bytes."""
+    import tempfile
+
+    import torch
+
+    from aql_agent.adapters.games import game_kind, record_exploring_games
+    from aql_agent.checkpoint import policy_from_weights
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = record_exploring_games(game_kind(game), policy_from_weights(weights), who, opponent, numbers, seed,
+                                       side, scratch)
+        logs = []
+        for path in paths:
+            with open(path, "rb") as f:
+                logs.append((os.path.basename(path), f.read()))
+        return logs
+
+
+class RoundsOnRay:
+    """A multi-agent game's fine-tuning rounds (`aql finetune --workers N`) with each round's games recorded on
+    Ray workers: the learner's weights go to the object store once per round, the games are split into
+    consecutive parts, and the logs come back as bytes, so the round's log is the one one process records."""
+
+    def __init__(self, game: str, workers: int, address: str | None = None):
+        self.game, self.workers = game, workers
+        self.ray = start_ray(workers, address)
+        self.task = self.ray.remote(num_cpus=1)(_record_round_part)
+
+    def __call__(self, kind: Any, policy: Any, who: dict[str, Any], opponent: str | None, numbers: Any, seed: int,
+                 side: str, out_dir: str) -> list[str]:
+        from aql_agent.checkpoint import policy_weights
+
+        numbers = list(numbers)
+        weights = self.ray.put(policy_weights(policy))
+        parts = min(self.workers, len(numbers))
+        bounds = [round(i * len(numbers) / parts) for i in range(parts + 1)]
+        futures = [self.task.remote(self.game, weights, dict(who), opponent, numbers[bounds[i]:bounds[i + 1]], seed,
+                                    side) for i in range(parts)]
+        paths = []
+        for i, future in enumerate(futures):
+            for offset, (name, data) in enumerate(_result(self.ray, future, f"fine-tuning games, part {i}")):
+                folder = os.path.join(out_dir, f"game-{numbers[bounds[i] + offset]:05d}")
+                os.makedirs(folder, exist_ok=True)
+                paths.append(os.path.join(folder, name))
+                with open(paths[-1], "wb") as f:
+                    f.write(data)
+        return paths
 
 
 def _convert_part(logs: list[str], agent: str | None) -> tuple[bytes, int, list[str]]:

@@ -86,6 +86,11 @@ class FinetuneSettings:
     moba-1v1's bt:medium)."""
     through_bridge: bool = False
     """Play the online games through the ZeroMQ bridge and an `aql engine` process of the game."""
+    workers: int | None = None
+    """Multi-agent games: play each round's games on this many Ray workers (the ray extra); the same games as
+    one process plays."""
+    address: str | None = None
+    """The Ray cluster to run --workers on (auto: the one `ray start` runs here; default: a local one)."""
     eval_every: int = 5000
     """Environment steps between evaluations (and checkpoints)."""
     eval_episodes: int = 10
@@ -119,6 +124,10 @@ class FinetuneSettings:
             raise AqlError(f"--constrain-on must be offline or all, got {self.constrain_on!r}")
         require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
         require_device(self.device)
+        if self.workers is not None:
+            require_number("--workers", self.workers, 1, 1024, whole=True)
+        elif self.address is not None:
+            raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -207,6 +216,22 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
         return json.load(f)["settings"]["data"]
 
 
+def _games_on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
+    """What records a round's games on Ray workers, for a collector that records its rounds game by game."""
+    from aql_agent.adapters.games import BridgeRounds, RecordedRounds
+
+    if isinstance(collector, BridgeRounds):
+        raise AqlError("--workers records the online games on Ray workers; --through-bridge plays them through one "
+                       "engine process: choose one")
+    if not isinstance(collector, RecordedRounds):
+        raise AqlError(f"--workers plays the games of a multi-agent game's rounds on Ray workers; {kind.name}'s "
+                       "rounds are played another way (a gymnasium env's: steps of one env kept across rounds): "
+                       "run without --workers")
+    from aql_agent.distributed import RoundsOnRay
+
+    return RoundsOnRay(kind.name, settings.workers, settings.address)
+
+
 def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     """Fine-tune an offline checkpoint online; returns a summary with the first and last evaluations."""
     from aql_agent.adapters.games import game_kind
@@ -252,6 +277,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), settings.opponent,
                                settings.exploration, through_bridge=settings.through_bridge,
                                rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0)
+    if settings.workers is not None:
+        collector.record_games = _games_on_ray(collector, kind, settings)
     run.write_json("finetune.json", {
         "settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
         "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from aql_agent.learners import ALGORITHMS, Batch, Learner, is_discrete, make_lea
 from aql_agent.runs import RunFolder, due
 
 if TYPE_CHECKING:
+    from aql_agent.data.shards import ShardedDataset
     from aql_agent.data_parallel import Replica
 
 
@@ -78,6 +79,9 @@ class TrainSettings:
     """Also write metrics as TensorBoard events."""
     resume: bool = False
     """Continue the run in `out` from its latest checkpoint."""
+    resident_shards: int | None = None
+    """A sharded dataset folder (`aql convert --workers`): keep only this many shards in memory and stream the
+    rest through them (default: load the whole dataset)."""
 
     def __post_init__(self) -> None:
         for flag in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
@@ -85,6 +89,8 @@ class TrainSettings:
         require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
         require_number("--reward-scale", self.reward_scale, 0, above_low=True)
         require_device(self.device)
+        if self.resident_shards is not None:
+            require_number("--resident-shards", self.resident_shards, 1, whole=True)
         if self.algo not in ALGORITHMS:
             raise AqlError(f"unknown algorithm {self.algo!r}; choose one of {', '.join(ALGORITHMS)}")
         learner_class, variant = ALGORITHMS[self.algo]
@@ -189,6 +195,102 @@ class TensorSampler:
         return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1), *masks)
 
 
+class ShardSampler(TensorSampler):
+    """A sharded dataset (`aql_agent.data.shards`) with only `resident` shards in memory. Batches come uniformly
+    from the resident rows; every `refresh_every` batches the longest-resident shard makes way for the next one
+    of a seeded shuffle of all shards (a new shuffle each pass). `refresh_every` is a shard's mean rows over the
+    batch size, so while resident a shard yields about as many draws as it has rows: over a pass every row is
+    drawn about once per epoch of the whole data, as from one table, but memory holds `resident` shards.
+
+    `prepare` turns a shard into learner-ready data (the checks and view `train` applies to a whole dataset)."""
+
+    def __init__(self, shards: ShardedDataset, prepare: Callable[[TransitionDataset], TransitionDataset],
+                 preprocessing: Preprocessing, seed: int, device: str, discrete: bool, resident: int,
+                 batch_size: int):
+        self.shards, self.prepare, self.preprocessing, self.discrete = shards, prepare, preprocessing, discrete
+        self.device = device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.shuffler = torch.Generator().manual_seed(seed + 1)  # the shard order, apart from the batches
+        self.resident_count = min(resident, len(shards.shards))
+        self.refresh_every = max(1, round(len(shards) / len(shards.shards) / batch_size))
+        self.order, self.position, self.draws = torch.randperm(len(shards.shards), generator=self.shuffler), 0, 0
+        self.resident = [self._next_shard() for _ in range(self.resident_count)]
+        self._load()
+
+    def _next_shard(self) -> int:
+        if self.position == len(self.order):
+            self.order, self.position = torch.randperm(len(self.order), generator=self.shuffler), 0
+        index = int(self.order[self.position])
+        self.position += 1
+        return index
+
+    def _load(self) -> None:
+        """The resident shards' rows as one table, read from disk."""
+        parts = [self._rows(index) for index in self.resident]
+        self.sizes = [len(part) for part in parts]
+        self.table = torch.cat(parts)
+
+    def _rows(self, index: int) -> torch.Tensor:
+        rows, self.widths, self.masked = transition_rows(self.prepare(self.shards.shard(index)), self.preprocessing,
+                                                         self.discrete)
+        return torch.as_tensor(rows, device=self.device)
+
+    def sample(self, batch_size: int) -> Batch:
+        self.draws += 1
+        if self.draws % self.refresh_every == 0 and len(self.shards.shards) > self.resident_count:
+            self.resident = self.resident[1:] + [self._next_shard()]
+            rows = self._rows(self.resident[-1])
+            self.table = torch.cat([self.table[self.sizes[0]:], rows])  # the oldest shard's rows go
+            self.sizes = self.sizes[1:] + [len(rows)]
+        return super().sample(batch_size)
+
+    def state(self) -> dict[str, Any]:
+        """Where the stream is, for a checkpoint: `load_state` continues it exactly."""
+        return {"shuffler": self.shuffler.get_state(), "order": self.order.clone(), "position": self.position,
+                "draws": self.draws, "resident": torch.tensor(self.resident)}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.shuffler.set_state(state["shuffler"])
+        self.order, self.position, self.draws = state["order"].clone(), int(state["position"]), int(state["draws"])
+        self.resident = [int(i) for i in state["resident"]]
+        self._load()
+
+
+def same_preprocessing(a: Preprocessing, b: Preprocessing) -> bool:
+    """Equal up to the rounding of how the moments were summed (float32 over a table, float64 over shards)."""
+    pairs = ((a.obs_mean, b.obs_mean), (a.obs_std, b.obs_std), (a.action_low, b.action_low),
+             (a.action_high, b.action_high))
+    return a.reward_scale == b.reward_scale and all(
+        len(x) == len(y) and np.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in pairs)
+
+
+def open_shards(settings: TrainSettings) -> ShardedDataset:
+    """The sharded dataset `--resident-shards` streams."""
+    from aql_agent.data.shards import ShardedDataset, is_sharded
+
+    if not is_sharded(settings.data):
+        raise AqlError(f"--resident-shards streams a sharded dataset folder (what `aql convert --workers N` writes); "
+                       f"{settings.data} is not one: leave --resident-shards out to load it whole")
+    if settings.agent is not None:
+        raise AqlError("--agent picks whose transitions a replay log gives; a sharded dataset is already converted "
+                       "(choose the agent when converting): leave --agent out")
+    return ShardedDataset(settings.data)
+
+
+def shard_moments(shards: ShardedDataset, prepare: Callable[[TransitionDataset], TransitionDataset]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the observations over every shard, one shard in memory at a time (each one checked by
+    `prepare` on the way)."""
+    total, sums, squares = 0, 0.0, 0.0
+    for index in range(len(shards.shards)):
+        observations = prepare(shards.shard(index)).observations.astype(np.float64)
+        total += len(observations)
+        sums = sums + observations.sum(0)
+        squares = squares + np.square(observations).sum(0)
+    mean = sums / total
+    return mean, np.sqrt(np.maximum(squares / total - np.square(mean), 0.0))
+
+
 def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, Any]:
     """Run (or resume) offline training; returns a summary with the last metrics and evaluation.
 
@@ -202,28 +304,51 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
         from aql_agent.adapters.games import game_kind
 
         game_kind(settings.env).check_opponent(settings.opponent)
-    dataset = load_dataset(settings.data, agent=settings.agent)
     discrete = is_discrete(settings.algo)
+
+    def prepare(data: TransitionDataset) -> TransitionDataset:
+        """`data` as learners see it, checked."""
+        if discrete:
+            data = check_discrete_dataset(learner_view(data), settings.data)
+            check_finite(data, settings.data)
+        else:
+            check_dataset(data, settings.data)
+        return data
+
+    shards = open_shards(settings) if settings.resident_shards is not None else None
+    dataset = prepare(shards.shard(0) if shards is not None else load_dataset(settings.data, agent=settings.agent))
     if discrete:
-        dataset = check_discrete_dataset(learner_view(dataset), settings.data)
         if settings.env:
             check_env_fit(dataset, settings.env, discrete=True)
         obs_dim, act_dim = dataset.observations.shape[1], action_count(dataset)
-        check_finite(dataset, settings.data)
         preprocessing = make_preprocessing(dataset, settings, None, discrete=True)
     else:
-        check_dataset(dataset, settings.data)
         env_actions = check_env_fit(dataset, settings.env) if settings.env else None
         preprocessing = make_preprocessing(dataset, settings, env_actions)
         obs_dim, act_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+    if shards is not None:  # every shard checked like the first, one in memory at a time
+        def prepare_shard(data: TransitionDataset) -> TransitionDataset:
+            data = prepare(data)
+            fits = (data.observations.shape[1:] == dataset.observations.shape[1:] and
+                    (action_count(data) == act_dim if discrete else data.actions.shape[1:] == (act_dim,)))
+            if not fits:
+                raise DatasetError(f"{settings.data}: its shards hold transitions of different shapes; convert the "
+                                   "logs again into one folder")
+            if not discrete:
+                make_preprocessing(data, settings, env_actions)  # actions inside the bounds the first one set
+            return data
+
+        mean, std = shard_moments(shards, prepare_shard)
+        if settings.normalize_observations:
+            preprocessing = dataclasses.replace(preprocessing, obs_mean=tuple(map(float, mean)),
+                                                obs_std=tuple(map(float, std + 1e-3)))
 
     run = RunFolder(settings.out, settings.resume)
     resume = run.resumed_from
 
     torch.manual_seed(settings.seed)
     learner = make_learner(settings.algo, obs_dim, act_dim, dict(settings.learner), settings.device)
-    sampler = TensorSampler(dataset, preprocessing, settings.seed, settings.device, discrete)
-    start = 0
+    start, trainer_state = 0, None
     if resume is not None:
         checkpoint_dir, start = resume
         saved, info, trainer_state = load_learner(checkpoint_dir, settings.device, expect_algo=settings.algo)
@@ -233,19 +358,33 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
         if saved.config != learner.config:
             raise AqlError(f"cannot resume {settings.out}: its learner config {saved.config} differs from the one "
                            f"asked for now {learner.config}; resume with the same settings")
-        if Preprocessing.from_dict(info["preprocessing"]) != preprocessing:
+        started_with = Preprocessing.from_dict(info["preprocessing"])
+        if not same_preprocessing(started_with, preprocessing):
             raise AqlError(f"cannot resume {settings.out}: it was trained with other data preprocessing "
                            "(--normalize-observations, --reward-scale or action bounds); resume with the same")
+        preprocessing = started_with  # the run's own, bit for bit (moments computed another way may round apart)
         if settings.steps <= start:
             raise AqlError(f"{settings.out} is already at step {start}: pass a --steps above it to train on")
+        if ("sampler_stream" in trainer_state) != (shards is not None):
+            raise AqlError(f"cannot resume {settings.out}: it was trained {'with' if shards is None else 'without'} "
+                           "--resident-shards; resume the way it started")
         learner = saved
+    if shards is None:
+        sampler = TensorSampler(dataset, preprocessing, settings.seed, settings.device, discrete)
+    else:
+        sampler = ShardSampler(shards, prepare, preprocessing, settings.seed, settings.device, discrete,
+                               settings.resident_shards, learner.config.batch_size)
+    if trainer_state is not None:
         sampler.generator.set_state(trainer_state["sampler_rng"])
+        if shards is not None:
+            sampler.load_state(trainer_state["sampler_stream"])
         torch.set_rng_state(trainer_state["torch_rng"])
 
     record = {"settings": {**dataclasses.asdict(settings), "learner": dict(settings.learner)},
               "learner_config": learner.config.to_dict(), "aql_agent_version": __version__,
-              "torch_version": torch.__version__, "dataset": {"transitions": len(dataset), "obs_dim": obs_dim,
-                                                              "act_dim": act_dim}}
+              "torch_version": torch.__version__,
+              "dataset": {"transitions": len(dataset) if shards is None else len(shards), "obs_dim": obs_dim,
+                          "act_dim": act_dim}}
     if replica is not None:
         record["data_parallel"] = {"replicas": replica.world_size, "batch_per_replica":
                                    learner.config.batch_size // replica.world_size}
@@ -261,9 +400,12 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
         count = int(trainer_state["metric_count"])
     if replica is not None:  # every replica continues from the leader's state, weights to metric sums
         shared = replica.share({"learner": learner.state_dict(), "sampler_rng": sampler.generator.get_state(),
+                                "sampler_stream": sampler.state() if shards is not None else None,
                                 "start": start, "sums": sums, "count": count} if replica.leader else None)
         learner.load_state_dict(shared["learner"])
         sampler.generator.set_state(shared["sampler_rng"])
+        if shards is not None:
+            sampler.load_state(shared["sampler_stream"])
         start, sums, count = shared["start"], shared["sums"], shared["count"]
         replica.reseed(settings.seed, start)
         replica.attach(learner)
@@ -295,6 +437,7 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
             if due(step, settings.checkpoint_every, settings.steps):
                 run.save_checkpoint(learner, preprocessing, step, {
                     "sampler_rng": sampler.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                    **({"sampler_stream": sampler.state()} if shards is not None else {}),
                     "metric_names": list(sums), "metric_sums": torch.tensor(list(sums.values()), dtype=torch.float64),
                     "metric_count": count})
     finally:

@@ -1,13 +1,16 @@
 """Evaluation and recording games per second: serial, and on Ray with 1 and 2 workers, side by side in one run.
 
-    python benchmarks/parallel_play.py --games 24          # moba-1v1, a discrete agent against bt:medium
+    python benchmarks/parallel_play.py --games 40 --rounds 3    # moba-1v1, a discrete agent against bt:medium
 
 A discrete BC agent is trained from a few recorded bot games (a real checkpoint, so the policy's cost is in
 the figures), then evaluated three ways on the same games (same seeds): `kind.evaluate` in this process,
-and `aql_agent.distributed.evaluate_parallel` on a local Ray with 1 and 2 workers. The results must be equal;
-the times are wall-clock, with and without Ray's start-up (`ray.init`, then the actors' own imports and policy
-load, which each call pays; each is run twice, since Ray's own daemons are still starting during the first
-round). Writes benchmarks/results/parallel_play.json and .png.
+and `aql_agent.distributed.evaluate_parallel` on a local Ray with 1 and 2 workers. The results must be equal.
+Times are wall-clock, each call paying its actors' start (imports, policy rebuilt from its weights); `ray.init`
+is timed apart. This machine's game times wander by tens of percent from minute to minute, so the three
+ways run interleaved in `--rounds` rounds (serial, 1 worker, 2 workers, then again) and each figure is a mean
+with its spread over rounds; the 1-worker overhead is also given per round against that round's serial run.
+A probe times single games in this process and on one actor, alternately, to split the overhead into the
+actor's start and any per-game cost. Writes benchmarks/results/parallel_play.json and .png.
 """
 
 from __future__ import annotations
@@ -27,14 +30,56 @@ from aql_agent.checkpoint import load_policy  # noqa: E402
 from aql_agent.cli import main as aql  # noqa: E402
 
 
+def probe_per_game(kind, policy, game: str, opponent: str, games: int) -> dict:
+    """Single games alternately in this process and on one actor (the actor's own clock): the per-game cost
+    of running on a worker, apart from the actor's start."""
+    import statistics
+
+    import ray
+
+    from aql_agent.checkpoint import policy_weights
+    from aql_agent.distributed import GameWorker
+
+    class TimedWorker(GameWorker):
+        def timed(self, numbers: list[int], seed: int, opponent: str) -> float:
+            started = time.perf_counter()
+            self.play(numbers, seed, opponent)
+            return time.perf_counter() - started
+
+    started = time.perf_counter()
+    worker = ray.remote(num_cpus=1)(TimedWorker).remote(game, {}, ray.put(policy_weights(policy)))
+    ray.get(worker.timed.remote([0], 0, opponent))  # started and warm
+    actor_start = time.perf_counter() - started
+    here, there = [], []
+    for number in range(games):
+        started = time.perf_counter()
+        kind.play_games(policy, [number], 0, opponent)
+        here.append(time.perf_counter() - started)
+        there.append(ray.get(worker.timed.remote([number], 0, opponent)))
+    ray.kill(worker)
+    ratios = [b / a for a, b in zip(here, there)]
+    return {"games": games, "actor_start_and_first_game_seconds": actor_start, "in_process_seconds": sum(here),
+            "on_actor_seconds": sum(there), "per_game_ratio_median": statistics.median(ratios),
+            "per_game_ratio_range": [min(ratios), max(ratios)]}
+
+
+def mean_std(values: list[float]) -> dict:
+    import numpy as np
+
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "values": values}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="moba-1v1")
     parser.add_argument("--opponent", default="bt:medium")
     parser.add_argument("--games", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of the three ways")
     parser.add_argument("--record-games", type=int, default=4, help="bot games the agent is trained from")
     parser.add_argument("--train-steps", type=int, default=500)
     parser.add_argument("--record-bench", type=int, default=16, help="bot-vs-bot games recorded per timing")
+    parser.add_argument("--probe-games", type=int, default=16, help="games of the per-game probe")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "parallel_play"), help="output stem")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -42,54 +87,63 @@ def main() -> None:
 
     torch.set_num_threads(1)
     kind = game_kind(args.game)
+    ways = ["serial", "ray, 1 worker", "ray, 2 workers"]
     with tempfile.TemporaryDirectory() as work:
         log = kind.record(work, args.opponent, episodes=args.record_games, seed=1000, progress=False)
         assert aql(["train", "--algo", "bc-discrete", "--data", log, "--agent", "all", "--out",
                     os.path.join(work, "run"), "--steps", str(args.train_steps), "--no-progress",
                     "--no-tensorboard"]) == 0
         policy = load_policy(os.path.join(work, "run"))
-        started = time.perf_counter()
-        serial = kind.evaluate(policy, args.games, seed=0, opponent=args.opponent)
-        runs = {"serial": {"seconds": time.perf_counter() - started, "result": serial}}
         os.environ.setdefault("RAY_TMPDIR", os.path.join(work, "ray"))
-        from aql_agent.distributed import evaluate_parallel, start_ray
+        from aql_agent.distributed import evaluate_parallel, record_parallel, start_ray
 
         started = time.perf_counter()
         ray = start_ray(2)
         ray_start = time.perf_counter() - started
-        for round_ in (1, 2):  # Ray's own daemons are still starting during the first round
-            for workers in (1, 2):
+        serial = kind.evaluate(policy, 1, seed=0, opponent=args.opponent)  # warm: imports, first game
+        evaluation = {way: [] for way in ways}
+        recording = {way: [] for way in ways}
+        for round_ in range(args.rounds):
+            for way in ways:
+                workers = ways.index(way)
                 started = time.perf_counter()
-                result = evaluate_parallel(args.game, policy, args.games, seed=0, opponent=args.opponent,
-                                           workers=workers, progress=False)
-                seconds = time.perf_counter() - started
-                assert result.pop("workers") == workers and result == serial, "parallel play changed the result"
-                runs[f"ray, {workers} worker{'s' * (workers > 1)}, round {round_}"] = {"seconds": seconds,
-                                                                                      "result": result}
-        record_runs = {}
-        started = time.perf_counter()
-        kind.record(os.path.join(work, "serial"), args.opponent, "bt:easy", episodes=args.record_bench, seed=0,
-                    progress=False)
-        record_runs["serial"] = time.perf_counter() - started
-        from aql_agent.distributed import record_parallel
-
-        for workers in (1, 2):
-            started = time.perf_counter()
-            record_parallel(args.game, os.path.join(work, f"ray-{workers}"), args.opponent, "bt:easy",
-                            episodes=args.record_bench, seed=0, workers=workers, progress=False)
-            record_runs[f"ray, {workers} worker{'s' * (workers > 1)}"] = time.perf_counter() - started
+                if workers == 0:
+                    serial = kind.evaluate(policy, args.games, seed=0, opponent=args.opponent)
+                    result = dict(serial)
+                else:
+                    result = evaluate_parallel(args.game, policy, args.games, seed=0, opponent=args.opponent,
+                                               workers=workers, progress=False)
+                    assert result.pop("workers") == workers and result == serial, "parallel play changed the result"
+                evaluation[way].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                target = os.path.join(work, f"record-{round_}-{workers}")
+                if workers == 0:
+                    kind.record(target, args.opponent, "bt:easy", episodes=args.record_bench, seed=0, progress=False)
+                else:
+                    record_parallel(args.game, target, args.opponent, "bt:easy", episodes=args.record_bench, seed=0,
+                                    workers=workers, progress=False)
+                recording[way].append(time.perf_counter() - started)
+            print(f"round {round_}: evaluation {[round(evaluation[w][-1], 1) for w in ways]} s, recording "
+                  f"{[round(recording[w][-1], 1) for w in ways]} s", flush=True)
+        probe = probe_per_game(kind, policy, args.game, args.opponent, args.probe_games)
         ray.shutdown()
-    report = {"game": args.game, "opponent": args.opponent, "games": args.games, "cpus": os.cpu_count(),
-              "ray_init_seconds": ray_start, "win_rate": serial["win_rate"],
-              "runs": {name: {"seconds": run["seconds"], "games_per_second": args.games / run["seconds"]}
-                       for name, run in runs.items()},
+
+    def summarise(times: dict[str, list[float]], games: int) -> dict:
+        out = {}
+        for way in ways:
+            out[way] = {"seconds": mean_std(times[way]),
+                        "games_per_second": mean_std([games / t for t in times[way]]),
+                        "speed_vs_serial": mean_std([s / t for s, t in zip(times["serial"], times[way])])}
+        out["ray, 1 worker"]["overhead_vs_serial"] = mean_std(
+            [t / s - 1 for s, t in zip(times["serial"], times["ray, 1 worker"])])
+        return out
+
+    report = {"game": args.game, "opponent": args.opponent, "games": args.games, "rounds": args.rounds,
+              "cpus": os.cpu_count(), "ray_init_seconds": ray_start, "win_rate": serial["win_rate"],
+              "evaluation": summarise(evaluation, args.games),
               "recording": {"games": args.record_bench, "players": f"{args.opponent} vs bt:easy",
-                            "runs": {name: {"seconds": seconds, "games_per_second": args.record_bench / seconds,
-                                            "speed_vs_serial": record_runs["serial"] / seconds}
-                                     for name, seconds in record_runs.items()}}}
-    base = report["runs"]["serial"]["seconds"]
-    for run in report["runs"].values():
-        run["speed_vs_serial"] = base / run["seconds"]
+                            **summarise(recording, args.record_bench)},
+              "per_game_probe": probe}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(report, f, indent=1)
@@ -98,13 +152,15 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 3))
-    names = list(report["runs"])
-    ax.barh(names, [report["runs"][n]["games_per_second"] for n in names], color="tab:green")
-    ax.set_xlabel(f"evaluation: {args.game} games/s ({args.games} games vs {args.opponent}; same results)")
-    names = list(report["recording"]["runs"])
-    ax2.barh(names, [report["recording"]["runs"][n]["games_per_second"] for n in names], color="tab:purple")
-    ax2.set_xlabel(f"recording: games/s ({args.record_bench} games, {args.opponent} vs bt:easy; same log)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3))
+    for ax, (part, colour, label) in zip(axes, (
+            ("evaluation", "tab:green", f"evaluation: {args.game} games/s ({args.games} games vs {args.opponent}; "
+                                        "same results)"),
+            ("recording", "tab:purple", f"recording: games/s ({args.record_bench} games, {args.opponent} vs bt:easy; "
+                                        "same log)"))):
+        rates = [report[part][way]["games_per_second"] for way in ways]
+        ax.barh(ways, [r["mean"] for r in rates], xerr=[r["std"] for r in rates], color=colour)
+        ax.set_xlabel(label + f", mean +/- std of {args.rounds} rounds")
     fig.tight_layout()
     fig.savefig(args.out + ".png", dpi=110)
     print(json.dumps(report, indent=1))

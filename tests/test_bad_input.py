@@ -92,6 +92,7 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
     ("record", "--set"): ["novalue", "frame_skip=abc", "max_frames=-1"],
     ("record", "--address"): ["bogus"],
     ("train", "--address"): ["bogus"],
+    ("finetune", "--address"): ["bogus"],
     ("make-dataset", "--env"): ["NoSuchEnv-v0", "CartPole-v1", ""],
     ("make-dataset", "--out"): ["{garbage}"],
     ("make-dataset", "--kinds"): ["bogus"],

@@ -194,3 +194,35 @@ def test_data_parallel_training_refuses_workers_that_do_not_divide_the_batch(tmp
     assert main(["train", "--algo", "bc", "--data", pendulum_data, "--out", str(tmp_path / "run"), "--steps", "5",
                  "--set", "batch_size=64", "--workers", "3"]) == 2
     assert capsys.readouterr().err.strip().startswith("aql: error: --workers 3 does not divide the batch size 64")
+
+
+def test_fine_tuning_rounds_on_workers_play_the_games_and_updates_of_one_process(local_ray, tmp_path, capsys):
+    import pandas as pd
+
+    from aql_agent.replay import ReplayReader
+
+    logs = str(tmp_path / "logs")
+    assert main(["record", "--env", "connect-four", "--player", "greedy", "--opponent", "random", "--episodes", "10",
+                 "--out", logs, "--no-progress"]) == 0
+    run = str(tmp_path / "offline")
+    assert main(["train", "--algo", "bcq-discrete", "--data", logs, "--agent", "all", "--out", run, "--steps", "20",
+                 "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]"]) == 0
+    flags = ["--checkpoint", run, "--env", "connect-four", "--opponent", "random", "--steps", "30", "--round-games",
+             "3", "--exploration", "0.3", "--eval-every", "1000", "--eval-episodes", "2", "--seed", "5",
+             "--log-every", "10", "--no-progress", "--no-tensorboard"]
+    assert main(["finetune", *flags, "--out", str(tmp_path / "one")]) == 0
+    assert main(["finetune", *flags, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    capsys.readouterr()
+    for table in ("rounds.csv", "metrics.csv", "eval.csv"):  # the same games, so the same updates
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / table), pd.read_csv(tmp_path / "one" / table))
+    rounds = sorted(os.listdir(tmp_path / "one" / "online"))
+    assert len(rounds) >= 2 and rounds == sorted(os.listdir(tmp_path / "two" / "online"))
+    for round_ in rounds:
+        (one,), (two,) = ([ReplayReader(str(tmp_path / run_ / "online" / round_ / name)) for name in
+                           os.listdir(tmp_path / run_ / "online" / round_)] for run_ in ("one", "two"))
+        assert os.path.basename(one.path) == os.path.basename(two.path)
+        for a, b in zip(one.episodes(), two.episodes(), strict=True):
+            assert a.seed == b.seed and a.agents.keys() == b.agents.keys()
+            for agent in a.agents:
+                assert a.agents[agent].outcome == b.agents[agent].outcome
+                assert a.agents[agent].actions.tolist() == b.agents[agent].actions.tolist()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
@@ -844,3 +844,19 @@ def copy_episodes(source: str | os.PathLike, writer: Any) -> int:
         buffered = []
         copied += 1
     return copied
+
+
+def join_logs(sources: Sequence[str | os.PathLike], target: str | os.PathLike, *, compression: str = "none",
+              overwrite: bool = False, recorder: Mapping[str, Any] | None = None) -> str:
+    """One log at `target` holding the complete episodes of `sources`, in order, under the first one's header
+    (its recorder entry updated with `recorder`): a recording split into parts, put back together."""
+    from aql_agent.replay.writer import ReplayWriter
+
+    first = ReplayReader(sources[0]).header
+    with ReplayWriter(target, first.env_id, first.observation_spaces, first.action_spaces, agents=first.agents,
+                      players=first.players, info_keys=first.info_keys, compression=compression,
+                      overwrite=overwrite, recorder={**first.recorder, **(recorder or {})},
+                      metadata=first.metadata) as writer:
+        for path in sources:
+            copy_episodes(path, writer)
+    return os.fspath(target)
