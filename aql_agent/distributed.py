@@ -12,8 +12,12 @@ never expose its ports beyond machines you control (docs/scale-out.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from aql_agent.errors import AqlError
@@ -41,6 +45,18 @@ def start_ray(workers: int, address: str | None = None) -> Any:
         raise AqlError(f"cannot start or join {where}: {' '.join(str(error).split())[:300]} (start one with "
                        "`ray start --head`, or leave --address out)") from None
     return ray
+
+
+@contextlib.contextmanager
+def _own_ctrl_c() -> Iterator[None]:
+    """Around Ray Train's and Tune's `fit()`, which install a Ctrl-C handler of their own and leave it installed:
+    a later Ctrl-C in this process would go to a finished run's controller instead of raising KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
 
 
 def _result(ray: Any, future: Any, what: str) -> Any:
@@ -321,7 +337,9 @@ def run_trials(configs: list[dict[str, Any]], function: Any, *, concurrent: int,
                        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
                        run_config=tune.RunConfig(name=name, storage_path=os.path.abspath(storage), verbose=0))
     messages, failed = [], []
-    for result in tuner.fit():
+    with _own_ctrl_c():
+        results = tuner.fit()
+    for result in results:
         if result.error is not None:
             failed.append(result.error)
         messages.append(result.metrics.get("message") or f"failed: {result.error}")
@@ -403,7 +421,8 @@ def train_parallel(settings: Any, *, workers: int, address: str | None = None) -
                 {"CPU": 1, "GPU": 1} if gpu else {"CPU": 1})),
             run_config=RunConfig(name="aql-train", storage_path=storage, failure_config=FailureConfig(max_failures=0)))
         try:
-            trainer.fit()
+            with _own_ctrl_c():
+                trainer.fit()
         except Exception as error:  # noqa: BLE001 - Ray wraps a replica's failure in its own exception types
             raise AqlError(f"training on {workers} workers failed: {_worker_message(error)}") from None
     summary = _result(ray, outbox.get.remote(), "collecting the summary")

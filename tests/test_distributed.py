@@ -163,6 +163,7 @@ def test_parallel_conversion_writes_shards_holding_the_serial_rows(local_ray, tm
 
 def test_data_parallel_training_equals_one_process_and_its_checkpoint_loads_without_ray(local_ray, tmp_path,
                                                                                       pendulum_data, capsys):
+    import signal
     import subprocess
     import sys
 
@@ -184,6 +185,7 @@ def test_data_parallel_training_equals_one_process_and_its_checkpoint_loads_with
                                   pd.read_csv(tmp_path / "one" / "metrics.csv"), atol=1e-5)
     assert json.loads((tmp_path / "two" / "train.json").read_text())["data_parallel"] == {
         "replicas": 2, "batch_per_replica": 32}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ray Train's own handler is gone
     check = ("import sys; sys.modules['ray'] = None; import numpy as np; from aql_agent.checkpoint import load_policy;"
              f" print(load_policy({str(tmp_path / 'two')!r}).act(np.zeros(3, np.float32)).shape)")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
