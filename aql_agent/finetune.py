@@ -216,17 +216,26 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
         return json.load(f)["settings"]["data"]
 
 
-def _games_on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
-    """What records a round's games on Ray workers, for a collector that records its rounds game by game."""
-    from aql_agent.adapters.games import BridgeRounds, RecordedRounds
-
-    if isinstance(collector, BridgeRounds):
+def _check_workers(settings: FinetuneSettings, kind: Any) -> None:
+    """`--workers` plays a multi-agent game's rounds on Ray; refuse it where rounds are played otherwise, before
+    any work starts."""
+    if settings.workers is None:
+        return
+    if settings.through_bridge:
         raise AqlError("--workers records the online games on Ray workers; --through-bridge plays them through one "
                        "engine process: choose one")
-    if not isinstance(collector, RecordedRounds):
+    if not kind.multi_agent:
         raise AqlError(f"--workers plays the games of a multi-agent game's rounds on Ray workers; {kind.name}'s "
-                       "rounds are played another way (a gymnasium env's: steps of one env kept across rounds): "
-                       "run without --workers")
+                       "rounds are steps of one env kept across rounds: run without --workers")
+
+
+def _games_on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
+    """What records a round's games on Ray workers, for a collector that records its rounds game by game."""
+    from aql_agent.adapters.games import RecordedRounds
+
+    if not isinstance(collector, RecordedRounds):
+        raise AqlError(f"{kind.name} plays its fine-tuning rounds its own way (its kind's collector): run without "
+                       "--workers")
     from aql_agent.distributed import RoundsOnRay
 
     return RoundsOnRay(kind.name, settings.workers, settings.address)
@@ -238,6 +247,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
 
     kind = game_kind(settings.env)
     kind.check_opponent(settings.opponent)
+    _check_workers(settings, kind)
     checkpoint_dir = resolve_checkpoint(settings.checkpoint)
     learner, info, _ = load_learner(checkpoint_dir, settings.device)
     if not learner.fine_tunable:

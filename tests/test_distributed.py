@@ -192,10 +192,16 @@ def test_data_parallel_training_equals_one_process_and_its_checkpoint_loads_with
     assert result.returncode == 0 and result.stdout.strip() == "(1,)", result.stderr
 
 
-def test_data_parallel_training_refuses_workers_that_do_not_divide_the_batch(tmp_path, pendulum_data, capsys):
+def test_workers_are_refused_where_they_cannot_split_the_work(tmp_path, pendulum_data, capsys):
     assert main(["train", "--algo", "bc", "--data", pendulum_data, "--out", str(tmp_path / "run"), "--steps", "5",
                  "--set", "batch_size=64", "--workers", "3"]) == 2
     assert capsys.readouterr().err.strip().startswith("aql: error: --workers 3 does not divide the batch size 64")
+    for extra in (["--env", "Pendulum-v1"], ["--env", "connect-four", "--through-bridge"]):
+        assert main(["finetune", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "tune"),
+                     "--workers", "2", *extra]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("aql: error: --workers") and "\n" not in error
+    assert not (tmp_path / "tune").exists()  # refused before any work
 
 
 def test_fine_tuning_rounds_on_workers_play_the_games_and_updates_of_one_process(local_ray, tmp_path, capsys):
