@@ -170,9 +170,12 @@ class GameKind:
         raise NotImplementedError
 
     def collector(self, logs: str, seed: int, opponent: str | None, exploration: float | None,
-                  through_bridge: bool = False, rounds: int = 0) -> Any:
+                  through_bridge: bool = False, rounds: int = 0, envs: int = 1) -> Any:
         """What plays the rounds of online fine-tuning: `play(policy, budget) -> Round`, the budget in steps
-        (single-agent) or games (multi-agent)."""
+        (single-agent) or games (multi-agent); `envs`: how many envs share a round (gymnasium envs)."""
+        if envs > 1:
+            raise AqlError(f"--envs splits a gymnasium env's round over several envs; {self.name}'s rounds are "
+                           "--round-games games (use --workers to spread them)")
         if through_bridge:
             return BridgeRounds(self, opponent, logs, seed, rounds)
         return RecordedRounds(self, opponent, logs, seed, rounds)

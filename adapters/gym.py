@@ -155,10 +155,13 @@ class GymKind(GameKind):
         return path
 
     def collector(self, logs: str, seed: int, opponent: str | None, exploration: float | None,
-                  through_bridge: bool = False, rounds: int = 0) -> Any:
+                  through_bridge: bool = False, rounds: int = 0, envs: int = 1) -> Any:
         if through_bridge:
+            if envs > 1:
+                raise AqlError("--envs plays a round in several envs of this process; --through-bridge plays it "
+                               "through one engine process: choose one")
             return super().collector(logs, seed, opponent, exploration, through_bridge, rounds)
-        return StepCollector(self.name, seed, exploration)
+        return StepCollectors(self.name, seed, exploration, envs)
 
     def play_over_bridge(self, client: Any, games: int, opponent: str | None, side: str, seed: int,
                          progress: bool = True) -> dict[str, Any]:
@@ -201,8 +204,11 @@ class StepCollector:
     Gaussian exploration noise on continuous actions, the learner's epsilon-greedy on discrete ones."""
 
     def __init__(self, env_id: str, seed: int, exploration: float | None):
+        import torch
+
         self.env_id, self.env = env_id, make_env(env_id, seed=seed)
         self.rng = np.random.default_rng(seed)
+        self.policy_random = torch.Generator().manual_seed(seed).get_state()  # the policy's own draws
         self.exploration = 0.1 if exploration is None else exploration
         self.observation, _ = self.env.reset(seed=seed)
         self.episode_return, self.episodes = 0.0, 0
@@ -216,6 +222,17 @@ class StepCollector:
         return np.clip(action + noise, low, high).astype(np.float32)
 
     def play(self, policy: Any, steps: int) -> Round:
+        """`steps` steps; the policy's random draws come from this env's own stream (inside `fork_rng`), so what
+        it plays depends on its seed and the policy only, wherever it runs, and never on the learner's updates."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.policy_random)
+            played = self._play(policy, steps)
+            self.policy_random = torch.get_rng_state()
+        return played
+
+    def _play(self, policy: Any, steps: int) -> Round:
         from aql_agent.data import TransitionDataset
 
         rows: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
@@ -242,3 +259,46 @@ class StepCollector:
         if returns:
             summary["return_mean"] = float(np.mean(returns))
         return Round(data, summary)
+
+
+#: env k of a round's envs is seeded `seed + ENV_SEED_STRIDE * k`
+ENV_SEED_STRIDE = 7919
+
+
+class StepCollectors:
+    """Rounds of online play in `envs` gymnasium envs, each a `StepCollector` kept across rounds and seeded
+    `seed + ENV_SEED_STRIDE * k`: a round's steps are split evenly (the first envs take one more) and played env
+    after env, the data in env order (`aql finetune --envs N`, as SB3's n_envs). Each env's play depends on its
+    seed and the policy only, so `aql_agent.distributed.StepsOnRay`, which keeps the envs on Ray workers,
+    plays the same steps."""
+
+    def __init__(self, env_id: str, seed: int, exploration: float | None, envs: int = 1):
+        self.env_id, self.seed, self.exploration = env_id, seed, exploration
+        self.collectors = [StepCollector(env_id, seed + ENV_SEED_STRIDE * k, exploration) for k in range(envs)]
+
+    def play(self, policy: Any, steps: int) -> Round:
+        return merge_rounds([collector.play(policy, part) for collector, part in
+                             zip(self.collectors, split_steps(steps, len(self.collectors))) if part])
+
+    def close(self) -> None:
+        for collector in self.collectors:
+            collector.env.close()
+
+
+def split_steps(steps: int, envs: int) -> list[int]:
+    """`steps` over `envs` envs as evenly as whole steps allow, the first ones taking one more."""
+    return [steps // envs + (k < steps % envs) for k in range(envs)]
+
+
+def merge_rounds(rounds: Sequence[Round]) -> Round:
+    """The rounds of several envs as one: their transitions in order, episodes summed, the mean return over
+    all the episodes that ended."""
+    from aql_agent.data import TransitionDataset
+
+    data = rounds[0].data if len(rounds) == 1 else TransitionDataset.concatenate([r.data for r in rounds])
+    episodes = sum(r.summary["episodes"] for r in rounds)
+    summary: dict[str, float] = {"episodes": episodes}
+    if episodes:
+        summary["return_mean"] = float(sum(r.summary.get("return_mean", 0.0) * r.summary["episodes"]
+                                           for r in rounds) / episodes)
+    return Round(data, summary)

@@ -251,6 +251,60 @@ class RoundsOnRay:
         return paths
 
 
+class _EnvWorker:
+    """Some envs of a gymnasium env's fine-tuning rounds (`adapters.gym.StepCollector`s), kept across rounds."""
+
+    def __init__(self, env_id: str, seeds: list[int], exploration: float | None):
+        import torch
+
+        from aql_agent.adapters.gym import StepCollector
+
+        torch.set_num_threads(1)
+        self.collectors = [StepCollector(env_id, seed, exploration) for seed in seeds]
+
+    def play(self, weights: dict[str, Any], steps: list[int]) -> list[Any]:
+        from aql_agent.checkpoint import policy_from_weights
+
+        policy = policy_from_weights(weights)
+        return [collector.play(policy, part) if part else None for collector, part in zip(self.collectors, steps)]
+
+
+class StepsOnRay:
+    """A gymnasium env's fine-tuning rounds (`aql finetune --workers N`) with the envs of `collectors` on Ray
+    workers, env k on worker k mod N, each kept across rounds: every env plays what it would play in one
+    process (its seed, its own random streams, the same weights), so the round is the same."""
+
+    def __init__(self, collectors: Any, workers: int, address: str | None = None):
+        from aql_agent.adapters.gym import ENV_SEED_STRIDE
+
+        envs = len(collectors.collectors)
+        collectors.close()  # the envs live on the workers
+        self.ray = start_ray(workers, address)
+        self.envs = envs
+        self.groups = [list(range(k, envs, workers)) for k in range(min(workers, envs))]
+        actor = self.ray.remote(num_cpus=1)(_EnvWorker)
+        self.actors = [actor.remote(collectors.env_id, [collectors.seed + ENV_SEED_STRIDE * k for k in group],
+                                    collectors.exploration) for group in self.groups]
+
+    def play(self, policy: Any, steps: int) -> Any:
+        from aql_agent.adapters.gym import merge_rounds, split_steps
+        from aql_agent.checkpoint import policy_weights
+
+        parts = split_steps(steps, self.envs)
+        weights = self.ray.put(policy_weights(policy))
+        futures = [actor.play.remote(weights, [parts[k] for k in group]) for actor, group in
+                   zip(self.actors, self.groups)]
+        rounds: list[Any] = [None] * self.envs
+        for group, future in zip(self.groups, futures):
+            for k, played in zip(group, _result(self.ray, future, "online play")):
+                rounds[k] = played
+        return merge_rounds([played for played in rounds if played is not None])
+
+    def close(self) -> None:
+        for actor in self.actors:  # an actor holds a CPU until it is killed
+            self.ray.kill(actor)
+
+
 def _convert_part(logs: list[str], agent: str | None) -> tuple[bytes, int, list[str]]:
     """On a worker: one shard's .npz bytes from consecutive logs (bytes: the worker may be another machine,
     though it must see the logs), its rows and sources."""

@@ -86,9 +86,12 @@ class FinetuneSettings:
     moba-1v1's bt:medium)."""
     through_bridge: bool = False
     """Play the online games through the ZeroMQ bridge and an `aql engine` process of the game."""
+    envs: int | None = None
+    """gymnasium envs: play each round in this many envs, each kept across rounds (seeds seed + 7919 k), the
+    round's steps split evenly between them (default: 1, or --workers)."""
     workers: int | None = None
-    """Multi-agent games: play each round's games on this many Ray workers (the ray extra); the same games as
-    one process plays."""
+    """Play each round on this many Ray workers (the ray extra): a multi-agent game's games, or a gymnasium
+    env's --envs envs; the same play as one process with the same --envs."""
     address: str | None = None
     """The Ray cluster to run --workers on (auto: the one `ray start` runs here; default: a local one)."""
     eval_every: int = 5000
@@ -124,6 +127,8 @@ class FinetuneSettings:
             raise AqlError(f"--constrain-on must be offline or all, got {self.constrain_on!r}")
         require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
         require_device(self.device)
+        if self.envs is not None:
+            require_number("--envs", self.envs, 1, 1024, whole=True)
         if self.workers is not None:
             require_number("--workers", self.workers, 1, 1024, whole=True)
         elif self.address is not None:
@@ -222,23 +227,26 @@ def _check_workers(settings: FinetuneSettings, kind: Any) -> None:
     if settings.workers is None:
         return
     if settings.through_bridge:
-        raise AqlError("--workers records the online games on Ray workers; --through-bridge plays them through one "
+        raise AqlError("--workers plays the online rounds on Ray workers; --through-bridge plays them through one "
                        "engine process: choose one")
-    if not kind.multi_agent:
-        raise AqlError(f"--workers plays the games of a multi-agent game's rounds on Ray workers; {kind.name}'s "
-                       "rounds are steps of one env kept across rounds: run without --workers")
 
 
-def _games_on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
-    """What records a round's games on Ray workers, for a collector that records its rounds game by game."""
+def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
+    """`collector` with its play moved onto Ray workers: a multi-agent game's games, a gymnasium env's envs."""
     from aql_agent.adapters.games import RecordedRounds
+    from aql_agent.adapters.gym import StepCollectors
 
-    if not isinstance(collector, RecordedRounds):
-        raise AqlError(f"{kind.name} plays its fine-tuning rounds its own way (its kind's collector): run without "
-                       "--workers")
-    from aql_agent.distributed import RoundsOnRay
+    if isinstance(collector, RecordedRounds):
+        from aql_agent.distributed import RoundsOnRay
 
-    return RoundsOnRay(kind.name, settings.workers, settings.address)
+        collector.record_games = RoundsOnRay(kind.name, settings.workers, settings.address)
+        return collector
+    if isinstance(collector, StepCollectors):
+        from aql_agent.distributed import StepsOnRay
+
+        return StepsOnRay(collector, settings.workers, settings.address)
+    raise AqlError(f"{kind.name} plays its fine-tuning rounds its own way (its kind's collector): run without "
+                   "--workers")
 
 
 def finetune(settings: FinetuneSettings) -> dict[str, Any]:
@@ -284,11 +292,13 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     if learner.discrete and settings.exploration is not None:
         learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
     logs = os.path.join(settings.out, "online")
+    envs = settings.envs or (settings.workers if settings.workers and not kind.multi_agent else 1)
     collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), settings.opponent,
                                settings.exploration, through_bridge=settings.through_bridge,
-                               rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0)
+                               rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0,
+                               **({"envs": envs} if envs > 1 else {}))
     if settings.workers is not None:
-        collector.record_games = _games_on_ray(collector, kind, settings)
+        collector = _on_ray(collector, kind, settings)
     run.write_json("finetune.json", {
         "settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
         "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,
@@ -353,6 +363,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     finally:
         bar.close()
         run.close()
+        if hasattr(collector, "close"):  # envs and Ray workers held across rounds
+            collector.close()
     summary.update({"env_steps": env_step, "updates": learner.updates, "seconds": time.perf_counter() - started,
                     "drawn": dict(sampler.drawn), "constraint": dataclasses.asdict(schedule),
                     "checkpoint": run.checkpoint_dir(env_step)})
