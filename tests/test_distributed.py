@@ -240,7 +240,7 @@ def test_a_gymnasium_envs_rounds_on_workers_play_what_the_same_envs_play_in_one_
     import pandas as pd
 
     run = _train(tmp_path, pendulum_data, "sac")
-    flags = ["--checkpoint", run, "--env", "Pendulum-v1", "--steps", "60", "--round-steps", "30", "--envs", "3",
+    flags = ["--checkpoint", run, "--env", "Pendulum-v1", "--steps", "30", "--round-steps", "15", "--envs", "3",
              "--updates-per-step", "0.5", "--eval-every", "1000", "--eval-episodes", "1", "--seed", "4",
              "--log-every", "5", "--no-progress", "--no-tensorboard"]
     assert main(["finetune", *flags, "--out", str(tmp_path / "one")]) == 0
