@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import textwrap
 import types
@@ -22,8 +23,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass (and of its dataclass bases), read from its source."""
+    """The docstring under each field of a dataclass (and of its dataclass bases), read from its source (once
+    per class: parsing the source is most of the time a command line takes to build)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):

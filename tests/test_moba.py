@@ -296,10 +296,11 @@ def win_rate(strong: str, weak: str, games: int) -> float:
     return head_to_head(make(strong), make(weak), games)["win_rate"]
 
 
-@pytest.mark.parametrize("strong,weak", [("hard", "medium"), ("medium", "easy")])
-def test_bot_levels_are_ordered(strong, weak):
-    # benchmarks/moba_bots.py plays the full 100-game matrix; 20 games keep the suite quick
-    assert win_rate(strong, weak, games=20) >= 0.7
+@pytest.mark.parametrize("strong,weak,games", [("hard", "medium", 10), ("medium", "easy", 20)])
+def test_bot_levels_are_ordered(strong, weak, games):
+    # benchmarks/moba_bots.py plays the full 100-game matrix (hard beat medium 100 times of 100, medium beat easy
+    # 90); a few seeded games keep the suite quick, more where the gap is narrower
+    assert win_rate(strong, weak, games=games) >= 0.7
 
 
 def test_the_easiest_bot_beats_random_play():

@@ -13,13 +13,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_a_small_fuzz_run_finds_no_traceback_crash_or_silent_damage(tmp_path):
     out = str(tmp_path / "robustness")
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "robustness.py"), "--logs", "150",
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "robustness.py"), "--logs", "100",
                              "--frames", "800", "--seed", "7", "--out", out], capture_output=True, text=True,
                             timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.load(open(out + ".json"))
     totals = report["logs"]["totals"]
-    assert report["logs"]["runs"] == 300 and totals.get("error", 0) > 100
+    assert report["logs"]["runs"] == 200 and totals.get("error", 0) > 60
     assert not {"traceback", "silently wrong", "multi-line or bad status"} & set(totals), totals
     for name, agent in report["bridge"].items():
         assert agent["frames"] >= 800 and agent["alive_at_end"] and agent["tracebacks"] == 0, (name, agent)

@@ -40,12 +40,12 @@ def test_reference_benchmark_records_runs_and_skips_them_next_time(tmp_path):
                           "sac_reference.py")
     out = str(tmp_path / "sac")
     command = [sys.executable, script, "--envs", "Pendulum-v1", "--impls", "aql-agent", "--seeds", "0", "1",
-               "--steps", "400", "--eval-every", "200", "--eval-episodes", "1", "--learning-starts", "100",
+               "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--learning-starts", "50",
                "--records", str(tmp_path / "records"), "--out", out]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     record = json.load(open(tmp_path / "records" / "Pendulum-v1" / "aql-agent" / "seed1.json"))
-    assert [step for step, _ in record["curve"]] == [200, 400] and record["learning_starts"] == 100
+    assert [step for step, _ in record["curve"]] == [100, 200] and record["learning_starts"] == 50
     summary = json.load(open(out + ".json"))["summary"]["Pendulum-v1"]["aql-agent"]
     assert summary["seeds"] == [0, 1] and os.path.getsize(out + ".png") > 1000
     assert "| Pendulum-v1 | aql-agent | 2 |" in open(out + ".md").read()
