@@ -88,13 +88,9 @@ def _add_ray_flags(command: argparse.ArgumentParser, workers_help: str) -> None:
 
 
 def _check_ray_flags(args: argparse.Namespace) -> None:
-    """--workers in range, and --address only with --workers: before any slow loading."""
-    if args.workers is not None:
-        from aql_agent.errors import require_number
+    from aql_agent.distributed import check_ray_flags
 
-        require_number("--workers", args.workers, 1, 1024, whole=True)
-    elif args.address is not None:
-        raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
+    check_ray_flags(args.workers, args.address)
 
 
 def _parse_overrides(items: Sequence[str]) -> dict:

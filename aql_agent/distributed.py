@@ -47,6 +47,24 @@ def start_ray(workers: int, address: str | None = None) -> Any:
     return ray
 
 
+def check_ray_flags(workers: int | None, address: str | None) -> None:
+    """--workers in range, and --address only with --workers: checked where the values enter (the command
+    line, the settings), before any slow loading."""
+    if workers is not None:
+        from aql_agent.errors import require_number
+
+        require_number("--workers", workers, 1, 1024, whole=True)
+    elif address is not None:
+        raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
+
+
+def _consecutive_parts(count: int, workers: int) -> list[range]:
+    """Items 0..count-1 as at most `workers` consecutive, near-equal parts (one per worker), in order."""
+    parts = min(workers, count)
+    bounds = [round(i * count / parts) for i in range(parts + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
 @contextlib.contextmanager
 def _own_ctrl_c() -> Iterator[None]:
     """Around Ray Train's and Tune's `fit()`, which install a Ctrl-C handler of their own and leave it installed:
@@ -173,16 +191,16 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
     if player != "random":
         kind.make_player(player, seed)  # refuse an unknown player before starting workers
     ray = start_ray(workers, address)
-    parts = min(workers, episodes)
-    bounds = [round(i * episodes / parts) for i in range(parts + 1)]
+    parts = _consecutive_parts(episodes, workers)
     task = ray.remote(num_cpus=1)(_record_part)
-    futures = [task.remote(game, dict(settings or {}), player, opponent, bounds[i + 1] - bounds[i], seed + bounds[i],
-                           side, dict(options or {}), compression) for i in range(parts)]
+    futures = [task.remote(game, dict(settings or {}), player, opponent, len(part), seed + part.start, side,
+                           dict(options or {}), compression) for part in parts]
     os.makedirs(out_dir, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".parts-", dir=out_dir)
     try:
         paths = []
-        with tqdm(total=parts, desc=f"recording {game} on {parts} workers", unit="part", disable=not progress) as bar:
+        with tqdm(total=len(parts), desc=f"recording {game} on {len(parts)} workers", unit="part",
+                  disable=not progress) as bar:
             for i, future in enumerate(futures):
                 name, data = _result(ray, future, f"recording part {i}")
                 paths.append(os.path.join(scratch, f"{i}-{name}"))
@@ -193,7 +211,8 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
         target = os.path.join(out_dir, os.path.basename(paths[0]).partition("-")[2])
         if os.path.exists(target) and not overwrite:
             raise AqlError(f"{target} exists; pass --overwrite to replace it or choose another --out or --seed")
-        return join_logs(paths, target, compression=compression, overwrite=overwrite, recorder={"workers": parts})
+        return join_logs(paths, target, compression=compression, overwrite=overwrite,
+                         recorder={"workers": len(parts)})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -236,14 +255,12 @@ class RoundsOnRay:
 
         numbers = list(numbers)
         weights = self.ray.put(policy_weights(policy))
-        parts = min(self.workers, len(numbers))
-        bounds = [round(i * len(numbers) / parts) for i in range(parts + 1)]
-        futures = [self.task.remote(self.game, weights, dict(who), opponent, numbers[bounds[i]:bounds[i + 1]], seed,
-                                    side) for i in range(parts)]
+        parts = [numbers[part.start:part.stop] for part in _consecutive_parts(len(numbers), self.workers)]
+        futures = [self.task.remote(self.game, weights, dict(who), opponent, part, seed, side) for part in parts]
         paths = []
-        for i, future in enumerate(futures):
-            for offset, (name, data) in enumerate(_result(self.ray, future, f"fine-tuning games, part {i}")):
-                folder = os.path.join(out_dir, f"game-{numbers[bounds[i] + offset]:05d}")
+        for i, (part, future) in enumerate(zip(parts, futures)):
+            for number, (name, data) in zip(part, _result(self.ray, future, f"fine-tuning games, part {i}")):
+                folder = os.path.join(out_dir, f"game-{number:05d}")
                 os.makedirs(folder, exist_ok=True)
                 paths.append(os.path.join(folder, name))
                 with open(paths[-1], "wb") as f:

@@ -129,10 +129,12 @@ class FinetuneSettings:
         require_device(self.device)
         if self.envs is not None:
             require_number("--envs", self.envs, 1, 1024, whole=True)
-        if self.workers is not None:
-            require_number("--workers", self.workers, 1, 1024, whole=True)
-        elif self.address is not None:
-            raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
+        from aql_agent.distributed import check_ray_flags
+
+        check_ray_flags(self.workers, self.address)
+        if self.workers is not None and self.through_bridge:
+            raise AqlError("--workers plays the online rounds on Ray workers; --through-bridge plays them through "
+                           "one engine process: choose one")
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -221,16 +223,6 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
         return json.load(f)["settings"]["data"]
 
 
-def _check_workers(settings: FinetuneSettings, kind: Any) -> None:
-    """`--workers` plays a multi-agent game's rounds on Ray; refuse it where rounds are played otherwise, before
-    any work starts."""
-    if settings.workers is None:
-        return
-    if settings.through_bridge:
-        raise AqlError("--workers plays the online rounds on Ray workers; --through-bridge plays them through one "
-                       "engine process: choose one")
-
-
 def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
     """`collector` with its play moved onto Ray workers: a multi-agent game's games, a gymnasium env's envs."""
     from aql_agent.adapters.games import RecordedRounds
@@ -255,7 +247,6 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
 
     kind = game_kind(settings.env)
     kind.check_opponent(settings.opponent)
-    _check_workers(settings, kind)
     checkpoint_dir = resolve_checkpoint(settings.checkpoint)
     learner, info, _ = load_learner(checkpoint_dir, settings.device)
     if not learner.fine_tunable:
