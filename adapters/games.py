@@ -19,6 +19,8 @@ docs/games.md walks through adding your own.
 from __future__ import annotations
 
 import dataclasses
+import glob
+import json
 import math
 import os
 import re
@@ -173,12 +175,16 @@ class GameKind:
                   through_bridge: bool = False, rounds: int = 0, envs: int = 1) -> Any:
         """What plays the rounds of online fine-tuning: `play(policy, budget) -> Round`, the budget in steps
         (single-agent) or games (multi-agent); `envs`: how many envs share a round (gymnasium envs)."""
-        if envs > 1:
-            raise AqlError(f"--envs splits a gymnasium env's round over several envs; {self.name}'s rounds are "
-                           "--round-games games (use --workers to spread them)")
+        self.check_rounds(through_bridge, envs)
         if through_bridge:
             return BridgeRounds(self, opponent, logs, seed, rounds)
         return RecordedRounds(self, opponent, logs, seed, rounds)
+
+    def check_rounds(self, through_bridge: bool, envs: int) -> None:
+        """Refuse a way of playing fine-tuning rounds this game does not have, before any work starts."""
+        if envs > 1:
+            raise AqlError(f"--envs splits a gymnasium env's round over several envs; {self.name}'s rounds are "
+                           "--round-games games (use --workers to spread them)")
 
     # -- the bridge ---------------------------------------------------------------------------------------
     def bridge_spec(self) -> EnvSpec:
@@ -194,7 +200,23 @@ class GameKind:
     def play_over_bridge(self, client: EngineClient, games: int, opponent: str | None, side: str, seed: int,
                          progress: bool = True) -> dict[str, Any]:
         """Run this game as an external engine: the connected agent plays one side (`alternate` or an agent),
-        `opponent` the others; returns the agent's results."""
+        `opponent` the others; returns the agent's results (`summarise_games` of `bridge_games`)."""
+        self.check_side(side)
+        self.check_opponent(opponent)
+        return self.bridge_report(self.bridge_games(client, range(games), opponent, side, seed, progress), opponent,
+                                  side)
+
+    def bridge_report(self, results: list[dict[str, Any]], opponent: str | None, side: str) -> dict[str, Any]:
+        """`summarise_games` of the results of `bridge_games`, with the agent's side (multi-agent games)."""
+        report = self.summarise_games(results, opponent)
+        return {**report, "side": side} if self.multi_agent else report
+
+    def bridge_games(self, client: EngineClient, games: Sequence[int], opponent: str | None, side: str, seed: int,
+                     progress: bool = False) -> list[dict[str, Any]]:
+        """Play games `games` as an external engine for the connected agent, one result per game in the form
+        `play_games` gives (so `summarise_games` reports them): game i from `seed + i`, the agent on `side` or,
+        alternating, on agent i mod the number of agents; any split of the numbers over engines (`aql engine
+        --workers N`) plays the same games."""
         raise NotImplementedError
 
     def check_opponent(self, opponent: str | None) -> None:
@@ -271,32 +293,95 @@ def record_exploring_games(kind: GameKind, policy: CheckpointPolicy, who: Mappin
 
 
 class BridgeRounds(RecordedRounds):
-    """Games served over the ZeroMQ bridge (`AgentServer`, as `aql deploy --record` does) to an `aql engine`
-    process of the same game: the path of a team whose game runs in its own engine."""
+    """Games served over the ZeroMQ bridge (`AgentServer`, as `aql deploy --record` does) to `aql engine`
+    processes of the same game: the path of a team whose game runs in its own engine.
+
+    A round's games go to `engines` engine processes in consecutive parts, all playing against this process's
+    one agent server at once; `launch` starts them (`EngineProcesses`: here; `distributed.EnginesOnRay`: on Ray
+    workers, `aql finetune --through-bridge --workers N`). Each game explores with a random stream of its own
+    (`ServedPolicy(seeded_streams=True)`) and the sessions' logs are joined in game order, so any number of
+    engines records the round one engine records."""
+
+    def __init__(self, kind: GameKind, opponent: str | None, logs: str, seed: int, rounds: int = 0):
+        super().__init__(kind, opponent, logs, seed, rounds)
+        self.engines = 1
+        self.launch: Callable[[list[list[str]]], Any] = EngineProcesses
 
     def play(self, policy: CheckpointPolicy, games: int) -> Round:
-        import json
-
         from aql_agent.adapters.bridge import AgentServer, ServedPolicy
         from aql_agent.data.formats import load_dataset
+        from aql_agent.replay import ReplayReader, join_logs
 
         folder = os.path.join(self.logs, f"round-{self.rounds:04d}")
+        os.makedirs(folder, exist_ok=True)
         served = ServedPolicy(policy, {"name": policy.learner.name, "fine_tuning_round": self.rounds},
-                              deterministic=False)
-        server = AgentServer(served, "tcp://127.0.0.1:*", record_dir=folder, log=None)
-        command = [sys.executable, "-m", "aql_agent", "engine", "--env", self.kind.name, "--connect", server.endpoint,
-                   "--games", str(games), "--seed", str(self.seed + 1000 * self.rounds), "--side", self.side,
-                   "--no-progress"] + (["--opponent", self.opponent] if self.opponent else [])
-        with tempfile.TemporaryFile("w+") as errors:
-            engine = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
-            server.serve(until=lambda: engine.poll() is not None, poll_ms=20)  # returns closed: logs finalised
-            report = engine.stdout.read()
-            if engine.wait() != 0:
-                errors.seek(0)
-                raise AqlError(f"aql engine failed in fine-tuning round {self.rounds}: {errors.read()[-2000:]}")
+                              deterministic=False, seeded_streams=True)
+        seed = self.seed + 1000 * self.rounds
+        with tempfile.TemporaryDirectory(prefix=".sessions-", dir=folder) as sessions:
+            server = AgentServer(served, "tcp://127.0.0.1:*", record_dir=sessions, log=None,
+                                 max_sessions=max(64, self.engines))
+            engines = self.launch([self._engine_command(server.endpoint, part.stop - part.start, seed + part.start)
+                                   for part in consecutive_parts(games, self.engines)])
+            try:
+                server.serve(until=engines.finished, poll_ms=20)  # returns closed: every log finalised
+            except BaseException:
+                engines.stop()
+                raise
+            reports = engines.reports(f"fine-tuning round {self.rounds}")
+            logs = sorted(glob.glob(os.path.join(sessions, "*.aqlog")),
+                          key=lambda path: next(ReplayReader(path).episodes()).metadata["engine_episode"])
+            join_logs(logs, os.path.join(folder, os.path.basename(logs[0])), overwrite=True)
+            with open(os.path.join(sessions, "games.jsonl")) as source:  # each game's outcome, in game order
+                games_played = sorted(source, key=lambda line: json.loads(line)["episode"])
+            with open(os.path.join(folder, "games.jsonl"), "w") as target:
+                target.writelines(games_played)
         self.rounds += 1
         data = self.kind.learner_view(load_dataset(folder, agent="all"))
-        return Round(data, {"games": games, "win_rate": json.loads(report)["win_rate"]})
+        return Round(data, {"games": games, "win_rate": sum(report["wins"] for report in reports) / games})
+
+    def _engine_command(self, endpoint: str, games: int, seed: int) -> list[str]:
+        return [sys.executable, "-m", "aql_agent", "engine", "--env", self.kind.name, "--connect", endpoint,
+                "--games", str(games), "--seed", str(seed), "--side", self.side, "--no-progress"] + (
+                    ["--opponent", self.opponent] if self.opponent else [])
+
+
+def consecutive_parts(count: int, workers: int) -> list[range]:
+    """Items 0..count-1 as at most `workers` consecutive, near-equal parts (one per worker or engine), in order."""
+    parts = min(workers, count)
+    bounds = [round(i * count / parts) for i in range(parts + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+class EngineProcesses:
+    """`aql engine` processes started on this machine, one per command; `finished` once all have exited."""
+
+    def __init__(self, commands: list[list[str]]):
+        self.errors = [tempfile.TemporaryFile("w+") for _ in commands]
+        self.processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+                          for command, errors in zip(commands, self.errors)]
+
+    def finished(self) -> bool:
+        return all(process.poll() is not None for process in self.processes)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+    def reports(self, what: str) -> list[dict[str, Any]]:
+        """Each engine's JSON report, in command order; an engine that failed is one error naming `what`."""
+        reports = []
+        for process, errors in zip(self.processes, self.errors):
+            output = process.stdout.read()
+            process.stdout.close()
+            errors.seek(0)
+            failure = errors.read()[-2000:]
+            errors.close()
+            if process.returncode != 0:
+                raise AqlError(f"aql engine failed in {what}: {failure}")
+            reports.append(json.loads(output))
+        return reports
 
 
 def log_outcomes(path: str, agent: str) -> list[str | None]:

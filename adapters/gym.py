@@ -156,21 +156,23 @@ class GymKind(GameKind):
 
     def collector(self, logs: str, seed: int, opponent: str | None, exploration: float | None,
                   through_bridge: bool = False, rounds: int = 0, envs: int = 1) -> Any:
-        if through_bridge:
-            if envs > 1:
-                raise AqlError("--envs plays a round in several envs of this process; --through-bridge plays it "
-                               "through one engine process: choose one")
-            return super().collector(logs, seed, opponent, exploration, through_bridge, rounds)
+        self.check_rounds(through_bridge, envs)
         return StepCollectors(self.name, seed, exploration, envs)
 
-    def play_over_bridge(self, client: Any, games: int, opponent: str | None, side: str, seed: int,
-                         progress: bool = True) -> dict[str, Any]:
+    def check_rounds(self, through_bridge: bool, envs: int) -> None:
+        if through_bridge:  # an engine plays whole games; these rounds are steps of envs kept across rounds
+            raise AqlError(f"--through-bridge plays a multi-agent game's rounds of --round-games games through its "
+                           f"engine; {self.name}'s rounds are --round-steps steps of envs kept across rounds: run "
+                           "without --through-bridge")
+
+    def bridge_games(self, client: Any, games: Sequence[int], opponent: str | None, side: str, seed: int,
+                     progress: bool = False) -> list[dict[str, Any]]:
         if opponent is not None or side not in ("alternate", "agent"):
             raise AqlError(f"{self.name} is single-agent: it takes no --opponent or --side")
         env = make_env(self.name, seed=seed)
-        returns = []
+        results = []
         try:
-            for episode in tqdm(range(games), desc=f"{self.name} over the bridge", unit="ep", disable=not progress):
+            for episode in tqdm(list(games), desc=f"{self.name} over the bridge", unit="ep", disable=not progress):
                 observation, _ = env.reset(seed=seed + episode)
                 total, reward, step, terminated, truncated = 0.0, 0.0, 0, False, False
                 while not (terminated or truncated):
@@ -182,15 +184,10 @@ class GymKind(GameKind):
                     total, step = total + float(reward), step + 1
                 client.end_episode("agent", seed + episode, step, np.asarray(observation, np.float32),
                                    reward=float(reward), terminated=terminated, truncated=truncated)
-                returns.append(total)
+                results.append({"return": total, "length": step})
         finally:
             env.close()
-        result = {"env": self.name, "episodes": games, "return_mean": float(np.mean(returns)),
-                  "return_std": float(np.std(returns)), "returns": returns}
-        scores = [normalized_score(self.name, r) for r in returns]
-        if scores and scores[0] is not None:
-            result["normalized_mean"] = float(np.mean(scores))
-        return result
+        return results
 
     def bridge_spec(self) -> Any:
         spec = super().bridge_spec()

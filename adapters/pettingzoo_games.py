@@ -341,14 +341,12 @@ class PettingZooKind(GameKind):
             env.close()
         return path
 
-    def play_over_bridge(self, client: Any, games: int, opponent: str | None, side: str, seed: int,
-                         progress: bool = True) -> dict[str, Any]:
-        self.check_side(side)
-        self.make_player(opponent or self.default_opponent, seed)
+    def bridge_games(self, client: Any, games: Sequence[int], opponent: str | None, side: str, seed: int,
+                     progress: bool = False) -> list[dict[str, Any]]:
         env = self.make_env()
-        outcomes, turns = [], 0
+        results = []
         try:
-            for game in tqdm(range(games), desc=f"{self.name} over the bridge vs {opponent or self.default_opponent}",
+            for game in tqdm(list(games), desc=f"{self.name} over the bridge vs {opponent or self.default_opponent}",
                              unit="game", disable=not progress):
                 agent = side if side != "alternate" else self.agents[game % len(self.agents)]
                 players, _ = self._opponents(opponent, agent, seed + game + 100_000)
@@ -357,10 +355,9 @@ class PettingZooKind(GameKind):
                 terminated, truncated, reward = result["ended"][agent]
                 client.end_episode(agent, seed + game, result["turns"], final["observation"], final["action_mask"],
                                    reward, terminated, truncated, result["outcomes"][agent])
-                outcomes.append(result["outcomes"][agent])
-                turns += result["turns"]
+                results.append({"outcome": result["outcomes"][agent], "turns": result["turns"],
+                                "illegal": result["illegal"][agent]})
         finally:
             env.close()
-        return {"env": self.name, "opponent": opponent or self.default_opponent, "side": side,
-                **outcome_counts(outcomes), "mean_turns": turns / games}
+        return results
 

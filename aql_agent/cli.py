@@ -276,35 +276,41 @@ def _export(args: argparse.Namespace) -> int:
 def _engine(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from aql_agent.adapters.bridge import EngineClient
-    from aql_agent.adapters.games import game_kind
-
+    from aql_agent.adapters.bridge.engine import engine_client
     from aql_agent.adapters.bridge.protocol import check_endpoint
+    from aql_agent.adapters.games import game_kind
     from aql_agent.errors import MAX_SEED, require_number
 
+    _check_ray_flags(args)
     require_number("--games", args.games, 1, whole=True)
     require_number("--timeout-ms", args.timeout_ms, 0, above_low=True)
     require_number("--connect-timeout", args.connect_timeout, 0, above_low=True)
     require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     check_endpoint(args.connect, "--connect")
-    kind = game_kind(args.env, _parse_overrides(args.set))
+    overrides = _parse_overrides(args.set)
+    kind = game_kind(args.env, overrides)
     kind.check_side(args.side)
     kind.check_opponent(args.opponent)  # before connecting
-    spec = kind.bridge_spec()
-    client = EngineClient(args.connect, spec, engine=f"aql engine ({kind.name})", timeout_s=args.timeout_ms / 1000,
-                          fallback_action=0 if spec.actions is not None else np.zeros(spec.action_shape, np.float32),
-                          curve_server_key=_read_key(args.curve_server_key, "CurveZMQ public key"),
-                          connect_timeout_s=args.connect_timeout)
-    client.connect()
-    try:
-        report = kind.play_over_bridge(client, args.games, args.opponent, args.side, args.seed,
-                                       progress=not args.no_progress)
-    finally:
-        client.close()
-    latencies = np.array(client.latencies) * 1000
-    report.update({"endpoint": args.connect, "agent": client.welcome.get("policy"), "bridge": {
-        **client.stats, "latency_ms_p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
-        "latency_ms_p99": float(np.percentile(latencies, 99)) if len(latencies) else None}})
+    options = {"endpoint": args.connect, "timeout_s": args.timeout_ms / 1000, "connect_timeout_s": args.connect_timeout,
+               "curve_server_key": _read_key(args.curve_server_key, "CurveZMQ public key")}
+    if args.workers is not None:
+        from aql_agent.distributed import engines_parallel
+
+        report, stats, latencies, welcome = engines_parallel(kind, overrides, options, args.games, args.opponent,
+                                                             args.side, args.seed, args.workers, args.address)
+    else:
+        client = engine_client(kind.bridge_spec(), f"aql engine ({kind.name})", **options)
+        client.connect()
+        try:
+            report = kind.play_over_bridge(client, args.games, args.opponent, args.side, args.seed,
+                                           progress=not args.no_progress)
+        finally:
+            client.close()
+        stats, latencies, welcome = client.stats, client.latencies, client.welcome
+    milliseconds = np.array(latencies) * 1000
+    report.update({"endpoint": args.connect, "agent": welcome.get("policy"), "bridge": {
+        **stats, "latency_ms_p50": float(np.percentile(milliseconds, 50)) if len(milliseconds) else None,
+        "latency_ms_p99": float(np.percentile(milliseconds, 99)) if len(milliseconds) else None}})
     report.pop("returns", None)
     print(json.dumps(report, indent=2))
     return 0
@@ -473,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="game setting, e.g. moba-1v1's max_frames=6000")
     engine.add_argument("--curve-server-key", help="CurveZMQ: the agent's public key file")
     engine.add_argument("--no-progress", action="store_true")
+    _add_ray_flags(engine, "play the games as this many engines on Ray workers of this machine, each its own "
+                           "session of the agent; the report equals one engine's (the bridge's figures added up)")
     engine.set_defaults(run=_engine)
 
     export = commands.add_parser(

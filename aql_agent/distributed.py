@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from aql_agent.adapters.games import consecutive_parts
 from aql_agent.errors import AqlError
 
 
@@ -56,13 +57,6 @@ def check_ray_flags(workers: int | None, address: str | None) -> None:
         require_number("--workers", workers, 1, 1024, whole=True)
     elif address is not None:
         raise AqlError("--address names the Ray cluster that --workers run on: give --workers too")
-
-
-def _consecutive_parts(count: int, workers: int) -> list[range]:
-    """Items 0..count-1 as at most `workers` consecutive, near-equal parts (one per worker), in order."""
-    parts = min(workers, count)
-    bounds = [round(i * count / parts) for i in range(parts + 1)]
-    return [range(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
 @contextlib.contextmanager
@@ -191,7 +185,7 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
     if player != "random":
         kind.make_player(player, seed)  # refuse an unknown player before starting workers
     ray = start_ray(workers, address)
-    parts = _consecutive_parts(episodes, workers)
+    parts = consecutive_parts(episodes, workers)
     task = ray.remote(num_cpus=1)(_record_part)
     futures = [task.remote(game, dict(settings or {}), player, opponent, len(part), seed + part.start, side,
                            dict(options or {}), compression) for part in parts]
@@ -255,7 +249,7 @@ class RoundsOnRay:
 
         numbers = list(numbers)
         weights = self.ray.put(policy_weights(policy))
-        parts = [numbers[part.start:part.stop] for part in _consecutive_parts(len(numbers), self.workers)]
+        parts = [numbers[part.start:part.stop] for part in consecutive_parts(len(numbers), self.workers)]
         futures = [self.task.remote(self.game, weights, dict(who), opponent, part, seed, side) for part in parts]
         paths = []
         for i, (part, future) in enumerate(zip(parts, futures)):
@@ -266,6 +260,100 @@ class RoundsOnRay:
                 with open(paths[-1], "wb") as f:
                     f.write(data)
         return paths
+
+
+def _this_node(ray: Any) -> Any:
+    """A scheduling strategy that keeps a task on the driver's machine (for what reaches it over loopback)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
+def _engine_part(game: str, settings: dict[str, Any], options: dict[str, Any], numbers: list[int],
+                 opponent: str | None, side: str, seed: int) -> tuple[list[dict[str, Any]], dict[str, int], list[float],
+                                                                  dict[str, Any]]:
+    """On a worker: one engine session playing games `numbers`; their results and the client's figures."""
+    from aql_agent.adapters.bridge.engine import engine_client
+    from aql_agent.adapters.games import game_kind
+
+    kind = game_kind(game, settings)
+    client = engine_client(kind.bridge_spec(), f"aql engine ({kind.name}) on a Ray worker", **options)
+    client.connect()
+    try:
+        results = kind.bridge_games(client, numbers, opponent, side, seed)
+    finally:
+        client.close()
+    return results, client.stats, client.latencies, client.welcome
+
+
+def engines_parallel(kind: Any, settings: dict[str, Any], options: dict[str, Any], games: int,
+                     opponent: str | None, side: str, seed: int, workers: int, address: str | None = None
+                     ) -> tuple[dict[str, Any], dict[str, int], list[float], dict[str, Any]]:
+    """`aql engine --workers N`: the games in N consecutive parts, each played by an engine session on a Ray
+    worker against the agent at `options["endpoint"]`; returns the report one engine gives (summarised in game
+    order), the sessions' bridge figures added up, their latencies, and the agent's welcome. Workers run on
+    this machine when the endpoint is loopback or ipc (only it can reach the agent there)."""
+    from aql_agent.adapters.games import GameKind
+
+    if type(kind).bridge_games is GameKind.bridge_games:  # a user's kind that only overrides play_over_bridge
+        raise AqlError(f"{kind.name} plays over the bridge in one piece (its kind has no bridge_games): run without "
+                       "--workers")
+    ray = start_ray(workers, address)
+    host = options["endpoint"].partition("://")[2].rpartition(":")[0]
+    local = options["endpoint"].startswith(("ipc://", "inproc://")) or host in ("127.0.0.1", "localhost", "[::1]")
+    task = ray.remote(num_cpus=1, **({"scheduling_strategy": _this_node(ray)} if local else {}))(_engine_part)
+    parts = consecutive_parts(games, workers)
+    futures = [task.remote(kind.name, dict(settings), dict(options), list(part), opponent, side, seed)
+               for part in parts]
+    results, stats, latencies, welcome = [], {}, [], {}
+    for i, future in enumerate(futures):
+        part_results, part_stats, part_latencies, welcome = _result(ray, future, f"engine {i}")
+        results += part_results
+        latencies += part_latencies
+        stats = {key: stats.get(key, 0) + value for key, value in part_stats.items()}
+    return {**kind.bridge_report(results, opponent, side), "workers": len(parts)}, stats, latencies, welcome
+
+
+def _run_engine(command: list[str]) -> tuple[int, str, str]:
+    """One `aql engine` process on a worker: its exit code, its report and the tail of its errors."""
+    import subprocess
+
+    done = subprocess.run(command, capture_output=True, text=True)
+    return done.returncode, done.stdout, done.stderr[-2000:]
+
+
+class EnginesOnRay:
+    """`aql engine` processes on Ray workers (`aql finetune --through-bridge --workers N`), one per command,
+    all on this machine's node: they connect to the agent server this process binds on loopback, which a
+    worker on another machine cannot reach (engines of your own elsewhere connect to `aql deploy --bind`)."""
+
+    def __init__(self, workers: int, address: str | None = None):
+        self.ray = start_ray(workers, address)
+        self.task = self.ray.remote(num_cpus=1, scheduling_strategy=_this_node(self.ray))(_run_engine)
+
+    def __call__(self, commands: list[list[str]]) -> EnginesOnRay:
+        self.futures = [self.task.remote(command) for command in commands]
+        return self
+
+    def finished(self) -> bool:
+        done, _ = self.ray.wait(self.futures, num_returns=len(self.futures), timeout=0)
+        return len(done) == len(self.futures)
+
+    def stop(self) -> None:
+        """Cancel the engines still running (after an interruption)."""
+        for future in self.futures:
+            self.ray.cancel(future, force=True)
+
+    def reports(self, what: str) -> list[dict[str, Any]]:
+        import json
+
+        reports = []
+        for i, future in enumerate(self.futures):
+            code, output, errors = _result(self.ray, future, f"{what}, engine {i}")
+            if code != 0:
+                raise AqlError(f"aql engine failed in {what} (engine {i}): {errors}")
+            reports.append(json.loads(output))
+        return reports
 
 
 class _EnvWorker:

@@ -85,13 +85,15 @@ class FinetuneSettings:
     """Multi-agent games: who the agent plays against, online and in evaluations (default: the game's own,
     moba-1v1's bt:medium)."""
     through_bridge: bool = False
-    """Play the online games through the ZeroMQ bridge and an `aql engine` process of the game."""
+    """Play the online games through the ZeroMQ bridge and an `aql engine` process of the game (one per worker
+    with --workers, all served by this process at once)."""
     envs: int | None = None
     """gymnasium envs: play each round in this many envs, each kept across rounds (seeds seed + 7919 k), the
     round's steps split evenly between them (default: 1, or --workers)."""
     workers: int | None = None
-    """Play each round on this many Ray workers (the ray extra): a multi-agent game's games, or a gymnasium
-    env's --envs envs; the same play as one process with the same --envs."""
+    """Play each round on this many Ray workers (the ray extra): a multi-agent game's games (with
+    --through-bridge: its engine processes), or a gymnasium env's --envs envs; the same play as one process
+    with the same --envs."""
     address: str | None = None
     """The Ray cluster to run --workers on (auto: the one `ray start` runs here; default: a local one)."""
     eval_every: int = 5000
@@ -132,9 +134,6 @@ class FinetuneSettings:
         from aql_agent.distributed import check_ray_flags
 
         check_ray_flags(self.workers, self.address)
-        if self.workers is not None and self.through_bridge:
-            raise AqlError("--workers plays the online rounds on Ray workers; --through-bridge plays them through "
-                           "one engine process: choose one")
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -225,9 +224,14 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
 
 def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
     """`collector` with its play moved onto Ray workers: a multi-agent game's games, a gymnasium env's envs."""
-    from aql_agent.adapters.games import RecordedRounds
+    from aql_agent.adapters.games import BridgeRounds, RecordedRounds
     from aql_agent.adapters.gym import StepCollectors
 
+    if isinstance(collector, BridgeRounds):
+        from aql_agent.distributed import EnginesOnRay
+
+        collector.engines, collector.launch = settings.workers, EnginesOnRay(settings.workers, settings.address)
+        return collector
     if isinstance(collector, RecordedRounds):
         from aql_agent.distributed import RoundsOnRay
 
@@ -247,6 +251,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
 
     kind = game_kind(settings.env)
     kind.check_opponent(settings.opponent)
+    envs = settings.envs or (settings.workers if settings.workers and not kind.multi_agent else 1)
+    kind.check_rounds(settings.through_bridge, envs)
     checkpoint_dir = resolve_checkpoint(settings.checkpoint)
     learner, info, _ = load_learner(checkpoint_dir, settings.device)
     if not learner.fine_tunable:
@@ -283,7 +289,6 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     if learner.discrete and settings.exploration is not None:
         learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
     logs = os.path.join(settings.out, "online")
-    envs = settings.envs or (settings.workers if settings.workers and not kind.multi_agent else 1)
     collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), settings.opponent,
                                settings.exploration, through_bridge=settings.through_bridge,
                                rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0,

@@ -93,6 +93,7 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
     ("record", "--address"): ["bogus"],
     ("train", "--address"): ["bogus"],
     ("finetune", "--address"): ["bogus"],
+    ("engine", "--address"): ["bogus"],
     ("make-dataset", "--env"): ["NoSuchEnv-v0", "CartPole-v1", ""],
     ("make-dataset", "--out"): ["{garbage}"],
     ("make-dataset", "--kinds"): ["bogus"],

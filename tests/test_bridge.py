@@ -15,11 +15,13 @@ import time
 import msgpack
 import numpy as np
 import pytest
+import torch
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aql_agent.adapters.bridge import AgentServer, BridgeError, BridgeRefused, EngineClient, EnvSpec, RandomPolicy
+from aql_agent.adapters.bridge.policies import ServedPolicy
 from aql_agent.adapters.bridge import protocol as p
 from aql_agent.replay import ReplayReader
 
@@ -504,3 +506,34 @@ def test_a_step_of_an_episode_whose_log_episode_closed_is_not_logged_into_the_ne
     logged = [(s.episode, s.agent, float(s.observation["observation"][0])) for s in steps]
     assert logged == [(0, "a", 10.0), (1, "a", 12.0)]  # nothing of b's episode 1 inside episode 2
     assert agent.stats["steps"] == 5 and agent.stats["decisions_unrecorded"] == 3  # 2 logged + 3 = 5 answered
+
+
+class _Exploring:
+    """A stand-in exploring policy: every action is a torch random draw."""
+    discrete, obs_dim, act_dim = True, 2, 50
+
+    def act(self, obs, deterministic):
+        return torch.randint(0, self.act_dim, (len(obs["observation"]),)).numpy()
+
+
+def test_seeded_streams_explore_alike_however_decisions_are_batched_or_shared():
+    spec = EnvSpec("toy", (2,), "float32", actions=50, action_mask=True)
+
+    def play(batches, session=1):
+        served = ServedPolicy(_Exploring(), {}, deterministic=False, seeded_streams=True)
+        draws: dict = {}
+        for batch in batches:
+            batch = [(session if s == 1 else s, agent, episode) for s, agent, episode in batch]
+            actions = served.act(spec, batch, np.zeros((len(batch), 2), np.float32), np.ones((len(batch), 50), bool))
+            for (_, agent, episode), action in zip(batch, actions):
+                draws.setdefault((agent, episode), []).append(int(action))
+        return draws
+
+    streams = [(1, "a", 10), (1, "b", 10), (2, "a", 11)]
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    together = play([streams] * 6)
+    assert torch.equal(torch.get_rng_state(), before)  # the server's own stream is left alone
+    assert together == play([[s] for s in reversed(streams) for _ in range(6)])  # one at a time, another order
+    assert together == play([streams] * 6, session=7)  # another engine playing the same game draws the same
+    assert len({tuple(d) for d in together.values()}) == 3  # each stream its own draws

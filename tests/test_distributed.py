@@ -197,23 +197,31 @@ def test_workers_are_refused_where_they_cannot_split_the_work(tmp_path, pendulum
                  "--set", "batch_size=64", "--workers", "3"]) == 2
     assert capsys.readouterr().err.strip().startswith("aql: error: --workers 3 does not divide the batch size 64")
     assert main(["finetune", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "tune"), "--env",
-                 "connect-four", "--through-bridge", "--workers", "2"]) == 2
+                 "Pendulum-v1", "--through-bridge", "--workers", "2"]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("aql: error: --workers plays the online rounds on Ray workers") and "\n" not in error
+    assert error.startswith("aql: error: --through-bridge plays a multi-agent game's rounds") and "\n" not in error
     assert not (tmp_path / "tune").exists()  # refused before any work
 
 
-def test_fine_tuning_rounds_on_workers_play_the_games_and_updates_of_one_process(local_ray, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def connect_four_run(tmp_path_factory) -> str:
+    """A tiny discrete checkpoint of connect-four (20 updates on 10 recorded games)."""
+    folder = tmp_path_factory.mktemp("c4")
+    logs, run = str(folder / "logs"), str(folder / "offline")
+    assert main(["record", "--env", "connect-four", "--player", "greedy", "--opponent", "random", "--episodes", "10",
+                 "--out", logs, "--no-progress"]) == 0
+    assert main(["train", "--algo", "bcq-discrete", "--data", logs, "--agent", "all", "--out", run, "--steps", "20",
+                 "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]"]) == 0
+    return run
+
+
+def test_fine_tuning_rounds_on_workers_play_the_games_and_updates_of_one_process(local_ray, connect_four_run,
+                                                                                tmp_path, capsys):
     import pandas as pd
 
     from aql_agent.replay import ReplayReader
 
-    logs = str(tmp_path / "logs")
-    assert main(["record", "--env", "connect-four", "--player", "greedy", "--opponent", "random", "--episodes", "10",
-                 "--out", logs, "--no-progress"]) == 0
-    run = str(tmp_path / "offline")
-    assert main(["train", "--algo", "bcq-discrete", "--data", logs, "--agent", "all", "--out", run, "--steps", "20",
-                 "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]"]) == 0
+    run = connect_four_run
     flags = ["--checkpoint", run, "--env", "connect-four", "--opponent", "random", "--steps", "30", "--round-games",
              "3", "--exploration", "0.3", "--eval-every", "1000", "--eval-episodes", "2", "--seed", "5",
              "--log-every", "10", "--no-progress", "--no-tensorboard"]
@@ -233,6 +241,62 @@ def test_fine_tuning_rounds_on_workers_play_the_games_and_updates_of_one_process
             for agent in a.agents:
                 assert a.agents[agent].outcome == b.agents[agent].outcome
                 assert a.agents[agent].actions.tolist() == b.agents[agent].actions.tolist()
+
+
+def test_fine_tuning_through_the_bridge_with_engines_on_workers_records_what_one_engine_records(
+        local_ray, connect_four_run, tmp_path, capsys):
+    import pandas as pd
+
+    from aql_agent.replay import ReplayReader
+
+    flags = ["finetune", "--checkpoint", connect_four_run, "--env", "connect-four", "--opponent", "random",
+             "--steps", "20", "--round-games", "3", "--exploration", "0.3", "--eval-every", "1000",
+             "--eval-episodes", "2", "--seed", "5", "--log-every", "10", "--no-progress", "--no-tensorboard",
+             "--through-bridge"]
+    assert main([*flags, "--out", str(tmp_path / "one")]) == 0
+    assert main([*flags, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0  # 2 engines, one agent server
+    capsys.readouterr()
+    for table in ("rounds.csv", "metrics.csv", "eval.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / table), pd.read_csv(tmp_path / "one" / table))
+    rounds = sorted(os.listdir(tmp_path / "one" / "online"))
+    assert len(rounds) == 2 and rounds == sorted(os.listdir(tmp_path / "two" / "online"))
+    for round_ in rounds:
+        (one,), (two,) = ([ReplayReader(str(path)) for path in (tmp_path / run_ / "online" / round_).glob("*.aqlog")]
+                          for run_ in ("one", "two"))
+        assert len(list(two.episodes())) == 3
+        for a, b in zip(one.episodes(), two.episodes(), strict=True):  # the sessions' games, joined in game order
+            assert a.metadata["engine_episode"] == b.metadata["engine_episode"]
+            for agent in a.agents:
+                assert a.agents[agent].actions.tolist() == b.agents[agent].actions.tolist()
+        games = [json.loads(line) for line in (tmp_path / "two" / "online" / round_ / "games.jsonl").open()]
+        assert [g["episode"] for g in games] == sorted(g["episode"] for g in games)
+        assert len({g["session"] for g in games}) == 2  # two engines played them
+
+
+def test_engines_on_workers_give_the_report_of_one_engine(local_ray, connect_four_run, capsys):
+    import threading
+
+    from aql_agent.adapters.bridge import AgentServer, make_bridge_policy
+
+    server = AgentServer(make_bridge_policy(f"agent:{connect_four_run}"), "tcp://127.0.0.1:*", log=None)
+    stop = threading.Event()
+    serving = threading.Thread(target=server.serve, kwargs={"until": stop.is_set, "poll_ms": 20})
+    serving.start()
+    try:
+        flags = ["engine", "--env", "connect-four", "--connect", server.endpoint, "--games", "7", "--seed", "3",
+                 "--opponent", "random", "--no-progress"]
+        reports = []
+        for extra in ([], ["--workers", "2"]):
+            capsys.readouterr()
+            assert main([*flags, *extra]) == 0
+            reports.append(json.loads(capsys.readouterr().out))
+    finally:
+        stop.set()
+        serving.join(10)
+    one, two = ({k: v for k, v in report.items() if k != "bridge"} for report in reports)
+    assert two.pop("workers") == 2 and one == two and one["games"] == 7  # sides alternating over the 7 games
+    assert reports[1]["bridge"]["fallbacks"] == 0 and reports[1]["bridge"]["requests"] >= reports[0]["bridge"][
+        "requests"]
 
 
 def test_a_gymnasium_envs_rounds_on_workers_play_what_the_same_envs_play_in_one_process(local_ray, tmp_path,

@@ -184,3 +184,9 @@ class EngineClient:
                 self.latencies.append(time.perf_counter() - started)
                 return reply
             self.stats["stale_replies"] += 1
+
+
+def engine_client(spec: p.EnvSpec, engine: str, endpoint: str, **options: Any) -> EngineClient:
+    """A client for `spec` whose fallback (a decision that timed out) is action 0 or a zero action."""
+    fallback = 0 if spec.actions is not None else np.zeros(spec.action_shape, np.float32)
+    return EngineClient(endpoint, spec, engine=engine, fallback_action=fallback, **options)

@@ -7,6 +7,7 @@ a stream's episode.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -43,10 +44,18 @@ class BridgePolicy:
 class ServedPolicy(BridgePolicy):
     """A trained policy held in memory (`aql_agent.checkpoint.Policy`, or an `OnnxPolicy` of one): one batched
     forward pass per batch of decisions. `deterministic=False` explores (epsilon-greedy among legal actions):
-    the fine-tuning loop serves its learner this way between rounds of updates."""
+    the fine-tuning loop serves its learner this way between rounds of updates.
 
-    def __init__(self, policy: Any, description: dict[str, Any], deterministic: bool = True):
+    `seeded_streams=True` (exploring torch policies) gives every stream a torch random stream of its own,
+    seeded by its episode id (an engine's game seed) and agent, and acts decision by decision: a game's
+    exploration then depends on that game alone, not on which other engines shared the agent or how their
+    decisions were batched, so games split over several engines play as they do through one."""
+
+    def __init__(self, policy: Any, description: dict[str, Any], deterministic: bool = True,
+                 seeded_streams: bool = False):
         self.policy, self.description, self.deterministic = policy, dict(description), deterministic
+        self.seeded_streams = seeded_streams and not deterministic
+        self.stream_random: dict[Stream, Any] = {}
 
     def check(self, spec: EnvSpec) -> str | None:
         policy = self.policy
@@ -62,14 +71,46 @@ class ServedPolicy(BridgePolicy):
                     f"declared {spec.action_shape or f'{spec.actions} discrete actions'}")
         return None
 
+    def begin(self, stream: Stream) -> None:
+        if self.seeded_streams:
+            import torch
+
+            self.stream_random[stream] = torch.Generator().manual_seed(stream_seed(stream)).get_state()
+
+    def end(self, stream: Stream) -> None:
+        self.stream_random.pop(stream, None)
+
     def act(self, spec: EnvSpec, streams: list[Stream], observations: np.ndarray, masks: np.ndarray | None
             ) -> np.ndarray:
+        if not self.seeded_streams:
+            return self._act(observations, masks)
+        import torch
+
+        actions = []
+        for i, stream in enumerate(streams):
+            if stream not in self.stream_random:
+                self.begin(stream)
+            with torch.random.fork_rng(devices=[]):  # the server process's own stream goes on untouched
+                torch.set_rng_state(self.stream_random[stream])
+                actions.append(self._act(observations[i:i + 1], None if masks is None else masks[i:i + 1]))
+                self.stream_random[stream] = torch.get_rng_state()
+        return np.concatenate(actions)
+
+    def _act(self, observations: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
         if self.policy.discrete:
             return self.policy.act({"observation": observations, "action_mask": masks}, self.deterministic)
         return self.policy.act(observations, self.deterministic)
 
     def describe(self) -> dict[str, Any]:
         return dict(self.description)
+
+
+def stream_seed(stream: Stream) -> int:
+    """A torch seed from a stream's episode id and agent (not its session): the same game's same agent draws
+    the same exploration whichever engine session plays it; the agents of one game draw differently."""
+    _, agent, episode = stream
+    text = f"{type(episode).__name__}:{episode}/{agent}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
 class CheckpointPolicy(ServedPolicy):

@@ -3,28 +3,27 @@ side's actions.
 
 The engine owns the game and its built-in behaviour tree (the other side); every decision of the agent's
 side goes over the bridge as the flat view (130 float32 features, a 53-byte legal-action mask) and comes
-back as a flat action index. Sides alternate game by game unless `side` is fixed. The report is the win
-rate against the bot with a 95% interval (the bridge's own figures are added by the caller).
+back as a flat action index. Sides alternate game by game unless `side` is fixed. Each game's result is the
+agent's counts, which the game kind summarises (win rate against the bot with a 95% interval).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tqdm import tqdm
 
 from aql_agent.adapters.bridge.engine import EngineClient
-from aql_agent.adapters.games import outcome_counts
 from aql_agent.adapters.moba import AGENTS, FLAT_ACTIONS, FlatActions, MobaParallelEnv
 
 
-def play_games(env: MobaParallelEnv, client: EngineClient, make_bot: Callable[[int], Any], games: int, side: str,
-               seed: int, progress: bool = True) -> dict[str, Any]:
-    """`games` games of the connected agent (on `side`, or alternating) against `make_bot(seed)`."""
-    outcomes = []
-    frames = kills = deaths = towers = 0
-    for game in tqdm(range(games), desc=f"{client.spec.env_id} over the bridge", unit="game", disable=not progress):
+def play_games(env: MobaParallelEnv, client: EngineClient, make_bot: Callable[[int], Any], games: Sequence[int],
+               side: str, seed: int, progress: bool = True) -> list[dict[str, Any]]:
+    """Games `games` of the connected agent (on `side`, or alternating: blue in even games) against
+    `make_bot(seed)`, game i from `seed + i`; one result per game, the agent's counts (as `head_to_head_games`)."""
+    results = []
+    for game in tqdm(list(games), desc=f"{client.spec.env_id} over the bridge", unit="game", disable=not progress):
         game_seed = seed + game
         agent = side if side != "alternate" else AGENTS[game % 2]
         other = AGENTS[1 - AGENTS.index(agent)]
@@ -43,11 +42,10 @@ def play_games(env: MobaParallelEnv, client: EngineClient, make_bot: Callable[[i
         final = FlatActions.flat_observation(observations[agent])
         client.end_episode(agent, game_seed, env.game.frame, final["observation"], final["action_mask"], reward,
                            terminated, truncated, outcome)
-        outcomes.append(outcome)
-        frames += env.game.frame
         side_index = AGENTS.index(agent)
-        kills += env.game.heroes[side_index].kills
-        deaths += env.game.heroes[side_index].deaths
-        towers += int(not env.game.towers[1 - side_index].alive)
-    return {**outcome_counts(outcomes), "mean_frames": frames / games, "mean_kills": kills / games,
-            "mean_deaths": deaths / games, "towers_destroyed": towers}
+        results.append({"outcome": outcome, "frames": env.game.frame, "kills": env.game.heroes[side_index].kills,
+                        "deaths": env.game.heroes[side_index].deaths,
+                        "towers": int(not env.game.towers[1 - side_index].alive),
+                        "lost_towers": int(not env.game.towers[side_index].alive),
+                        "illegal": infos[agent]["illegal_actions"]})
+    return results

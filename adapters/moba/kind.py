@@ -116,18 +116,14 @@ class MobaKind(GameKind):
     def bridge_spec(self):
         return dataclasses.replace(super().bridge_spec(), tick_rate=15.0 / self.env().config.frame_skip)
 
-    def play_over_bridge(self, client: Any, games: int, opponent: str | None, side: str, seed: int,
-                         progress: bool = True) -> dict[str, Any]:
+    def bridge_games(self, client: Any, games: Sequence[int], opponent: str | None, side: str, seed: int,
+                     progress: bool = False) -> list[dict[str, Any]]:
         from aql_agent.adapters.moba.bridge_engine import play_games
 
-        self.check_side(side)
         opponent = opponent or self.default_opponent
-        moba_player(opponent)  # refuse an unknown opponent before the first game
         env = self.env()
         try:
-            report = play_games(env, client, lambda seed: moba_player(opponent, seed)[0], games, side, seed,
-                                progress)
+            return play_games(env, client, lambda seed: moba_player(opponent, seed)[0], games, side, seed, progress)
         finally:
             env.close()
-        return {"env": self.name, "opponent": opponent, "side": side, **report}
 
