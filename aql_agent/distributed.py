@@ -1,9 +1,10 @@
-"""Games played in parallel on Ray: `aql eval --workers N [--address ADDR]`.
+"""Work spread over Ray: games (`aql eval/record/engine/finetune --workers N [--address ADDR]`), conversion,
+data-parallel training and the benchmarks' grids.
 
-Each worker is a Ray actor holding one environment of the game and the policy, rebuilt from its weights (numpy
-arrays put once in Ray's object store). The driver hands out game numbers one at a time and summarises the
-results in game order with the game kind's own `summarise_games`; since game i depends only on `seed + i`,
-the summary equals the serial one exactly, whatever the number of workers.
+Evaluation: each game is a Ray task; its worker process keeps the game kind and the policy, rebuilt from its
+weights (numpy arrays put once in Ray's object store), for the next game. The driver hands out game numbers
+one at a time and summarises the results in game order with the game kind's own `summarise_games`; since
+game i depends only on `seed + i`, the summary equals the serial one exactly, whatever the number of workers.
 
 Ray is optional (`pip install 'aql-agent[ray]'`): only this module imports it, and only when called. Ray moves
 objects between its processes with its own serialisation (pickle), so a Ray cluster is a trusted boundary:
@@ -81,27 +82,37 @@ def _result(ray: Any, future: Any, what: str) -> Any:
         raise AqlError(f"{what} failed on a worker: {' '.join(str(cause).split())[:400]}") from None
 
 
-class GameWorker:
-    """One environment of the game and the policy; plays the games it is given."""
+#: In a worker process: the game kind and policy of the evaluation it played last, so the next games of the
+#: same evaluation (and of later ones with the same weights) skip rebuilding them.
+_PLAYING: dict[str, Any] = {}
 
-    def __init__(self, game: str, settings: dict[str, Any], weights: dict[str, Any]):
-        import torch
 
-        from aql_agent.adapters.games import game_kind
-        from aql_agent.checkpoint import policy_from_weights
+def _play_games(game: str, settings: dict[str, Any], weights: list[Any], numbers: list[int], seed: int,
+                opponent: str | None) -> list[dict[str, Any]]:
+    """A task: games `numbers` of an evaluation. Tasks, not actors: Ray keeps a task's worker process (torch
+    and the game imported, the policy built) for the next task, where each actor would start a new process;
+    `weights` is the policy's object reference in a list, so it is fetched once per process, not per task."""
+    import json
 
-        torch.set_num_threads(1)  # one CPU per actor: threads would only fight over it
-        self.kind = game_kind(game, settings)
-        self.policy = policy_from_weights(weights)
+    import ray
+    import torch
 
-    def play(self, games: list[int], seed: int, opponent: str | None) -> list[dict[str, Any]]:
-        return self.kind.play_games(self.policy, games, seed, opponent)
+    from aql_agent.adapters.games import game_kind
+    from aql_agent.checkpoint import policy_from_weights
+
+    key = json.dumps([weights[0].hex(), game, settings], sort_keys=True, default=str)
+    if _PLAYING.get("key") != key:
+        torch.set_num_threads(1)  # one CPU per task: threads would only fight over it
+        _PLAYING.clear()
+        _PLAYING.update(key=key, kind=game_kind(game, settings), policy=policy_from_weights(ray.get(weights[0])))
+    return _PLAYING["kind"].play_games(_PLAYING["policy"], numbers, seed, opponent)
 
 
 def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponent: str | None = None, *,
                       workers: int = 2, address: str | None = None, settings: dict[str, Any] | None = None,
                       progress: bool = True) -> dict[str, Any]:
-    """`game_kind(game).evaluate(policy, games, seed, opponent)`, its games spread over `workers` Ray actors."""
+    """`game_kind(game).evaluate(policy, games, seed, opponent)`, its games spread over `workers` Ray workers,
+    one game at a time to whichever is free."""
     from tqdm import tqdm
 
     from aql_agent.adapters.games import GameKind, game_kind
@@ -115,30 +126,27 @@ def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponen
         raise AqlError(f"{game} evaluates its games in one piece (its kind has no play_games): run without --workers")
     kind.check_opponent(opponent)
     ray = start_ray(workers, address)
-    weights = ray.put(policy_weights(policy))
-    actor = ray.remote(num_cpus=1)(GameWorker)
-    pool = [actor.remote(game, dict(settings or {}), weights) for _ in range(min(workers, games))]
+    weights = [ray.put(policy_weights(policy))]
+    task = ray.remote(num_cpus=1)(_play_games)
+    slots = min(workers, games)
     results: dict[int, dict[str, Any]] = {}
-    pending: dict[Any, tuple[int, Any]] = {}
+    pending: dict[Any, int] = {}
     next_game = 0
     try:
-        with tqdm(total=games, desc=f"{game} on {len(pool)} workers", unit="game", disable=not progress) as bar:
-            for worker in pool:  # one game each to start, then one more to whoever finishes
-                pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
-                next_game += 1
-            while pending:
+        with tqdm(total=games, desc=f"{game} on {slots} workers", unit="game", disable=not progress) as bar:
+            while next_game < games or pending:
+                while next_game < games and len(pending) < slots:  # one game per free worker
+                    pending[task.remote(game, dict(settings or {}), weights, [next_game], seed, opponent)] = next_game
+                    next_game += 1
                 (done,), _ = ray.wait(list(pending), num_returns=1)
-                number, worker = pending.pop(done)
+                number = pending.pop(done)
                 (results[number],) = _result(ray, done, f"game {number}")
                 bar.update(1)
-                if next_game < games:
-                    pending[worker.play.remote([next_game], seed, opponent)] = (next_game, worker)
-                    next_game += 1
-    finally:  # actors hold a process each until killed, also when a game failed
-        for worker in pool:
-            ray.kill(worker)
+    finally:  # a failed game: the others are not waited for
+        for future in pending:
+            ray.cancel(future)
     summary = kind.summarise_games([results[number] for number in range(games)], opponent)
-    summary["workers"] = len(pool)
+    summary["workers"] = slots
     return summary
 
 

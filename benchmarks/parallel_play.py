@@ -5,12 +5,13 @@
 A discrete BC agent is trained from a few recorded bot games (a real checkpoint, so the policy's cost is in
 the figures), then evaluated three ways on the same games (same seeds): `kind.evaluate` in this process,
 and `aql_agent.distributed.evaluate_parallel` on a local Ray with 1 and 2 workers. The results must be equal.
-Times are wall-clock, each call paying its actors' start (imports, policy rebuilt from its weights); `ray.init`
-is timed apart. This machine's game times wander by tens of percent from minute to minute, so the three
-ways run interleaved in `--rounds` rounds (serial, 1 worker, 2 workers, then again) and each figure is a mean
-with its spread over rounds; the 1-worker overhead is also given per round against that round's serial run.
-A probe times single games in this process and on one actor, alternately, to split the overhead into the
-actor's start and any per-game cost. Writes benchmarks/results/parallel_play.json and .png.
+Times are wall-clock. `ray.init` is timed apart, and so is the workers' cold start (a game on each new
+worker process: imports, the policy rebuilt from its weights), which a worker pays once: games are Ray tasks,
+and a worker process keeps torch, the game and the policy for the next ones. This machine's game times wander
+by tens of percent from minute to minute, so the three ways run interleaved in `--rounds` rounds (serial,
+1 worker, 2 workers, then again) and each figure is a mean with its spread over rounds; the 1-worker overhead
+is also given per round against that round's serial run. A probe times single games in this process and as
+tasks on a warm worker, alternately: the per-game cost. Writes benchmarks/results/parallel_play.json and .png.
 """
 
 from __future__ import annotations
@@ -31,36 +32,32 @@ from aql_agent.cli import main as aql  # noqa: E402
 
 
 def probe_per_game(kind, policy, game: str, opponent: str, games: int) -> dict:
-    """Single games alternately in this process and on one actor (the actor's own clock): the per-game cost
-    of running on a worker, apart from the actor's start."""
+    """Single games alternately in this process and as Ray tasks on a warm worker (timed on the worker): the
+    per-game cost of playing on a worker, apart from starting one."""
     import statistics
 
     import ray
 
     from aql_agent.checkpoint import policy_weights
-    from aql_agent.distributed import GameWorker
+    from aql_agent.distributed import _play_games
 
-    class TimedWorker(GameWorker):
-        def timed(self, numbers: list[int], seed: int, opponent: str) -> float:
-            started = time.perf_counter()
-            self.play(numbers, seed, opponent)
-            return time.perf_counter() - started
+    @ray.remote(num_cpus=1)
+    def timed(weights: list, number: int) -> float:
+        started = time.perf_counter()
+        _play_games(game, {}, weights, [number], 0, opponent)
+        return time.perf_counter() - started
 
-    started = time.perf_counter()
-    worker = ray.remote(num_cpus=1)(TimedWorker).remote(game, {}, ray.put(policy_weights(policy)))
-    ray.get(worker.timed.remote([0], 0, opponent))  # started and warm
-    actor_start = time.perf_counter() - started
+    weights = [ray.put(policy_weights(policy))]
+    ray.get(timed.remote(weights, 0))  # the policy built on a worker
     here, there = [], []
     for number in range(games):
         started = time.perf_counter()
         kind.play_games(policy, [number], 0, opponent)
         here.append(time.perf_counter() - started)
-        there.append(ray.get(worker.timed.remote([number], 0, opponent)))
-    ray.kill(worker)
+        there.append(ray.get(timed.remote(weights, number)))
     ratios = [b / a for a, b in zip(here, there)]
-    return {"games": games, "actor_start_and_first_game_seconds": actor_start, "in_process_seconds": sum(here),
-            "on_actor_seconds": sum(there), "per_game_ratio_median": statistics.median(ratios),
-            "per_game_ratio_range": [min(ratios), max(ratios)]}
+    return {"games": games, "in_process_seconds": sum(here), "on_worker_seconds": sum(there),
+            "per_game_ratio_median": statistics.median(ratios), "per_game_ratio_range": [min(ratios), max(ratios)]}
 
 
 def mean_std(values: list[float]) -> dict:
@@ -100,7 +97,12 @@ def main() -> None:
         started = time.perf_counter()
         ray = start_ray(2)
         ray_start = time.perf_counter() - started
+        started = time.perf_counter()
         serial = kind.evaluate(policy, 1, seed=0, opponent=args.opponent)  # warm: imports, first game
+        first_game_here = time.perf_counter() - started
+        started = time.perf_counter()
+        evaluate_parallel(args.game, policy, 2, seed=0, opponent=args.opponent, workers=2, progress=False)
+        first_games_on_workers = time.perf_counter() - started  # both worker processes start and play a game
         evaluation = {way: [] for way in ways}
         recording = {way: [] for way in ways}
         for round_ in range(args.rounds):
@@ -140,6 +142,8 @@ def main() -> None:
 
     report = {"game": args.game, "opponent": args.opponent, "games": args.games, "rounds": args.rounds,
               "cpus": os.cpu_count(), "ray_init_seconds": ray_start, "win_rate": serial["win_rate"],
+              "cold_start": {"first_game_in_process_seconds": first_game_here,
+                             "first_game_on_each_of_2_new_workers_seconds": first_games_on_workers},
               "evaluation": summarise(evaluation, args.games),
               "recording": {"games": args.record_bench, "players": f"{args.opponent} vs bt:easy",
                             **summarise(recording, args.record_bench)},

@@ -473,3 +473,37 @@ def test_the_spec_s_worked_example_is_what_the_writer_writes(tmp_path):
         writer.end_episode(final_observation=np.array([0.75, 0.0], np.float32), outcome="win")
     second = fmt.split_chunks(open(path, "rb").read())[1]
     assert bytes(expected) == second
+
+
+def test_joined_logs_hold_the_parts_episodes_exactly_and_parts_of_other_spaces_are_refused(tmp_path):
+    from aql_agent.replay import join_logs
+
+    first = write_single_agent_log(str(tmp_path / "a.aqlog"), episodes=3, seed=0, info=True)
+    second = write_single_agent_log(str(tmp_path / "b.aqlog"), episodes=2, seed=7, info=True, lengths=[300, 4])
+    cut = tmp_path / "cut.aqlog"  # a part whose writer died mid-episode: its complete episodes are joined
+    data = open(second.path, "rb").read()
+    cut.write_bytes(data[:len(data) - 200])
+    with pytest.warns(ReplayLogWarning, match="cut off"):
+        joined = join_logs([first.path, second.path, str(cut)], str(tmp_path / "joined.aqlog"), compression="zstd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the joined log is whole
+        episodes = list(ReplayReader(joined).episodes())
+    expected = [e for path in (first.path, second.path) for e in ReplayReader(path).episodes()]
+    with pytest.warns(ReplayLogWarning):
+        expected += [e for e in ReplayReader(str(cut)).episodes() if e.complete]
+    assert [e.index for e in episodes] == list(range(len(expected))) and len(expected) == 6
+    for got, want in zip(episodes, expected, strict=True):
+        assert (got.seed, got.metadata, got.complete) == (want.seed, want.metadata, want.complete)
+        a, b = got.agents["agent"], want.agents["agent"]
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.rewards, b.rewards)
+        np.testing.assert_array_equal(a.final_observation, b.final_observation)
+        assert (a.infos, a.outcome, a.episode_return, list(a.terminated), list(a.truncated)) == (
+            b.infos, b.outcome, b.episode_return, list(b.terminated), list(b.truncated))
+    other = tmp_path / "other.aqlog"
+    with ReplayWriter(str(other), "Toy-v0", OBS_SPACE, ACT_SPACE) as w:  # no info keys
+        w.begin_episode()
+        w.end_episode()
+    with pytest.raises(ReplayLogError, match="info keys"):
+        join_logs([first.path, str(other)], str(tmp_path / "refused.aqlog"))

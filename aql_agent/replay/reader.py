@@ -816,33 +816,27 @@ def read_header(path: str | os.PathLike) -> Header:
 
 
 def copy_episodes(source: str | os.PathLike, writer: Any) -> int:
-    """Append every complete episode of the log at `source` to an open `ReplayWriter` of the same agents and
-    spaces, steps in their recorded order (the writer numbers the episodes on); returns how many. What joins
-    the logs that workers recorded in parallel into one."""
+    """Append every complete episode of the log at `source` to an open `ReplayWriter` of the same agents,
+    spaces and info keys, records in their order, values as encoded (`ReplayWriter.copy_episode`; the writer
+    numbers the episodes on); returns how many. What joins the logs that workers recorded in parallel."""
     reader = ReplayReader(source)
-    if reader.header.agents != writer.agents:
-        raise ReplayLogError(f"its agents {reader.header.agents} are not the writer's {writer.agents}", reader.path)
+    ours = {agent["id"]: (agent["observation_space"], agent["action_space"]) for agent in writer.header["agents"]}
+    theirs = {agent["id"]: (agent["observation_space"], agent["action_space"]) for agent in reader.header.raw["agents"]}
+    if reader.header.agents != writer.agents or theirs != ours:
+        raise ReplayLogError(f"its agents and spaces ({reader.header.agents}) are not the writer's ({writer.agents})",
+                             reader.path)
+    if list(reader.header.info_keys) != list(writer.info_keys):
+        raise ReplayLogError(f"its info keys {reader.header.info_keys} are not the writer's {list(writer.info_keys)}",
+                             reader.path)
     copied = 0
     buffered: list = []  # an episode's records, written once its end is read (an unfinished one is left out)
-    for item in reader._with_steps():
-        if isinstance(item, Step) or item[0] == fmt.EPISODE_START:
-            buffered.append(item)
-            continue
-        if item[0] != fmt.EPISODE_END:
-            continue
-        start, steps = buffered[0], buffered[1:]
-        writer.begin_episode(seed=start[2], metadata=start[3])
-        for step in steps:
-            writer.add_step(step.observation, step.action, step.reward, step.terminated, step.truncated, step.info,
-                            agent=step.agent)
-        summary = EpisodeSummary(index=item[1], seed=start[2], metadata=start[3])
-        reader._summary_of_end(summary, item)
-        finals = summary.final_observations
-        writer.end_episode(final_observation=finals[writer.agents[0]] if len(writer.agents) == 1 else
-                           {agent: final for agent, final in finals.items() if final is not None},
-                           outcome=summary.outcomes, metadata=summary.end_metadata)
-        buffered = []
-        copied += 1
+    for record in reader.records():
+        if record[0] in (fmt.EPISODE_START, fmt.STEP):
+            buffered.append(record)
+        elif record[0] == fmt.EPISODE_END and buffered:
+            writer.copy_episode(buffered[0], buffered[1:], record)
+            buffered = []
+            copied += 1
     return copied
 
 

@@ -215,7 +215,30 @@ class ReplayWriter:
                 "return": self._returns[i], "length": self._lengths[i], "outcome": result,
                 "final_observation": None if final is None else self._obs_codecs[i].encode(final),
             }
-        self._records.append((fmt.EPISODE_END, self._episode, summary, plain(dict(metadata or {}))))
+        self._close_episode(summary, plain(dict(metadata or {})))
+
+    def copy_episode(self, start: tuple, steps: Iterable[tuple], end: tuple) -> None:
+        """Append an episode as another log of the same agents, spaces and info keys holds it: its checked
+        records (`ReplayReader.records()`), values copied as encoded, not decoded and encoded again. What joins
+        the parts of a recording made in parallel, at the speed of copying bytes."""
+        self.begin_episode(seed=start[2], metadata=start[3])
+        sizes = [encoders[-1] for encoders in self._step_encoders]
+        for step in steps:
+            self._append(tuple(step))
+            self._buffered += sizes[step[1]]
+            if self._buffered >= self._chunk_bytes:
+                self._flush_chunk()
+        self._account()
+        ended = end[2]
+        summary = {agent: {**ended.get(agent, {}), "return": self._returns[i], "length": self._lengths[i]}
+                   for i, agent in enumerate(self.agents)}
+        for agent, entry in summary.items():
+            entry.setdefault("outcome", None)
+            entry.setdefault("final_observation", None)
+        self._close_episode(summary, end[3])
+
+    def _close_episode(self, summary: dict[str, dict], metadata: dict) -> None:
+        self._records.append((fmt.EPISODE_END, self._episode, summary, metadata))
         self._episode = None
         self._episodes += 1
         self._steps_before += sum(self._lengths)
