@@ -213,6 +213,9 @@ def record_parallel(game: str, out_dir: str, player: str, opponent: str | None =
         target = os.path.join(out_dir, os.path.basename(paths[0]).partition("-")[2])
         if os.path.exists(target) and not overwrite:
             raise AqlError(f"{target} exists; pass --overwrite to replace it or choose another --out or --seed")
+        if len(paths) == 1:  # one worker recorded the serial log itself: nothing to join
+            os.replace(paths[0], target)
+            return target
         return join_logs(paths, target, compression=compression, overwrite=overwrite,
                          recorder={"workers": len(parts)})
     finally:
