@@ -1,9 +1,9 @@
 """Work spread over Ray: games (`aql eval/record/engine/finetune --workers N [--address ADDR]`), conversion,
 data-parallel training and the benchmarks' grids.
 
-Evaluation: each game is a Ray task; its worker process keeps the game kind and the policy, rebuilt from its
-weights (numpy arrays put once in Ray's object store), for the next game. The driver hands out game numbers
-one at a time and summarises the results in game order with the game kind's own `summarise_games`; since
+Evaluation: games are Ray tasks; a worker process keeps the game kind and the policy, rebuilt from its
+weights (numpy arrays put once in Ray's object store), for its next games. The driver hands out runs of game
+numbers, shorter as fewer are left, and summarises the results in game order with the game kind's own `summarise_games`; since
 game i depends only on `seed + i`, the summary equals the serial one exactly, whatever the number of workers.
 
 Ray is optional (`pip install 'aql-agent[ray]'`): only this module imports it, and only when called. Ray moves
@@ -111,8 +111,9 @@ def _play_games(game: str, settings: dict[str, Any], weights: list[Any], numbers
 def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponent: str | None = None, *,
                       workers: int = 2, address: str | None = None, settings: dict[str, Any] | None = None,
                       progress: bool = True) -> dict[str, Any]:
-    """`game_kind(game).evaluate(policy, games, seed, opponent)`, its games spread over `workers` Ray workers,
-    one game at a time to whichever is free."""
+    """`game_kind(game).evaluate(policy, games, seed, opponent)`, its games spread over `workers` Ray workers:
+    each free worker takes half its share of the games left (guided self-scheduling: long tasks first, so
+    few round trips to the driver, then single games, so the workers finish together)."""
     from tqdm import tqdm
 
     from aql_agent.adapters.games import GameKind, game_kind
@@ -129,23 +130,24 @@ def evaluate_parallel(game: str, policy: Any, games: int, seed: int = 0, opponen
     weights = [ray.put(policy_weights(policy))]
     task = ray.remote(num_cpus=1)(_play_games)
     slots = min(workers, games)
-    results: dict[int, dict[str, Any]] = {}
-    pending: dict[Any, int] = {}
+    results: list[dict[str, Any]] = [{}] * games
+    pending: dict[Any, range] = {}
     next_game = 0
     try:
         with tqdm(total=games, desc=f"{game} on {slots} workers", unit="game", disable=not progress) as bar:
             while next_game < games or pending:
-                while next_game < games and len(pending) < slots:  # one game per free worker
-                    pending[task.remote(game, dict(settings or {}), weights, [next_game], seed, opponent)] = next_game
-                    next_game += 1
+                while next_game < games and len(pending) < slots:  # a share of what is left to each free worker
+                    share = range(next_game, next_game + max(1, (games - next_game) // (2 * slots)))
+                    pending[task.remote(game, dict(settings or {}), weights, list(share), seed, opponent)] = share
+                    next_game = share.stop
                 (done,), _ = ray.wait(list(pending), num_returns=1)
-                number = pending.pop(done)
-                (results[number],) = _result(ray, done, f"game {number}")
-                bar.update(1)
+                share = pending.pop(done)
+                results[share.start:share.stop] = _result(ray, done, f"games {share.start}-{share.stop - 1}")
+                bar.update(len(share))
     finally:  # a failed game: the others are not waited for
         for future in pending:
             ray.cancel(future)
-    summary = kind.summarise_games([results[number] for number in range(games)], opponent)
+    summary = kind.summarise_games(results, opponent)
     summary["workers"] = slots
     return summary
 
