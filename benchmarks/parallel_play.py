@@ -10,8 +10,9 @@ worker process: imports, the policy rebuilt from its weights), which a worker pa
 and a worker process keeps torch, the game and the policy for the next ones. This machine's game times wander
 by tens of percent from minute to minute, so the three ways run interleaved in `--rounds` rounds (serial,
 1 worker, 2 workers, then again) and each figure is a mean with its spread over rounds; the 1-worker overhead
-is also given per round against that round's serial run. A probe times single games in this process and as
-tasks on a warm worker, alternately: the per-game cost. Writes benchmarks/results/parallel_play.json and .png.
+is also given per round against that round's serial run; then `--pairs` back-to-back pairs of short evaluations
+(serial and 1 worker, order alternating) give the overhead with the drift cancelled. Writes
+benchmarks/results/parallel_play.json and .png.
 """
 
 from __future__ import annotations
@@ -31,33 +32,30 @@ from aql_agent.checkpoint import load_policy  # noqa: E402
 from aql_agent.cli import main as aql  # noqa: E402
 
 
-def probe_per_game(kind, policy, game: str, opponent: str, games: int) -> dict:
-    """Single games alternately in this process and as Ray tasks on a warm worker (timed on the worker): the
-    per-game cost of playing on a worker, apart from starting one."""
+def paired_overhead(kind, policy, game: str, opponent: str, games: int, pairs: int) -> dict:
+    """The 1-worker overhead measured in `pairs` back-to-back pairs of short evaluations (in this process, then
+    on one warm worker, the order swapped every pair): each pair's ratio sees the same state of the machine, so
+    its drift cancels out of the paired figures far better than out of minutes-long rounds."""
     import statistics
 
-    import ray
+    from aql_agent.distributed import evaluate_parallel
 
-    from aql_agent.checkpoint import policy_weights
-    from aql_agent.distributed import _play_games
-
-    @ray.remote(num_cpus=1)
-    def timed(weights: list, number: int) -> float:
-        started = time.perf_counter()
-        _play_games(game, {}, weights, [number], 0, opponent)
-        return time.perf_counter() - started
-
-    weights = [ray.put(policy_weights(policy))]
-    ray.get(timed.remote(weights, 0))  # the policy built on a worker
-    here, there = [], []
-    for number in range(games):
-        started = time.perf_counter()
-        kind.play_games(policy, [number], 0, opponent)
-        here.append(time.perf_counter() - started)
-        there.append(ray.get(timed.remote(weights, number)))
-    ratios = [b / a for a, b in zip(here, there)]
-    return {"games": games, "in_process_seconds": sum(here), "on_worker_seconds": sum(there),
-            "per_game_ratio_median": statistics.median(ratios), "per_game_ratio_range": [min(ratios), max(ratios)]}
+    ratios = []
+    for pair in range(pairs):
+        times = {}
+        for way in (("serial", "worker") if pair % 2 == 0 else ("worker", "serial")):
+            started = time.perf_counter()
+            if way == "serial":
+                kind.evaluate(policy, games, seed=pair * games, opponent=opponent)
+            else:
+                evaluate_parallel(game, policy, games, seed=pair * games, opponent=opponent, workers=1, progress=False)
+            times[way] = time.perf_counter() - started
+        ratios.append(times["worker"] / times["serial"] - 1)
+    ordered = sorted(ratios)
+    return {"pairs": pairs, "games_per_evaluation": games, "overheads": ratios,
+            "median": statistics.median(ratios), "mean": statistics.fmean(ratios),
+            "std": statistics.stdev(ratios) if pairs > 1 else 0.0,
+            "middle_half": [ordered[pairs // 4], ordered[(3 * pairs) // 4]]}
 
 
 def mean_std(values: list[float]) -> dict:
@@ -76,7 +74,8 @@ def main() -> None:
     parser.add_argument("--record-games", type=int, default=4, help="bot games the agent is trained from")
     parser.add_argument("--train-steps", type=int, default=500)
     parser.add_argument("--record-bench", type=int, default=16, help="bot-vs-bot games recorded per timing")
-    parser.add_argument("--probe-games", type=int, default=16, help="games of the per-game probe")
+    parser.add_argument("--pairs", type=int, default=12, help="paired short evaluations timing the 1-worker overhead")
+    parser.add_argument("--pair-games", type=int, default=6, help="games per evaluation of a pair")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "parallel_play"), help="output stem")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -127,7 +126,7 @@ def main() -> None:
                 recording[way].append(time.perf_counter() - started)
             print(f"round {round_}: evaluation {[round(evaluation[w][-1], 1) for w in ways]} s, recording "
                   f"{[round(recording[w][-1], 1) for w in ways]} s", flush=True)
-        probe = probe_per_game(kind, policy, args.game, args.opponent, args.probe_games)
+        pairs = paired_overhead(kind, policy, args.game, args.opponent, args.pair_games, args.pairs)
         ray.shutdown()
 
     def summarise(times: dict[str, list[float]], games: int) -> dict:
@@ -147,7 +146,7 @@ def main() -> None:
               "evaluation": summarise(evaluation, args.games),
               "recording": {"games": args.record_bench, "players": f"{args.opponent} vs bt:easy",
                             **summarise(recording, args.record_bench)},
-              "per_game_probe": probe}
+              "paired_overhead": pairs}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(report, f, indent=1)
