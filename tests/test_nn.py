@@ -54,6 +54,16 @@ def test_lagrange_dual_step_and_clamp():
     assert multiplier.value().item() == pytest.approx(math.exp(10.0))
 
 
+def test_the_dual_step_sends_no_gradient_into_the_policy():
+    """d3rlpy 2.8.1's BEAR backpropagates its dual loss into the policy after zeroing the policy's gradients,
+    which cancels the MMD term of the actor loss (docs/results.md): the multiplier's loss must reach log-alpha
+    only, however the constraint was computed."""
+    policy = torch.nn.Linear(3, 2)
+    constraint = policy(torch.ones(4, 3)).pow(2).mean(1)  # depends on the policy's weights
+    Lagrange(initial=1.0).loss(constraint, threshold=0.05).backward()
+    assert all(p.grad is None for p in policy.parameters())
+
+
 def test_conservative_penalty_by_hand():
     q = torch.tensor([[[0.0, math.log(3.0)]]])  # K=1, B=1, M=2
     q_data = torch.tensor([[0.5]])
