@@ -507,3 +507,4 @@ def test_joined_logs_hold_the_parts_episodes_exactly_and_parts_of_other_spaces_a
         w.end_episode()
     with pytest.raises(ReplayLogError, match="info keys"):
         join_logs([first.path, str(other)], str(tmp_path / "refused.aqlog"))
+    assert not list(tmp_path.glob("refused*"))  # refused before anything was written

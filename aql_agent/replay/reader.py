@@ -820,14 +820,7 @@ def copy_episodes(source: str | os.PathLike, writer: Any) -> int:
     spaces and info keys, records in their order, values as encoded (`ReplayWriter.copy_episode`; the writer
     numbers the episodes on); returns how many. What joins the logs that workers recorded in parallel."""
     reader = ReplayReader(source)
-    ours = {agent["id"]: (agent["observation_space"], agent["action_space"]) for agent in writer.header["agents"]}
-    theirs = {agent["id"]: (agent["observation_space"], agent["action_space"]) for agent in reader.header.raw["agents"]}
-    if reader.header.agents != writer.agents or theirs != ours:
-        raise ReplayLogError(f"its agents and spaces ({reader.header.agents}) are not the writer's ({writer.agents})",
-                             reader.path)
-    if list(reader.header.info_keys) != list(writer.info_keys):
-        raise ReplayLogError(f"its info keys {reader.header.info_keys} are not the writer's {list(writer.info_keys)}",
-                             reader.path)
+    _check_joinable(reader.header.raw, writer.header, reader.path)
     copied = 0
     buffered: list = []  # an episode's records, written once its end is read (an unfinished one is left out)
     for record in reader.records():
@@ -840,6 +833,19 @@ def copy_episodes(source: str | os.PathLike, writer: Any) -> int:
     return copied
 
 
+def _check_joinable(header: dict, target: dict, path: str) -> None:
+    """A log's records can be copied as encoded into a log of header `target`: same agents, spaces, info keys."""
+    def spaces_of(raw: dict) -> list:
+        return [(agent["id"], agent["observation_space"], agent["action_space"]) for agent in raw["agents"]]
+
+    if spaces_of(header) != spaces_of(target):
+        raise ReplayLogError(f"its agents and spaces ({[a['id'] for a in header['agents']]}) are not those of the "
+                             f"log it joins ({[a['id'] for a in target['agents']]})", path)
+    if list(header.get("info_keys", [])) != list(target.get("info_keys", [])):
+        raise ReplayLogError(f"its info keys {header.get('info_keys', [])} are not those of the log it joins "
+                             f"{target.get('info_keys', [])}", path)
+
+
 def join_logs(sources: Sequence[str | os.PathLike], target: str | os.PathLike, *, compression: str = "none",
               overwrite: bool = False, recorder: Mapping[str, Any] | None = None) -> str:
     """One log at `target` holding the complete episodes of `sources`, in order, under the first one's header
@@ -847,6 +853,8 @@ def join_logs(sources: Sequence[str | os.PathLike], target: str | os.PathLike, *
     from aql_agent.replay.writer import ReplayWriter
 
     first = ReplayReader(sources[0]).header
+    for path in sources[1:]:  # refuse before the target is opened: nothing half-written is left behind
+        _check_joinable(ReplayReader(path).header.raw, first.raw, os.fspath(path))
     with ReplayWriter(target, first.env_id, first.observation_spaces, first.action_spaces, agents=first.agents,
                       players=first.players, info_keys=first.info_keys, compression=compression,
                       overwrite=overwrite, recorder={**first.recorder, **(recorder or {})},
