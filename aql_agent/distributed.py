@@ -3,8 +3,9 @@ data-parallel training and the benchmarks' grids.
 
 Evaluation: games are Ray tasks; a worker process keeps the game kind and the policy, rebuilt from its
 weights (numpy arrays put once in Ray's object store), for its next games. The driver hands out runs of game
-numbers, shorter as fewer are left, and summarises the results in game order with the game kind's own `summarise_games`; since
-game i depends only on `seed + i`, the summary equals the serial one exactly, whatever the number of workers.
+numbers, shorter as fewer are left, and summarises the results in game order with the game kind's own
+`summarise_games`; since game i depends only on `seed + i`, the summary equals the serial one exactly,
+whatever the number of workers.
 
 Ray is optional (`pip install 'aql-agent[ray]'`): only this module imports it, and only when called. Ray moves
 objects between its processes with its own serialisation (pickle), so a Ray cluster is a trusted boundary:
