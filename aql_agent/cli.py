@@ -225,14 +225,14 @@ def _read_key(path: str | None, what: str) -> bytes | None:
 def _deploy(args: argparse.Namespace) -> int:
     from aql_agent.adapters.bridge import AgentServer, make_bridge_policy
 
-    from aql_agent.adapters.bridge.protocol import check_endpoint
+    from aql_agent.adapters.bridge.protocol import check_endpoint, is_loopback
 
     from aql_agent.errors import MAX_SEED, require_number
 
     _set_threads(args.threads)
     require_number("--seed", args.seed, 0, MAX_SEED, whole=True)
     check_endpoint(args.bind, "--bind")
-    if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")) and not args.public:
+    if not is_loopback(args.bind) and not args.public:
         raise AqlError(f"{args.bind} is not a loopback address: pass --public to serve other machines (and consider "
                        "--curve-secret-key)")
     backend = args.backend

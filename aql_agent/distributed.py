@@ -312,10 +312,11 @@ def engines_parallel(kind: Any, settings: dict[str, Any], options: dict[str, Any
     if type(kind).bridge_games is GameKind.bridge_games:  # a user's kind that only overrides play_over_bridge
         raise AqlError(f"{kind.name} plays over the bridge in one piece (its kind has no bridge_games): run without "
                        "--workers")
+    from aql_agent.adapters.bridge.protocol import is_loopback
+
     ray = start_ray(workers, address)
-    host = options["endpoint"].partition("://")[2].rpartition(":")[0]
-    local = options["endpoint"].startswith(("ipc://", "inproc://")) or host in ("127.0.0.1", "localhost", "[::1]")
-    task = ray.remote(num_cpus=1, **({"scheduling_strategy": _this_node(ray)} if local else {}))(_engine_part)
+    pinned = {"scheduling_strategy": _this_node(ray)} if is_loopback(options["endpoint"]) else {}
+    task = ray.remote(num_cpus=1, **pinned)(_engine_part)
     parts = consecutive_parts(games, workers)
     futures = [task.remote(kind.name, dict(settings), dict(options), list(part), opponent, side, seed)
                for part in parts]

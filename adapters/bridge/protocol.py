@@ -169,6 +169,11 @@ def check_endpoint(endpoint: str, flag: str) -> None:
             raise AqlError(f"{flag} {endpoint}: the port must be 1..65535 or *, got {port!r}")
 
 
+def is_loopback(endpoint: str) -> bool:
+    """Whether only this machine can reach `endpoint` (loopback TCP, ipc, inproc)."""
+    return endpoint.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://"))
+
+
 def require_int(value: Any, name: str, low: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
         raise BridgeError(BAD_FIELD, f"{name} must be an integer{f' >= {low}' if low is not None else ''}, "
