@@ -129,6 +129,11 @@ class GameKind:
             raise AqlError(f"{where} takes {policy.obs_dim} observation features and {policy.act_dim} actions; "
                            f"{self.name} gives {obs_space.shape[0]} and {actions}: train on this game's data")
 
+    def protected_actions(self) -> tuple[int, ...]:
+        """Learner-view actions that exploration must never draw at random (a discrete learner's
+        `exploration_exclude` while fine-tuning): ones whose random use throws a game. None by default."""
+        return ()
+
     # -- players ------------------------------------------------------------------------------------------
     def make_player(self, spec: str, seed: int | None = None) -> tuple[Player, dict[str, Any]]:
         """A player from a spec (`random`, `agent:CHECKPOINT`, the game's bots) and the description a replay

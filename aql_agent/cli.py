@@ -128,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from aql_agent.finetune import FinetuneSettings, finetune
 
-    settings = settings_from_args(FinetuneSettings, args)
+    settings = settings_from_args(FinetuneSettings, args, learner=_parse_overrides(args.set))
     _set_threads(args.threads)
     summary = finetune(settings)
     for key in ("first_evaluation", "evaluation"):
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(run=_inspect)
 
-    from aql_agent.finetune import FinetuneSettings
+    from aql_agent.finetune import RECIPES, FinetuneSettings
     from aql_agent.learners import ALGORITHMS
     from aql_agent.make_dataset import MakeDatasetSettings
     from aql_agent.training import TrainSettings
@@ -375,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "offline constraint relaxes linearly (--relax, --anneal-steps). Writes OUT/finetune.json, "
                     "metrics.csv, rounds.csv, eval.csv (its first row: the offline checkpoint), tensorboard/, "
                     "checkpoints/ and online/ (games: every round's games as replay logs).")
-    add_settings_flags(tune, FinetuneSettings)
+    add_settings_flags(tune, FinetuneSettings, skip=("learner",), choices={"recipe": RECIPES})
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="learner config change for fine-tuning, repeatable (e.g. --set exploration=boltzmann)")
     _add_threads_flag(tune)
     tune.set_defaults(run=_finetune)
 

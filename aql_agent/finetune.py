@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -42,7 +43,7 @@ from aql_agent.errors import MAX_SEED, AqlError, require_device, require_number
 from aql_agent.learners import Batch, Learner
 from aql_agent.runs import RunFolder
 from aql_agent.data.validation import check_dataset, check_discrete_dataset, check_finite
-from aql_agent.training import TensorSampler, evaluate_learner, transition_rows
+from aql_agent.training import TensorSampler, evaluate_learner, evaluation_row, transition_rows
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneSettings:
@@ -60,27 +61,46 @@ class FinetuneSettings:
     """Offline data mixed into every batch; default: the data the checkpoint was trained on (its train.json)."""
     agent: str | None = None
     """Whose transitions to take from multi-agent offline data (default: all)."""
-    offline_ratio: float = 0.5
-    """Fraction of every batch drawn from the offline data (the rest from online play)."""
-    constrain_on: Literal["offline", "all"] = "offline"
+    recipe: str = "conservative"
+    """The named preset (RECIPES, docs/learners.md#fine-tuning-recipes) that gives every field below left unset
+    its value; a flag given explicitly wins over the recipe."""
+    learner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Learner config changes for fine-tuning (`--set KEY=VALUE`, e.g. exploration=boltzmann), on top of the
+    recipe's; fields that shape networks cannot change."""
+    offline_ratio: float | None = None
+    """Fraction of every batch drawn from the offline data (the rest from online play). Default: the recipe's."""
+    constrain_on: Literal["offline", "all"] | None = None
     """Rows the behaviour model and the constraint learn from: `offline` (the logged data's) or `all` (online
-    play too: the agent's own actions then count as behaviour, which loosens the constraint by itself)."""
-    updates_per_step: float = 1.0
-    """Gradient updates per online transition (the update-to-data ratio)."""
+    play too: the agent's own actions then count as behaviour, which loosens the constraint by itself). Default:
+    the recipe's."""
+    updates_per_step: float | None = None
+    """Gradient updates per online transition (the update-to-data ratio). Default: the recipe's."""
+    online_warmup: int | None = None
+    """Env steps played with the offline policy before the first update (WSRL's warm-up: the first updates then
+    see a buffer of the policy's own play, not a few hundred transitions drawn a hundred times each); their
+    updates are not made up later. Default: the recipe's."""
+    ramp_steps: int | None = None
+    """Env steps over which the online share of every batch grows linearly from 0 to 1 - offline_ratio (0: the
+    full share at once, RLPD's fixed split). Default: the recipe's."""
     round_steps: int = 1000
     """gymnasium envs: steps played between rounds of updates."""
     round_games: int = 2
     """Multi-agent games: games played between rounds of updates (sides alternate round by round)."""
-    relax: float = 1.0
-    """The offline constraint ends this many times looser (1, the default: kept as trained; relaxing made AQL
-    collapse on hopper-medium in docs/results.md's runs)."""
+    relax: float | None = None
+    """The offline constraint ends this many times looser (1: kept as trained; relaxing made AQL collapse on
+    hopper-medium in docs/results.md's runs). Default: the recipe's."""
     constraint_final: float | None = None
     """The constraint's final value, instead of `relax`."""
     anneal_steps: int | None = None
     """Environment steps over which the constraint moves linearly to its final value (default: steps / 2)."""
     exploration: float | None = None
     """Continuous: Gaussian noise std in units of half the action range (default 0.1). Discrete: epsilon of
-    epsilon-greedy (default: the learner's exploration_epsilon)."""
+    epsilon-greedy, or the temperature of Boltzmann exploration (default: the learner's)."""
+    exploration_final: float | None = None
+    """Discrete: the epsilon (or temperature) reached linearly over --anneal-steps (default: no decay)."""
+    protect_actions: bool = True
+    """Discrete: exploration never draws the game's protected actions at random (its kind's list; moba-1v1:
+    heal and recall). The greedy choice may still be one."""
     opponent: str | None = None
     """Multi-agent games: who the agent plays against, online and in evaluations (default: the game's own,
     moba-1v1's bt:medium)."""
@@ -116,16 +136,26 @@ class FinetuneSettings:
     def __post_init__(self) -> None:
         for flag in ("steps", "round_steps", "round_games", "eval_every", "eval_episodes", "log_every"):
             require_number(f"--{flag.replace('_', '-')}", getattr(self, flag), 1, whole=True)
-        require_number("--offline-ratio", self.offline_ratio, 0, 1)
-        require_number("--updates-per-step", self.updates_per_step, 0, above_low=True)
-        require_number("--relax", self.relax, 0, above_low=True)
+        if self.recipe not in RECIPES:
+            raise AqlError(f"unknown --recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        if self.offline_ratio is not None:
+            require_number("--offline-ratio", self.offline_ratio, 0, 1)
+        if self.updates_per_step is not None:
+            require_number("--updates-per-step", self.updates_per_step, 0, above_low=True)
+        if self.relax is not None:
+            require_number("--relax", self.relax, 0, above_low=True)
+        if self.exploration_final is not None:
+            require_number("--exploration-final", self.exploration_final, 0)
+        for flag in ("online_warmup", "ramp_steps"):
+            if getattr(self, flag) is not None:
+                require_number(f"--{flag.replace('_', '-')}", getattr(self, flag), 0, whole=True)
         if self.constraint_final is not None:  # a threshold or a weight: never below zero
             require_number("--constraint-final", self.constraint_final, 0)
         if self.anneal_steps is not None:
             require_number("--anneal-steps", self.anneal_steps, 1, whole=True)
         if self.exploration is not None:
             require_number("--exploration", self.exploration, 0)
-        if self.constrain_on not in ("offline", "all"):
+        if self.constrain_on not in (None, "offline", "all"):
             raise AqlError(f"--constrain-on must be offline or all, got {self.constrain_on!r}")
         require_number("--seed", self.seed, 0, MAX_SEED, whole=True)
         require_device(self.device)
@@ -134,6 +164,39 @@ class FinetuneSettings:
         from aql_agent.distributed import check_ray_flags
 
         check_ray_flags(self.workers, self.address)
+        for key in self.learner:
+            if key.endswith("hidden") or key in ARCHITECTURE_FIELDS:
+                raise AqlError(f"--set {key}: it shapes the networks, which fine-tuning keeps from the checkpoint; "
+                               "train a new offline checkpoint with it (aql train --set)")
+
+    def resolved(self) -> FinetuneSettings:
+        """These settings with every unset field given its recipe's value (what finetune.json records)."""
+        recipe = RECIPES[self.recipe]
+        given = {key: value for key, value in recipe.settings.items() if getattr(self, key) is None}
+        return dataclasses.replace(self, **given, learner={**recipe.learner, **self.learner})
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A named fine-tuning preset: values for FinetuneSettings fields, and learner config changes (applied to the
+    fields the checkpoint's learner has; finetune.json records which)."""
+
+    summary: str
+    settings: Mapping[str, Any]
+    learner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+#: Fields of a learner config that build networks: fixed by the offline checkpoint.
+ARCHITECTURE_FIELDS = ("critics", "critic_layer_norm", "bf16")
+
+RECIPES: dict[str, Recipe] = {
+    "conservative": Recipe(
+        "keep the offline learner's constraint as trained, measured on the logged rows; RLPD's symmetric 50/50 "
+        "batches at one update per step; the learner's own exploration (docs/results.md#fine-tuning: relaxing "
+        "the constraint or measuring it on the agent's own play collapsed AQL on hopper-medium)",
+        {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 1.0, "online_warmup": 0,
+         "ramp_steps": 0}),
+}
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -207,6 +270,57 @@ class ConstraintSchedule:
         return value
 
 
+@dataclasses.dataclass
+class ExplorationSchedule(ConstraintSchedule):
+    """A discrete learner's exploration (its epsilon or Boltzmann temperature), moved linearly from its value at
+    the start of fine-tuning to `--exploration-final` over `anneal_steps` env steps; no field: nothing moves."""
+
+    @classmethod
+    def for_learner(cls, learner: Learner, settings: FinetuneSettings) -> ExplorationSchedule:
+        if not learner.discrete or settings.exploration_final is None:
+            return cls(None)
+        field = exploration_field(learner)
+        steps = settings.anneal_steps if settings.anneal_steps is not None else max(1, settings.steps // 2)
+        return cls(field, float(getattr(learner.config, field)), settings.exploration_final, max(1, steps))
+
+
+def exploration_field(learner: Learner) -> str:
+    """The config field `--exploration` sets on a discrete learner: its epsilon or its temperature."""
+    return "exploration_temperature" if learner.config.exploration == "boltzmann" else "exploration_epsilon"
+
+
+def learner_changes(learner: Learner, settings: FinetuneSettings, asked: Mapping[str, Any],
+                    protected: tuple[int, ...]) -> dict[str, Any]:
+    """The learner config changes fine-tuning makes, in order: the recipe's (on the fields this learner has;
+    the others are listed as `skipped`), the user's --set (refused where the learner lacks the field), the
+    game's protected actions (discrete, unless --no-protect-actions or set by hand), and --exploration."""
+    names = {f.name for f in dataclasses.fields(learner.config)}
+    unknown = sorted(set(asked) - names)
+    if unknown:
+        raise AqlError(f"--set: {learner.config_class.__name__} has no field(s) {unknown}; valid fields: "
+                       f"{sorted(names)}")
+    recipe = {k: v for k, v in settings.learner.items() if k not in asked}
+    applied = {k: v for k, v in recipe.items() if k in names} | dict(asked)
+    skipped = sorted(set(recipe) - names)
+    if settings.exploration_final is not None and not learner.discrete:
+        raise AqlError("--exploration-final decays a discrete learner's epsilon or temperature; a continuous "
+                       "learner's Gaussian noise (--exploration) stays fixed")
+    if learner.discrete and settings.protect_actions and "exploration_exclude" not in asked and protected:
+        applied["exploration_exclude"] = list(protected)
+    if learner.discrete and settings.exploration is not None:
+        style = applied.get("exploration", learner.config.exploration)
+        applied["exploration_temperature" if style == "boltzmann" else "exploration_epsilon"] = settings.exploration
+    try:
+        config = learner.config_class.from_dict({**learner.config.to_dict(), **applied})
+    except AqlError as error:
+        raise AqlError(f"--set / --recipe: {error}") from None
+    outside = [a for a in getattr(config, "exploration_exclude", ()) if a >= learner.act_dim]
+    if outside:
+        raise AqlError(f"--set exploration_exclude: actions {outside} do not exist; the learner has "
+                       f"{learner.act_dim} (0..{learner.act_dim - 1})")
+    return {"applied": applied, "skipped": skipped, "config": config}
+
+
 # -- the loop ---------------------------------------------------------------------------------------------
 
 
@@ -249,6 +363,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     """Fine-tune an offline checkpoint online; returns a summary with the first and last evaluations."""
     from aql_agent.adapters.games import game_kind
 
+    asked = dict(settings.learner)  # the user's --set, before the recipe's changes join them
+    settings = settings.resolved()
     kind = game_kind(settings.env)
     kind.check_opponent(settings.opponent)
     envs = settings.envs or (settings.workers if settings.workers and not kind.multi_agent else 1)
@@ -274,20 +390,21 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         raise AqlError(f"{data} has {dataset.observations.shape[1]} observation features; the checkpoint takes "
                        f"{learner.obs_dim}: pass the --data it was trained on")
 
+    changes = learner_changes(learner, settings, asked, kind.protected_actions())
+    learner.config = changes.pop("config")
     run = RunFolder(settings.out, settings.resume)
     resume = run.resumed_from
     torch.manual_seed(settings.seed)
     sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete),
                            settings.offline_ratio, settings.seed, mark_offline=settings.constrain_on == "offline")
     schedule = ConstraintSchedule.for_learner(learner, settings)  # from the offline checkpoint's constraint
+    exploring = ExplorationSchedule.for_learner(learner, settings)
     env_step = 0
     if resume is not None:
         checkpoint_dir, env_step = resume
         learner, _, trainer_state = load_learner(checkpoint_dir, settings.device, expect_algo=learner.name)
         sampler.add(run.load_arrays("online-buffer.npz")["rows"][:int(trainer_state["buffer_rows"])])
         sampler.drawn = {"offline": int(trainer_state["drawn"][0]), "online": int(trainer_state["drawn"][1])}
-    if learner.discrete and settings.exploration is not None:
-        learner.config = dataclasses.replace(learner.config, exploration_epsilon=settings.exploration)
     logs = os.path.join(settings.out, "online")
     collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), settings.opponent,
                                settings.exploration, through_bridge=settings.through_bridge,
@@ -298,7 +415,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     run.write_json("finetune.json", {
         "settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
         "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,
-        "constraint": dataclasses.asdict(schedule), "aql_agent_version": __version__})
+        "constraint": dataclasses.asdict(schedule), "exploration": dataclasses.asdict(exploring),
+        "learner_changes": changes, "aql_agent_version": __version__})
 
     metrics_log = run.table("metrics.csv", step=learner.updates if resume else 0, tensorboard=settings.tensorboard)
     rounds_log = run.table("rounds.csv")
@@ -308,8 +426,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     def evaluate() -> None:
         result = evaluate_learner(learner, preprocessing, settings.env, settings.eval_episodes, settings.opponent,
                                   settings.seed, env_step)
-        eval_log.write(env_step, {k: v for k, v in result.items() if k != "step" and isinstance(v, (int, float))
-                                  and not isinstance(v, bool)}, prefix="eval")
+        eval_log.write(env_step, evaluation_row(result), prefix="eval")
         summary.setdefault("first_evaluation", result)
         summary["evaluation"] = result
 
@@ -317,27 +434,42 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         rows = sampler.online.cpu().numpy()
         run.save_arrays("online-buffer.npz", rows=rows)  # before the checkpoint that counts its rows
         run.save_checkpoint(learner, preprocessing, env_step, {
-            "buffer_rows": len(rows), "drawn": torch.tensor([sampler.drawn["offline"], sampler.drawn["online"]])})
+            "buffer_rows": len(rows), "drawn": torch.tensor([sampler.drawn["offline"], sampler.drawn["online"]]),
+            # what makes a resumed run continue exactly (multi-agent games: rounds are whole games): the random
+            # streams of exploration and batches, the update owed for a fraction, the metrics window so far
+            "torch_rng": torch.get_rng_state(), "offline_rng": sampler.offline.generator.get_state(),
+            "online_rng": sampler.generator.get_state(), "owed": owed, "window_count": count,
+            "window_sums": dict(sums)})
 
     bar = tqdm(total=settings.steps, initial=env_step, desc=f"finetune {learner.name}", unit="step",
                disable=not settings.progress, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
     sums: dict[str, float] = {}
     count, owed, started = 0, 0.0, time.perf_counter()
+    if resume is not None and "torch_rng" in trainer_state:  # (checkpoints of 0.1.0 runs hold no streams)
+        torch.set_rng_state(trainer_state["torch_rng"])
+        sampler.offline.generator.set_state(trainer_state["offline_rng"])
+        sampler.generator.set_state(trainer_state["online_rng"])
+        owed, count, sums = float(trainer_state["owed"]), int(trainer_state["window_count"]), dict(
+            trainer_state["window_sums"])
     try:
         if resume is None:
             evaluate()
         next_eval = (env_step // settings.eval_every + 1) * settings.eval_every
         while env_step < settings.steps:
             constraint = schedule.apply(learner, env_step)
+            exploration = exploring.apply(learner, env_step)
+            ramp = 1.0 if not settings.ramp_steps else min(1.0, env_step / settings.ramp_steps)
+            sampler.offline_ratio = 1.0 - (1.0 - settings.offline_ratio) * ramp
             policy = Policy(learner, preprocessing)
             if kind.multi_agent:
                 played = collector.play(policy, settings.round_games)
             else:
                 played = collector.play(policy, min(settings.round_steps, settings.steps - env_step))
             sampler.add(transition_rows(played.data, preprocessing, learner.discrete)[0])
+            learning = max(0, env_step + len(played.data) - max(env_step, settings.online_warmup))
             env_step += len(played.data)
             bar.update(len(played.data))
-            owed += len(played.data) * settings.updates_per_step
+            owed += learning * settings.updates_per_step
             for _ in range(int(owed)):
                 for key, value in learner.update(sampler.sample(learner.config.batch_size)).items():
                     sums[key] = sums.get(key, 0.0) + value
@@ -350,7 +482,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
             rounds_log.write(env_step, {**played.summary, "transitions": len(played.data),
                                         "online_buffer": len(sampler.online), "updates": learner.updates,
                                         "offline_fraction": sampler.drawn["offline"] / max(1, drawn),
-                                        **({"constraint": constraint} if constraint is not None else {})},
+                                        **({"constraint": constraint} if constraint is not None else {}),
+                                        **({"exploration": exploration} if exploration is not None else {})},
                              prefix="online")
             if env_step >= next_eval or env_step >= settings.steps:
                 evaluate()

@@ -15,12 +15,12 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
-    """ReLU multilayer perceptron with a linear output layer."""
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
+    """ReLU multilayer perceptron with a linear output layer; `layer_norm` puts a LayerNorm before each ReLU."""
     layers: list[nn.Module] = []
     width = in_dim
     for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
+        layers += [nn.Linear(width, size), *([nn.LayerNorm(size)] if layer_norm else []), nn.ReLU()]
         width = size
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
@@ -41,14 +41,29 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of each of K members, with per-member gain and bias: [K, B, h] -> same."""
+
+    def __init__(self, members: int, size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, size))
+        self.bias = nn.Parameter(torch.zeros(members, 1, size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
 class QEnsemble(nn.Module):
     """K critics Q_k(s, a) evaluated together, never in a Python loop over members.
 
     The first layer of all K members is one [in, K*hidden] matmul on the shared input; deeper layers are
-    batched matmuls. `forward(obs [..., obs_dim], act [..., act_dim]) -> [K, ...]`.
+    batched matmuls. `forward(obs [..., obs_dim], act [..., act_dim]) -> [K, ...]`. With `layer_norm` every
+    hidden layer is normalised before its ReLU (RLPD, Ball et al. 2023: it bounds Q's extrapolation to actions
+    the data lacks, which keeps critics from diverging when online play starts).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], members: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], members: int = 2,
+                 layer_norm: bool = False):
         super().__init__()
         if not hidden:
             raise ValueError("QEnsemble needs at least one hidden layer")
@@ -56,6 +71,8 @@ class QEnsemble(nn.Module):
         self.first = EnsembleLinear(members, obs_dim + act_dim, hidden[0])
         self.hidden = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(hidden[:-1], hidden[1:]))
         self.out = EnsembleLinear(members, hidden[-1], 1)
+        self.norms = (nn.ModuleList(EnsembleLayerNorm(members, size) for size in hidden) if layer_norm
+                      else None)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         lead = obs.shape[:-1]
@@ -64,9 +81,11 @@ class QEnsemble(nn.Module):
         # One GEMM for all members' first layers: [B, in] @ [in, K*h] -> [B, K, h] -> [K, B, h]
         w = self.first.weight.permute(1, 0, 2).reshape(-1, k * h)
         x = (x @ w).view(-1, k, h).transpose(0, 1) + self.first.bias
-        x = F.relu(x)
-        for layer in self.hidden:
-            x = F.relu(layer(x))
+        norms = self.norms if self.norms is not None else [None] * (len(self.hidden) + 1)
+        x = F.relu(x if norms[0] is None else norms[0](x))
+        for layer, norm in zip(self.hidden, norms[1:]):
+            x = layer(x)
+            x = F.relu(x if norm is None else norm(x))
         return self.out(x).view(k, *lead)  # [K, ...]
 
 

@@ -429,8 +429,7 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
                 summary["evaluation"] = evaluate_learner(learner, preprocessing, settings.env,
                                                          settings.eval_episodes, settings.opponent, settings.seed,
                                                          step)
-                eval_log.write(step, {k: v for k, v in summary["evaluation"].items() if k != "step"
-                                      and isinstance(v, (int, float)) and not isinstance(v, bool)}, prefix="eval")
+                eval_log.write(step, evaluation_row(summary["evaluation"]), prefix="eval")
                 for key in ("return_mean", "normalized_mean", "win_rate"):
                     if key in summary["evaluation"]:
                         metrics_log.scalar(f"eval/{key}", summary["evaluation"][key], step)
@@ -447,6 +446,19 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
     summary["seconds"] = time.perf_counter() - started
     summary["checkpoint"] = run.checkpoint_dir(settings.steps)
     return summary
+
+
+def evaluation_row(result: dict[str, Any]) -> dict[str, float]:
+    """An evaluation's numbers as one eval.csv row: its scalars, and a 95% interval `x_ci95` as x_low, x_high."""
+    row: dict[str, float] = {}
+    for key, value in result.items():
+        if key == "step":
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = value
+        elif key.endswith("_ci95") and isinstance(value, (list, tuple)) and len(value) == 2:
+            row[key[:-len("_ci95")] + "_low"], row[key[:-len("_ci95")] + "_high"] = value
+    return row
 
 
 def evaluate_learner(learner: Learner, preprocessing: Preprocessing, env: str, episodes: int, opponent: str | None,

@@ -1,22 +1,25 @@
-"""Offline pretraining then online fine-tuning, against the offline-only control, per seed.
+"""Offline pretraining then online fine-tuning, against the offline-only control and online learning from
+scratch, per seed.
 
-    python benchmarks/finetune.py --suite hopper moba --seeds 0 1 2 --jobs 2 --runs runs/finetune \\
+    python benchmarks/finetune.py --suite hopper --seeds 0 1 2 --jobs 2 --runs runs/finetune \\
         --out benchmarks/results/finetune
 
 For each suite and seed:
 
-1. **offline**: `aql train` from logged data (`--offline-steps` updates);
-2. **fine-tuned**: `aql finetune` from that checkpoint, `--online-steps` env steps at `--updates-per-step`
-   updates each, half of every batch offline, the constraint kept as trained and measured on the offline
-   rows (the defaults; `--finetune-args` adds flags, e.g. `--relax 4` or `--constrain-on all` for ablations);
-3. **offline-only control**: the offline run resumed for the same number of extra updates on the offline
-   data alone, so the two arms differ only in what they learn from.
+1. **offline**: `aql train` from logged data (`offline_steps` updates);
+2. **fine-tuned**, one arm per `--recipes` entry: `aql finetune --recipe R` from that checkpoint,
+   `online_steps` env steps at `updates_per_step` updates each (`--finetune-args` adds flags to every one);
+3. **offline-only control**: the offline run resumed for the same number of extra updates on the offline data
+   alone, so the arms differ only in what they learn from;
+4. **scratch**: online learning from nothing for the same env steps: our SAC (the `aql make-dataset` loop that
+   benchmarks/sac_reference.py checks against Stable-Baselines3) on MuJoCo, online DQN on a game (`aql finetune
+   --offline-ratio 0` from an untrained DQN, so it plays and learns exactly as the fine-tuned arms do).
 
-Both arms are evaluated every `--eval-every` env steps' worth of updates with the same seeded episodes
-(`aql train` and `aql finetune` evaluate alike). Suites: `hopper` (AQL on hopper-medium from
-../shared/datasets, normalised score) and `moba` (discrete AQL on behaviour-tree games, win rate vs bt:medium).
-Outputs OUT.json (curves), OUT.md (table: offline, offline-only and fine-tuned, mean +/- std over seeds) and
-OUT.png (curves against extra updates).
+Every arm is evaluated with the same seeded episodes (games: greedy play, `eval_episodes` per point, Wilson
+intervals in eval.csv). Suites: `hopper` (AQL on ../shared/datasets' hopper-medium, normalised score),
+`halfcheetah` (AQL on the halfcheetah-medium set `aql make-dataset` makes, see docs/datasets.md) and `moba`
+(discrete AQL on behaviour-tree games, win rate against an opponent it starts below 50% against). Outputs
+OUT.json (curves), OUT.md (table) and OUT.png (curves against env steps, or updates for the control).
 """
 
 from __future__ import annotations
@@ -31,19 +34,23 @@ import sys
 import numpy as np
 
 from aql_agent.adapters.games import DEFAULT_GAME
+from aql_agent.scores import normalized_score
 from figure2 import DEFAULT_PAIRS, record_data
 from plot_runs import read
 from table1 import finished_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "datasets")
+MUJOCO = {"algo": "aql", "metric": "normalized_mean", "offline_steps": 20000, "online_steps": 20000,
+          "updates_per_step": 1.0, "eval_every": 2000, "eval_episodes": 10, "scratch": "sac",
+          "train_args": ["--set", "warmup_steps=2000"], "finetune_args": ["--round-steps", "1000"]}
 SUITES = {
-    "hopper": {"algo": "aql", "env": "Hopper-v5", "metric": "normalized_mean", "offline_steps": 3000,
-               "online_steps": 5000, "updates_per_step": 1.0, "eval_every": 1000, "eval_episodes": 5,
-               "train_args": ["--set", "warmup_steps=1000"], "finetune_args": ["--round-steps", "500"]},
-    "moba": {"algo": "aql-discrete", "env": DEFAULT_GAME, "metric": "win_rate", "offline_steps": 5000,
-             "online_steps": 40000, "updates_per_step": 0.1, "eval_every": 20000, "eval_episodes": 10,
-             "train_args": ["--agent", "all"], "finetune_args": ["--round-games", "2"]},
+    "hopper": {**MUJOCO, "env": "Hopper-v5"},
+    "halfcheetah": {**MUJOCO, "env": "HalfCheetah-v5"},
+    "moba": {"algo": "aql-discrete", "env": DEFAULT_GAME, "metric": "win_rate", "offline_steps": 8000,
+             "online_steps": 40000, "updates_per_step": 0.1, "eval_every": 10000, "eval_episodes": 40,
+             "scratch": "dqn", "train_args": ["--agent", "all"],
+             "finetune_args": ["--round-games", "2", "--opponent", "bt:hard"], "opponent": "bt:hard"},
 }
 
 
@@ -57,23 +64,28 @@ def aql(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "aql_agent", *arguments, "--threads", "1", "--no-progress", "--no-tensorboard"]
 
 
-def one_seed(suite: str, config: dict, data: str, runs: str, seed: int) -> str:
-    """Offline run, then both arms (each skipped when already done)."""
-    offline = os.path.join(runs, suite, "offline", f"seed{seed}")
-    tuned = os.path.join(runs, suite, "finetuned", f"seed{seed}")
-    control = os.path.join(runs, suite, "offline-only", f"seed{seed}")
-    common = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed)]
+def arm_folder(runs: str, suite: str, arm: str, seed: int) -> str:
+    return os.path.join(runs, suite, arm, f"seed{seed}")
+
+
+def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, recipes: list[str]) -> str:
+    """Offline run, then every arm (each skipped when already done)."""
+    offline, control = arm_folder(runs, suite, "offline", seed), arm_folder(runs, suite, "offline-only", seed)
+    common = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed),
+              *(["--opponent", config["opponent"]] if "opponent" in config else [])]
     if finished_step(offline) < config["offline_steps"]:
         shutil.rmtree(offline, ignore_errors=True)
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", offline, "--steps",
                 str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]), *common,
                 *config["train_args"]))
+    online = ["--steps", str(config["online_steps"]), "--eval-every", str(config["eval_every"]), *common]
+    for recipe in recipes:
+        tuned = arm_folder(runs, suite, f"finetuned-{recipe}", seed)
+        if finished_step(tuned) < config["online_steps"]:
+            shutil.rmtree(tuned, ignore_errors=True)
+            run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--recipe", recipe,
+                    "--updates-per-step", str(config["updates_per_step"]), *online, *config["finetune_args"]))
     extra = int(config["online_steps"] * config["updates_per_step"])
-    if finished_step(tuned) < config["online_steps"]:
-        shutil.rmtree(tuned, ignore_errors=True)
-        run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--steps", str(config["online_steps"]),
-                "--updates-per-step", str(config["updates_per_step"]), "--eval-every", str(config["eval_every"]),
-                *common, *config["finetune_args"]))
     if finished_step(control) < config["offline_steps"] + extra:
         shutil.rmtree(control, ignore_errors=True)
         shutil.copytree(offline, control)
@@ -81,40 +93,96 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int) -> str:
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", control, "--resume", "--steps",
                 str(config["offline_steps"] + extra), "--eval-every", str(every), "--checkpoint-every", str(every),
                 *common, *config["train_args"]))
+    scratch = arm_folder(runs, suite, "scratch", seed)
+    if config["scratch"] == "sac" and not os.path.exists(os.path.join(scratch, "curve.json")):
+        from sac_reference import run_ours
+
+        curve = run_ours(config["env"], seed, config["online_steps"], config["eval_every"], config["eval_episodes"],
+                         learning_starts=5000)
+        os.makedirs(scratch, exist_ok=True)
+        with open(os.path.join(scratch, "curve.json"), "w") as f:
+            json.dump([(step, normalized_score(config["env"], value)) for step, value in curve], f)
+    elif config["scratch"] == "dqn" and finished_step(os.path.join(scratch, "online")) < config["online_steps"]:
+        shutil.rmtree(scratch, ignore_errors=True)
+        untrained = os.path.join(scratch, "untrained")
+        run(aql("train", "--algo", "dqn", "--data", data, "--out", untrained, "--steps", "1", "--agent", "all"))
+        run(aql("finetune", "--checkpoint", untrained, "--out", os.path.join(scratch, "online"), "--offline-ratio",
+                "0", "--updates-per-step", str(config["updates_per_step"]), *online, *config["finetune_args"]))
     return f"{suite} seed {seed}: done"
 
 
-def curves(suite: str, config: dict, runs: str, seed: int) -> dict:
-    """Both arms' evaluations against extra updates beyond the offline checkpoint."""
-    metric, offline_steps = config["metric"], config["offline_steps"]
-    tuned = read(os.path.join(runs, suite, "finetuned", f"seed{seed}", "eval.csv"))
-    control = read(os.path.join(runs, suite, "offline-only", f"seed{seed}", "eval.csv"))
-    return {"finetuned": [(int(r["step"] * config["updates_per_step"]), r[metric]) for r in tuned],
-            "offline_only": [(int(r["step"]) - offline_steps, r[metric]) for r in control
-                             if int(r["step"]) >= offline_steps],
-            "online_episodes": [(int(r["step"]), r.get("win_rate", r.get("return_mean")))
-                                for r in read(os.path.join(runs, suite, "finetuned", f"seed{seed}", "rounds.csv"))]}
+def curves(suite: str, config: dict, runs: str, seed: int, recipes: list[str]) -> dict:
+    """Every arm's evaluations against env steps after the offline checkpoint (the control's extra updates are
+    counted as the env steps that would have brought them: updates / updates_per_step)."""
+    metric, offline_steps, ratio = config["metric"], config["offline_steps"], config["updates_per_step"]
+
+    def points(path: str, shift: int = 0, scale: float = 1.0) -> list:
+        return [(int(round((r["step"] - shift) / scale)), r[metric], r.get(f"{metric}_low"), r.get(f"{metric}_high"))
+                for r in read(path) if r["step"] >= shift]
+
+    arms = {f"finetuned-{recipe}": points(os.path.join(arm_folder(runs, suite, f"finetuned-{recipe}", seed),
+                                                       "eval.csv")) for recipe in recipes}
+    arms["offline-only"] = points(os.path.join(arm_folder(runs, suite, "offline-only", seed), "eval.csv"),
+                                  offline_steps, ratio)
+    scratch = arm_folder(runs, suite, "scratch", seed)
+    if config["scratch"] == "sac":
+        with open(os.path.join(scratch, "curve.json")) as f:
+            arms["scratch"] = [(step, value, None, None) for step, value in json.load(f)]
+    else:
+        arms["scratch"] = points(os.path.join(scratch, "online", "eval.csv"))
+    return arms
+
+
+def wilson(wins: float, games: int) -> tuple[float, float]:
+    from aql_agent.adapters.games import wilson_interval
+
+    return wilson_interval(int(round(wins)), games)
 
 
 def summarise(results: dict) -> str:
-    """Final evaluations, and the mean of every evaluation after the offline checkpoint (steadier on few
-    episodes), each as mean +/- std over seeds."""
-    lines = ["| suite | metric | offline checkpoint | offline-only, final | fine-tuned, final | offline-only, mean of "
-             "evaluations | fine-tuned, mean of evaluations | seeds |", "|---|---|---|---|---|---|---|---|"]
+    """Per suite and arm: the final evaluation and the mean of the last three, mean +/- std over seeds (with
+    the per-seed figures), games pooled over seeds with their Wilson interval for win rates; then whether
+    each fine-tuned arm beats its offline start, the offline-only control and scratch by more than the pooled
+    seed std."""
+    lines = []
     for suite, result in results.items():
-        def cell(values: list[float]) -> str:
-            return f"{np.mean(values):.3f} +/- {np.std(values):.3f}"
-
-        seeds = result["seeds"].values()
-        start = [s["finetuned"][0][1] for s in seeds]
-        figures = {"offline": start}
-        for arm in ("offline_only", "finetuned"):
-            figures[arm] = [s[arm][-1][1] for s in seeds]
-            figures[arm + "_mean"] = [float(np.mean([v for step, v in s[arm] if step > 0])) for s in seeds]
-        lines.append(f"| {suite} | {result['metric']} | {cell(start)} | {cell(figures['offline_only'])} | "
-                     f"{cell(figures['finetuned'])} | {cell(figures['offline_only_mean'])} | "
-                     f"{cell(figures['finetuned_mean'])} | {len(start)} |")
-        result["summary"] = {key: float(np.mean(values)) for key, values in figures.items()}
+        seeds = list(result["seeds"].values())
+        arms = list(seeds[0])
+        lines += [f"### {suite}: {result['algo']} on {result['env']}, {result['metric']}, {len(seeds)} seeds", "",
+                  "| arm | env steps | final, mean +/- std | per seed | last 3 evaluations, mean +/- std |"
+                  + (" pooled final games, Wilson 95% |" if result["metric"] == "win_rate" else ""),
+                  "|---|---|---|---|---|" + ("---|" if result["metric"] == "win_rate" else "")]
+        finals: dict = {"offline checkpoint": [s[arms[0]][0][1] for s in seeds]}
+        rows = [("offline checkpoint", 0, finals["offline checkpoint"], finals["offline checkpoint"])]
+        for arm in arms:
+            finals[arm] = [s[arm][-1][1] for s in seeds]
+            last3 = [float(np.mean([p[1] for p in s[arm][-3:]])) for s in seeds]
+            rows.append((arm, seeds[0][arm][-1][0], finals[arm], last3))
+        for name, steps, final, last3 in rows:
+            line = (f"| {name} | {steps} | {np.mean(final):.3f} +/- {np.std(final):.3f} | "
+                    f"{', '.join(f'{v:.3f}' for v in final)} | {np.mean(last3):.3f} +/- {np.std(last3):.3f} |")
+            if result["metric"] == "win_rate":
+                games = result["budget"]["eval_episodes"] * len(final)
+                low, high = wilson(sum(final) * result["budget"]["eval_episodes"], games)
+                line += f" {games}: [{low:.2f}, {high:.2f}] |"
+            lines.append(line)
+        verdicts = {}
+        for arm in arms:
+            if not arm.startswith("finetuned"):
+                continue
+            checks = {}
+            for other in ("offline checkpoint", "offline-only", "scratch"):
+                gap = float(np.mean(finals[arm]) - np.mean(finals[other]))
+                pooled = float(np.sqrt((np.var(finals[arm], ddof=1) + np.var(finals[other], ddof=1)) / 2)) \
+                    if len(seeds) > 1 else float("nan")
+                checks[other] = {"gap": gap, "pooled_std": pooled, "beats": bool(gap > pooled)}
+            verdicts[arm] = checks
+            lines.append("")
+            lines.append(f"{arm}: " + "; ".join(
+                f"vs {other} {c['gap']:+.3f} (pooled std {c['pooled_std']:.3f}: {'beats' if c['beats'] else 'does not beat'})"
+                for other, c in checks.items()))
+        result["summary"] = {"finals": finals, "verdicts": verdicts}
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -123,17 +191,21 @@ def plot(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    colors = iter(["tab:green", "tab:olive", "tab:purple", "tab:brown"])
+    palette = {"offline-only": "tab:blue", "scratch": "tab:gray"}
     for ax, (suite, result) in zip(axes[0], results.items()):
-        for arm, color in (("offline_only", "tab:blue"), ("finetuned", "tab:green")):
-            per_seed = [s[arm] for s in result["seeds"].values()]
-            steps = [x for x, _ in per_seed[0]]
-            values = np.array([[v for _, v in curve] for curve in per_seed if len(curve) == len(steps)])
+        seeds = list(result["seeds"].values())
+        for arm in seeds[0]:
+            color = palette.get(arm) or palette.setdefault(arm, next(colors))
+            steps = [p[0] for p in seeds[0][arm]]
+            values = np.array([[p[1] for p in s[arm]] for s in seeds if len(s[arm]) == len(steps)])
             mean, std = values.mean(0), values.std(0)
-            ax.plot(steps, mean, "o-", color=color, label=arm.replace("_", "-"))
-            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
-        ax.set(title=f"{suite}: {result['algo']} ({len(result['seeds'])} seeds)",
-               xlabel="updates after the offline checkpoint", ylabel=result["metric"])
+            ax.plot(steps, mean, "o-", ms=3, color=color, label=arm)
+            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15)
+        ax.set(title=f"{suite}: {result['algo']} ({len(seeds)} seeds, mean +/- std)",
+               xlabel="env steps after the offline checkpoint (control: its updates / updates_per_step)",
+               ylabel=result["metric"])
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -141,44 +213,49 @@ def plot(results: dict, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", nargs="+", default=list(SUITES), choices=list(SUITES))
+    parser.add_argument("--suite", nargs="+", default=["hopper"], choices=list(SUITES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="(suite, seed) runs at a time, as Ray Tune trials "
+    parser.add_argument("--recipes", nargs="+", default=["conservative"], help="one fine-tuned arm per recipe")
+    parser.add_argument("--jobs", type=int, default=1, help="(suite, seed) runs at a time, as Ray Tune trials "
                         "(the ray extra); 1: one after another without Ray")
     parser.add_argument("--address", help="the Ray cluster to run the trials on (default: a local one)")
     parser.add_argument("--runs", default="runs/finetune")
     parser.add_argument("--hopper-data", default=os.path.join(SHARED, "hopper-medium.npz"))
-    parser.add_argument("--moba-games", type=int, default=10, help="games per behaviour-tree pairing (data)")
+    parser.add_argument("--halfcheetah-data", default="datasets/halfcheetah/halfcheetah-medium.npz")
+    parser.add_argument("--moba-games", type=int, default=8, help="games per behaviour-tree pairing (data)")
     parser.add_argument("--finetune-args", default="", help="extra aql finetune flags for every fine-tuned run")
+    parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the runs")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
     for config in SUITES.values():
         config["finetune_args"] = config["finetune_args"] + args.finetune_args.split()
 
-    data = {"hopper": args.hopper_data}
+    data = {"hopper": args.hopper_data, "halfcheetah": args.halfcheetah_data}
     if "moba" in args.suite:
         data["moba"] = record_data(os.path.join(args.runs, "data", "moba-bt-games"), DEFAULT_PAIRS, args.moba_games, 0)
     jobs = [{"suite": suite, "seed": seed} for seed in args.seeds for suite in args.suite]
 
     def job(config: dict) -> str:
-        return one_seed(config["suite"], SUITES[config["suite"]], data[config["suite"]], args.runs, config["seed"])
+        return one_seed(config["suite"], SUITES[config["suite"]], data[config["suite"]], args.runs, config["seed"],
+                        args.recipes)
 
-    if args.jobs == 1 and args.address is None:
-        messages = [job(config) for config in jobs]
-    else:  # each (suite, seed) a Ray Tune trial
-        from aql_agent.distributed import run_trials
+    if not args.summary_only:
+        if args.jobs == 1 and args.address is None:
+            messages = [job(config) for config in jobs]
+        else:  # each (suite, seed) a Ray Tune trial
+            from aql_agent.distributed import run_trials
 
-        messages = run_trials(jobs, job, concurrent=args.jobs, storage=os.path.join(args.runs, "tune"),
-                              name="finetune", address=args.address)
-    print("\n".join(messages), flush=True)
+            messages = run_trials(jobs, job, concurrent=args.jobs, storage=os.path.join(args.runs, "tune"),
+                                  name="finetune", address=args.address)
+        print("\n".join(messages), flush=True)
     results = {}
     for suite in args.suite:
         config = SUITES[suite]
         results[suite] = {"algo": config["algo"], "env": config["env"], "metric": config["metric"],
-                          "data": data[suite], "budget": {k: config[k] for k in ("offline_steps", "online_steps",
-                                                                                  "updates_per_step",
-                                                                                  "eval_episodes")},
-                          "seeds": {seed: curves(suite, config, args.runs, seed) for seed in args.seeds}}
+                          "data": data[suite], "recipes": args.recipes, "finetune_args": config["finetune_args"],
+                          "budget": {k: config[k] for k in ("offline_steps", "online_steps", "updates_per_step",
+                                                            "eval_every", "eval_episodes")},
+                          "seeds": {seed: curves(suite, config, args.runs, seed, args.recipes) for seed in args.seeds}}
     table = summarise(results)
     print(table)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

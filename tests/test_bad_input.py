@@ -78,6 +78,9 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
     ("finetune", "--agent"): ["nobody"],
     ("finetune", "--opponent"): ["bt:bogus"],
     ("finetune", "--device"): ["bogus", "cuda:99"],
+    ("finetune", "--set"): ["novalue", "hidden=[8]", "critics=3", "no_such_setting=1", "tau=2",
+                            "actor_learning_rate=-1"],
+    ("finetune", "--recipe"): ["bogus", ""],
     ("eval", "--checkpoint"): [MISSING, "{garbage}", "{directory}"],
     ("eval", "--env"): ["NoSuchEnv-v0", "CartPole-v1", "", "pettingzoo:no.such.module"],
     ("eval", "--opponent"): ["bt:bogus"],
@@ -118,7 +121,7 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
 }
 
 NO_BAD_VALUE = {"--overwrite", "--json", "--no-progress", "--no-tensorboard", "--resume", "--normalize-observations",
-                "--public", "--quick", "--through-bridge", "--version"}
+                "--public", "--quick", "--through-bridge", "--version", "--no-protect-actions"}
 
 
 def _actions(command: str) -> list[argparse.Action]:

@@ -65,6 +65,45 @@ def test_a_masked_out_action_is_never_chosen(learners, seed, deterministic):
         assert masks[0, int(single)], algo
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), style=st.sampled_from(["epsilon", "boltzmann"]),
+       excluded=st.sets(st.integers(0, 8), max_size=9))
+def test_exploration_never_draws_a_masked_or_protected_action(learners, seed, style, excluded):
+    """Whatever the style, exploring play picks only legal actions, and a protected one only when it is the
+    greedy choice itself."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(64, 6)).astype(np.float32) * 3
+    masks = rng.random((64, 9)) < rng.uniform(0.05, 0.9)
+    masks[np.arange(64), rng.integers(0, 9, 64)] = True
+    torch.manual_seed(seed)
+    for algo in ("dqn", "bcq-discrete", "aql-discrete"):
+        learner, config = learners[algo], learners[algo].config
+        learner.config = dataclasses.replace(config, exploration=style, exploration_epsilon=1.0,
+                                             exploration_temperature=0.2, exploration_exclude=tuple(sorted(excluded)))
+        try:
+            greedy = learner.act(obs, deterministic=True, action_mask=masks)
+            actions = learner.act(obs, deterministic=False, action_mask=masks)
+        finally:
+            learner.config = config
+        assert masks[np.arange(64), actions].all(), algo
+        assert not (np.isin(actions, list(excluded)) & (actions != greedy)).any(), algo
+
+
+def test_boltzmann_exploration_draws_better_actions_more_often():
+    """Drawn often where Q is close to the best, rarely where it is far below: counts follow Q's order."""
+    torch.manual_seed(0)
+    learner = make_learner("dqn", 6, 9, {**SMALL, "exploration": "boltzmann", "exploration_temperature": 0.5})
+    obs = np.random.default_rng(3).normal(size=6).astype(np.float32)
+    with torch.no_grad():
+        q = learner.nets["q"](torch.as_tensor(obs[None]))[0].numpy()
+    counts = np.bincount(learner.act(np.repeat(obs[None], 20000, 0), deterministic=False), minlength=9)
+    assert counts.argmax() == q.argmax() and 0 < counts.max() < 20000
+    order = np.argsort(q)
+    assert np.corrcoef(np.argsort(order), np.argsort(np.argsort(counts)))[0, 1] > 0.9  # rank correlation
+
+
 def test_a_single_legal_action_is_always_taken_and_an_empty_mask_allows_any(learners):
     obs = np.random.default_rng(1).normal(size=(9, 6)).astype(np.float32)
     only = np.eye(9, dtype=np.int8)
@@ -99,8 +138,11 @@ def test_learner_protocol_round_trips_and_runs_in_bf16(algo):
 
 
 CHANGED = {"hidden": [16, 16], "residual_hidden": [16], "bf16": True, "gen_window": 1, "threshold": 0.9,
-           "exploration_epsilon": 1.0, "alpha": 0.0, "gamma": 0.9}
-ACTING = {"exploration_epsilon"}  # read only when acting non-deterministically
+           "exploration_epsilon": 1.0, "alpha": 0.0, "gamma": 0.9, "exploration": "boltzmann",
+           "exploration_temperature": 5.0, "exploration_exclude": [0, 1, 2, 3], "critic_layer_norm": True}
+# read only when acting non-deterministically, some only in the exploration style given here
+ACTING = {"exploration_epsilon": {}, "exploration": {}, "exploration_temperature": {"exploration": "boltzmann"},
+          "exploration_exclude": {"exploration_epsilon": 1.0}}
 
 
 @pytest.mark.parametrize("algo", DISCRETE)
@@ -123,7 +165,8 @@ def test_every_config_field_is_read(algo):
     for field in dataclasses.fields(ALGORITHMS[algo][0].config_class):
         default = base.get(field.name, field.default)
         value = CHANGED.get(field.name, default * 2 if isinstance(default, (int, float)) else default)
-        before, after = run(base), run({**base, field.name: value})
+        context = {**base, **ACTING.get(field.name, {})}
+        before, after = run(context), run({**context, field.name: value})
         index = 1 if field.name in ACTING else 0
         assert before[index] != after[index], f"{algo}: {field.name}={value!r} has no effect"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -166,3 +167,158 @@ def test_bad_settings_and_checkpoints_fail_with_one_clear_error(pendulum_data, c
                               progress=False, tensorboard=False))
     with pytest.raises(AqlError, match="--resume"):
         finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "g"), steps=20))
+
+
+@pytest.fixture(scope="module")
+def connect_four_checkpoint(tmp_path_factory) -> str:
+    """A tiny discrete AQL checkpoint of connect-four (20 updates on 10 recorded games)."""
+    folder = tmp_path_factory.mktemp("c4")
+    logs, run = str(folder / "logs"), str(folder / "offline")
+    assert main(["record", "--env", "connect-four", "--player", "greedy", "--opponent", "random", "--episodes", "10",
+                 "--out", logs, "--no-progress"]) == 0
+    assert main(["train", "--algo", "aql-discrete", "--data", logs, "--agent", "all", "--out", run, "--steps", "20",
+                 "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]", "--set", "residual_hidden=[16]"]) == 0
+    return run
+
+
+def test_resume_continues_a_game_fine_tuning_exactly(connect_four_checkpoint, tmp_path, capsys):
+    """Stopped after the first evaluation and resumed, a run's tables, buffer and weights equal one straight run's
+    (rounds are whole games; the exploration and batch streams, the owed update and the metrics window are
+    restored)."""
+    import pandas as pd
+
+    flags = ["finetune", "--checkpoint", connect_four_checkpoint, "--env", "connect-four", "--opponent", "random",
+             "--round-games", "2", "--updates-per-step", "0.7", "--eval-every", "30", "--eval-episodes", "2",
+             "--set", "exploration=boltzmann", "--exploration", "0.5", "--exploration-final", "0.1", "--anneal-steps", "60",
+             "--log-every", "7", "--seed", "3", "--no-progress", "--no-tensorboard"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main([*flags, "--steps", "70", "--out", str(straight)]) == 0
+    assert main([*flags, "--steps", "30", "--out", str(split)]) == 0
+    assert main([*flags, "--steps", "70", "--out", str(split), "--resume"]) == 0
+    capsys.readouterr()
+    for table in ("rounds.csv", "metrics.csv", "eval.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(split / table), pd.read_csv(straight / table))
+    assert len(pd.read_csv(straight / "eval.csv")) >= 3 and len(pd.read_csv(straight / "metrics.csv")) >= 3
+    np.testing.assert_array_equal(np.load(split / "online-buffer.npz")["rows"],
+                                  np.load(straight / "online-buffer.npz")["rows"])
+    (a, _, _), (b, _, _) = load_learner(straight), load_learner(split)
+    for key, value in a.nets.state_dict().items():
+        assert torch.equal(value, b.nets.state_dict()[key]), key
+
+
+def test_a_recipe_fills_the_unset_fields_and_round_trips_through_finetune_json(cartpole_data, tmp_path, capsys):
+    """finetune.json records the settings with the recipe's values filled in and the learner changes made; the
+    recorded settings, run again, make the same run."""
+    import pandas as pd
+
+    offline = tiny_offline_run(cartpole_data, str(tmp_path / "offline"), "bcq-discrete")
+    out = tmp_path / "tuned"
+    assert main(["finetune", "--checkpoint", offline, "--env", "CartPole-v1", "--out", str(out), "--steps", "100",
+                 "--round-steps", "50", "--recipe", "conservative", "--offline-ratio", "0.25", "--set",
+                 "exploration=boltzmann", "--exploration", "0.3", "--exploration-final", "0.1", "--anneal-steps",
+                 "100", "--eval-every", "100", "--eval-episodes", "1", "--no-progress", "--no-tensorboard"]) == 0
+    capsys.readouterr()
+    with open(out / "finetune.json") as f:
+        record = json.load(f)
+    settings = FinetuneSettings(**record["settings"])
+    assert settings == settings.resolved()  # nothing left for the recipe to fill
+    assert (settings.offline_ratio, settings.updates_per_step, settings.constrain_on, settings.relax) == (
+        0.25, 1.0, "offline", 1.0)  # the flag given wins; the rest are the recipe's
+    assert record["learner_changes"] == {"applied": {"exploration": "boltzmann", "exploration_temperature": 0.3},
+                                         "skipped": []}
+    assert [float(r["exploration"]) for r in read_csv(out / "rounds.csv")] == [0.3, 0.2]
+    learner, _, _ = load_learner(out)
+    assert learner.config.exploration == "boltzmann"
+    again = tmp_path / "again"
+    finetune(dataclasses.replace(settings, out=str(again)))
+    for table in ("rounds.csv", "metrics.csv", "eval.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(again / table), pd.read_csv(out / table))
+
+
+def test_game_fine_tuning_protects_the_games_protected_actions(cartpole_data):
+    """moba-1v1's heal and recall join a discrete learner's exploration_exclude unless asked otherwise."""
+    from aql_agent.adapters.games import game_kind
+    from aql_agent.finetune import learner_changes
+
+    protected = game_kind("moba-1v1").protected_actions()
+    assert len(protected) == 2
+    learner = make_learner("aql-discrete", 130, 53, TINY)
+    settings = FinetuneSettings("u", "moba-1v1", "u").resolved()
+    assert learner_changes(learner, settings, {}, protected)["config"].exploration_exclude == protected
+    off = dataclasses.replace(settings, protect_actions=False)
+    assert learner_changes(learner, off, {}, protected)["config"].exploration_exclude == ()
+    with pytest.raises(AqlError, match="do not exist"):
+        learner_changes(learner, settings, {"exploration_exclude": [60]}, protected)
+    with pytest.raises(AqlError, match="has no field"):
+        learner_changes(learner, settings, {"epsilon": 0.1}, protected)
+    with pytest.raises(AqlError, match="shapes the networks"):
+        FinetuneSettings("u", "moba-1v1", "u", learner={"hidden": [8]})
+    with pytest.raises(AqlError, match="unknown --recipe"):
+        FinetuneSettings("u", "moba-1v1", "u", recipe="fast")
+
+
+class QuadrantBandit:
+    """One-step episodes: a context in [-1, 1]^2, four arms, reward 1 for the arm of the context's quadrant."""
+
+    def __new__(cls, **kwargs):
+        import gymnasium as gym
+        from gymnasium import spaces
+
+        class Env(gym.Env):
+            observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+            action_space = spaces.Discrete(4)
+
+            def reset(self, seed=None, options=None):
+                super().reset(seed=seed)
+                self.context = self.np_random.uniform(-1, 1, 2).astype(np.float32)
+                return self.context, {}
+
+            def step(self, action):
+                best = 2 * int(self.context[0] > 0) + int(self.context[1] > 0)
+                return self.context, float(int(action) == best), True, False, {}
+
+        return Env()
+
+
+def test_fine_tuning_improves_on_an_offline_policy_from_poor_data(tmp_path):
+    """Logged by a behaviour that only ever pulls arms 0 and 1, the offline learner cannot know arms 2 and 3,
+    which half the contexts need; online play (epsilon-greedy) finds them and fine-tuning must beat the
+    offline policy on the same evaluation episodes."""
+    import gymnasium as gym
+
+    from aql_agent.spaces import space_to_spec
+
+    if "AqlQuadrantBandit-v0" not in gym.registry:
+        gym.register("AqlQuadrantBandit-v0", entry_point=QuadrantBandit)
+    rng = np.random.default_rng(0)
+    contexts = rng.uniform(-1, 1, (400, 2)).astype(np.float32)
+    arms = rng.integers(0, 2, 400)
+    best = 2 * (contexts[:, 0] > 0) + (contexts[:, 1] > 0)
+    data = str(tmp_path / "poor.npz")
+    env = gym.make("AqlQuadrantBandit-v0")
+    spaces = {"observation_space": space_to_spec(env.observation_space),
+              "action_space": space_to_spec(env.action_space)}  # four arms, though the data shows two
+    save_dataset(TransitionDataset(contexts, arms, (arms == best).astype(np.float32), contexts, np.ones(400, bool),
+                                   np.zeros(400, bool), metadata=spaces), data)
+    offline = str(tmp_path / "offline")
+    train(TrainSettings("dqn", data, offline, steps=300, checkpoint_every=300, log_every=100, progress=False,
+                        tensorboard=False, learner={"hidden": [32, 32], "batch_size": 64, "gamma": 0.0}))
+    summary = finetune(FinetuneSettings(offline, "AqlQuadrantBandit-v0", str(tmp_path / "tuned"), steps=600,
+                                        round_steps=100, exploration=0.5, eval_every=600, eval_episodes=200,
+                                        progress=False, tensorboard=False))
+    before, after = summary["first_evaluation"]["return_mean"], summary["evaluation"]["return_mean"]
+    assert before < 0.8 and after > before + 0.2, (before, after)
+
+
+def test_online_warmup_delays_updates_and_the_ramp_grows_the_online_share(cartpole_data, tmp_path):
+    """No update before --online-warmup steps (and none made up later); the online share of each round's batches
+    grows linearly over --ramp-steps from 0 to 1 - offline_ratio."""
+    offline = tiny_offline_run(cartpole_data, str(tmp_path / "offline"), "dqn")
+    summary = finetune(FinetuneSettings(offline, "CartPole-v1", str(tmp_path / "tuned"), steps=200, round_steps=50,
+                                        online_warmup=100, ramp_steps=200, offline_ratio=0.5, updates_per_step=1.0,
+                                        eval_every=200, eval_episodes=1, progress=False, tensorboard=False))
+    rounds = read_csv(tmp_path / "tuned" / "rounds.csv")
+    assert [int(r["updates"]) for r in rounds] == [30, 30, 80, 130]  # the offline run's 30, then 50 per round
+    assert summary["updates"] == 30 + 100
+    # rounds 3 and 4 update with online shares 0.5 * 100/200 and 0.5 * 150/200 of each 32-row batch: 8 and 12 rows
+    assert summary["drawn"] == {"offline": 50 * (32 - 8) + 50 * (32 - 12), "online": 50 * 8 + 50 * 12}

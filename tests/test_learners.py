@@ -171,6 +171,9 @@ CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 1
            "epsilon": 1.0}  # epsilon: on the other side of gen_mse (one Adam step is blind to its size)
 #: fields that act only together with another setting
 NEEDS = {"conservative_samples": {"conservative_weight": 1.0}, "lagrange_learning_rate": {"lagrange_threshold": 1.0}}
+CHANGES["improve_on"] = "all"
+#: fields that act only while fine-tuning (batches that mark their offline rows)
+FINE_TUNING_ONLY = {"improve_on"}
 
 
 def changed(value):
@@ -187,11 +190,13 @@ def test_every_config_field_is_read(algo):
     if "warmup_steps" in base:
         base["warmup_steps"] = 2
 
-    def run(config: dict) -> tuple:
+    def run(config: dict, fine_tuning: bool = False) -> tuple:
         torch.manual_seed(0)
         learner = make_learner(algo, OBS_DIM, ACT_DIM, config)
         batches = toy_batches(0, batch_size=config["batch_size"])
-        metrics = [learner.update(next(batches)) for _ in range(4)]
+        half = torch.arange(config["batch_size"]) % 2 == 0
+        metrics = [learner.update(next(batches)._replace(offline=half) if fine_tuning else next(batches))
+                   for _ in range(4)]
         torch.manual_seed(1)
         return metrics, learner.act(np.ones((2, OBS_DIM), np.float32)).tolist()
 
@@ -203,7 +208,8 @@ def test_every_config_field_is_read(algo):
         reference = {**base, **NEEDS.get(field.name, {})}
         if field.name == "gen_window":
             reference["gen_window"] = 500
-        before, after = run(reference), run({**reference, field.name: value})
+        tuning = field.name in FINE_TUNING_ONLY
+        before, after = run(reference, tuning), run({**reference, field.name: value}, tuning)
         index = 1 if field.name in ACT_ONLY else 0
         assert before[index] != after[index], f"{algo}: {field.name}={value!r} has no effect"
 

@@ -94,6 +94,30 @@ def test_q_ensemble_matches_independent_critics():
     assert isinstance(ensemble.first, EnsembleLinear)
 
 
+def test_layer_norm_ensemble_members_are_plain_layer_norm_mlps():
+    """With layer_norm each member is Linear -> LayerNorm (its own gain and bias) -> ReLU per hidden layer."""
+    torch.manual_seed(0)
+    ensemble = QEnsemble(obs_dim=4, act_dim=2, hidden=(8, 8), members=3, layer_norm=True)
+    with torch.no_grad():
+        for norm in ensemble.norms:  # not the identity initialisation, so gains and biases are checked too
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    obs, act = torch.randn(5, 4), torch.randn(5, 2)
+    out = ensemble(obs, act)
+    x = torch.cat([obs, act], -1)
+    for k in range(3):
+        h = x @ ensemble.first.weight[k] + ensemble.first.bias[k]
+        h = torch.relu(torch.nn.functional.layer_norm(h, (8,), ensemble.norms[0].weight[k, 0], ensemble.norms[0].bias[k, 0]))
+        h = h @ ensemble.hidden[0].weight[k] + ensemble.hidden[0].bias[k]
+        h = torch.relu(torch.nn.functional.layer_norm(h, (8,), ensemble.norms[1].weight[k, 0], ensemble.norms[1].bias[k, 0]))
+        assert torch.allclose(out[k], (h @ ensemble.out.weight[k] + ensemble.out.bias[k]).squeeze(-1), atol=1e-5)
+    # what the norm is for: Q at actions far off the data grows without bound without it, and stays bounded with it
+    far = torch.full((5, 2), 1e3)
+    plain = QEnsemble(obs_dim=4, act_dim=2, hidden=(8, 8), members=3)
+    assert plain(obs, far).abs().max() > 50 * plain(obs, act).abs().max()
+    assert ensemble(obs, far).abs().max() < 10 * (1 + ensemble(obs, act).abs().max())
+
+
 def test_soft_update_is_polyak():
     a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     before = a.weight.detach().clone()

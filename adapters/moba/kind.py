@@ -2,8 +2,9 @@
 
 Learners see the flat view (`FlatActions`: 130 features, one of 53 actions with its mask); logs keep the
 game's own MultiDiscrete actions and concatenated per-head masks (`ConcatenatedMasks`). Players: `bt:LEVEL`
-(the behaviour tree: easy, medium, hard), `random` (uniform legal values per head), `agent:CHECKPOINT`, and
-`human` at the keyboard when recording.
+(the behaviour tree: easy, medium, hard), `random` (uniform legal values per head), `agent:CHECKPOINT`,
+`mix:SPEC,SPEC,...` (one of them per game, in turn by pairs of game seeds so each meets both sides: a mix of
+levels to fine-tune against) and `human` at the keyboard when recording.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def moba_player(spec: str, seed: int | None = None) -> tuple[Player, dict[str, A
     from aql_agent.adapters.moba.play import random_legal_policy
 
     name, _, argument = spec.partition(":")
+    if name == "mix":
+        options = [part.strip() for part in argument.split(",")]
+        if len(options) < 2 or not all(options) or any(part.startswith("mix:") for part in options):
+            raise AqlError(f"a mixed opponent is mix:SPEC,SPEC[,...] (e.g. mix:bt:medium,bt:hard), got {spec!r}")
+        for part in options:  # refuse a bad part whichever game it would first be drawn for
+            moba_player(part, seed)
+        # games come in seed pairs (s, s+1: both sides) per option, so each option meets both sides
+        chosen = options[((seed or 0) // 2) % len(options)]
+        player, who = moba_player(chosen, seed)
+        return player, {**who, "mix": spec}
     if name == "bt":
         level = argument or "medium"
         return BehaviourTreeBot(level, seed=seed), {"kind": "bot", "name": "bt", "level": level}
@@ -35,7 +46,8 @@ def moba_player(spec: str, seed: int | None = None) -> tuple[Player, dict[str, A
         policy, who = agent_player(spec)
         MobaKind().check_policy(policy, spec)
         return moba.flat_player(policy), who
-    raise AqlError(f"unknown player {spec!r}; use human, random, bt:LEVEL (levels {list(LEVELS)}) or agent:CHECKPOINT")
+    raise AqlError(f"unknown player {spec!r}; use human, random, bt:LEVEL (levels {list(LEVELS)}), agent:CHECKPOINT "
+                   "or mix:SPEC,SPEC")
 
 
 class MobaKind(GameKind):
@@ -63,6 +75,13 @@ class MobaKind(GameKind):
             return moba.flatten_dataset(dataset)
         except ValueError as error:
             raise AqlError(f"{dataset.metadata.get('source')}: {error}") from error
+
+    def protected_actions(self) -> tuple[int, ...]:
+        """Heal (a 60-s cooldown wasted at full health) and recall (4 s standing still, then a walk back to
+        lane): pressed at random they lose fights and lane time the greedy policy would not give away."""
+        buttons = moba.FLAT_ACTIONS[:, 0]
+        return tuple(int(i) for i in np.flatnonzero(np.isin(buttons, [moba.BUTTONS.index("heal"),
+                                                                       moba.BUTTONS.index("recall")])))
 
     def make_player(self, spec: str, seed: int | None = None) -> tuple[Player, dict[str, Any]]:
         return moba_player(spec, seed)

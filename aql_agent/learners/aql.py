@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from aql_agent.errors import AqlError
 from aql_agent.learners.base import (Batch, CriticConfig, Learner, adam, behaviour_mean, behaviour_rows,
                                      best_of_samples, step)
 from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, bcq_target, conservative_penalty, mlp, soft_update,
@@ -78,9 +79,19 @@ class AQLConfig(CriticConfig):
     the same, since a positive scale of the objective moves no optimum; only alpha's scale changes, from
     O(|dQ/da|) (hundreds on MuJoCo, so log-alpha needs thousands of dual steps to catch up while G drifts
     out of the data) to O(1) on any reward scale."""
+    improve_on: str = "behaviour"
+    """Rows G's Q term averages over: `behaviour`, the rows its constraint measures (all of them offline; while
+    fine-tuning, the logged rows only), or `all`. With `all`, fine-tuning pushes G towards higher Q on the
+    agent's own states, where no constraint holds it back (its error is measured against logged actions only),
+    and G leaves the data exactly where the agent acts."""
     dual_in_warmup: bool = False
     """Update alpha during the warm start too. Off: with no Q term the constraint is slack or unreachable by
     construction, and alpha would drift to a bound it must then climb back from when Q-maximisation starts."""
+
+
+    def __post_init__(self) -> None:
+        if self.improve_on not in ("behaviour", "all"):
+            raise AqlError(f"AQLConfig.improve_on must be behaviour or all, got {self.improve_on!r}")
 
 
 class ResidualGenerator(nn.Module):
@@ -128,7 +139,8 @@ class AQLLearner(Learner):
         cfg = self.config
         self.nets["generator"] = ResidualGenerator(obs_dim, act_dim, cfg.vae_hidden, cfg.residual_hidden
                                                    ).to(self.device)
-        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=cfg.critics).to(self.device)
+        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=cfg.critics,
+                                           layer_norm=cfg.critic_layer_norm).to(self.device)
         self.nets["generator_target"] = copy.deepcopy(self.nets["generator"]).requires_grad_(False)
         self.nets["critic_target"] = copy.deepcopy(self.nets["critic"]).requires_grad_(False)
         self.nets["alpha"] = Lagrange(cfg.initial_alpha).to(self.device)
@@ -184,8 +196,11 @@ class AQLLearner(Learner):
             improving = self.updates >= cfg.warmup_steps
             if improving:
                 proposed_q = nets["critic"](obs, proposed).float().amin(0)
-                scale = proposed_q.abs().mean().detach().clamp_min(1e-6) if cfg.normalize_q else 1.0
-                loss = loss - proposed_q.mean() / scale
+                def over_rows(values: torch.Tensor) -> torch.Tensor:
+                    return behaviour_mean(values, batch) if cfg.improve_on == "behaviour" else values.mean()
+
+                scale = over_rows(proposed_q.abs()).detach().clamp_min(1e-6) if cfg.normalize_q else 1.0
+                loss = loss - over_rows(proposed_q) / scale
         step(self.optimizers["generator"], loss, list(generator.parameters()))
         if improving or cfg.dual_in_warmup:
             step(self.optimizers["alpha"], nets["alpha"].loss(gen_error, cfg.epsilon), [nets["alpha"].log_alpha])

@@ -108,9 +108,13 @@ def _check_value(config: str, key: str, default: Any, value: Any) -> None:
             refuse("in [0, 1]")
         if key == "tau" and not 0 < value <= 1:
             refuse("in (0, 1]")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            refuse("a string")
     elif isinstance(default, tuple):
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
-            refuse("a list of whole numbers >= 1")
+        least = 0 if key == "exploration_exclude" else 1  # action indices, or sizes
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in value):
+            refuse(f"a list of whole numbers >= {least}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +125,9 @@ class CriticConfig(LearnerConfig):
     """Discount factor."""
     tau: float = 0.005
     """Polyak rate of the target networks."""
+    critic_layer_norm: bool = False
+    """LayerNorm before every hidden ReLU of the critics (RLPD's critic; an offline checkpoint trained with it
+    is the one to fine-tune with a looser constraint: the norm bounds how far Q extrapolates off the data)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +136,33 @@ class DiscreteCriticConfig(CriticConfig):
 
     critic_learning_rate: float = 3e-4
     """Adam step size of the Q network."""
+    exploration: str = "epsilon"
+    """How the policy explores when it acts non-deterministically (online play, fine-tuning): `epsilon` (a
+    uniformly random legal action with chance `exploration_epsilon`, else the greedy one) or `boltzmann` (an
+    action drawn from softmax(Q / (temperature * spread)) over the actions the greedy policy may choose, where
+    spread is the standard deviation of those actions' Q values at the state: near-equal actions are tried
+    often, clearly worse ones rarely, whatever the reward scale)."""
     exploration_epsilon: float = 0.05
-    """Chance of a random legal action when acting non-deterministically (online play, fine-tuning)."""
+    """epsilon exploration: chance of a random legal action."""
+    exploration_temperature: float = 0.5
+    """boltzmann exploration: temperature in units of the state's Q spread (0.5: an action one spread below the
+    best is drawn e^2 = 7.4 times less often)."""
+    exploration_exclude: tuple[int, ...] = ()
+    """Actions exploration never draws at random (the greedy choice may still be one). Fine-tuning fills it from
+    the game kind: moba-1v1's heal and recall, which cost a fight or a minute of lane when pressed at random."""
+
+    def __post_init__(self) -> None:
+        if self.exploration not in EXPLORATION_STYLES:
+            raise AqlError(f"{type(self).__name__}.exploration must be one of {list(EXPLORATION_STYLES)}, "
+                           f"got {self.exploration!r}")
+        if not 0 <= self.exploration_epsilon <= 1:
+            raise AqlError(f"{type(self).__name__}.exploration_epsilon must be in [0, 1], got {self.exploration_epsilon!r}")
+        if not self.exploration_temperature > 0:
+            raise AqlError(f"{type(self).__name__}.exploration_temperature must be above 0, "
+                           f"got {self.exploration_temperature!r}")
+
+
+EXPLORATION_STYLES = ("epsilon", "boltzmann")
 
 
 class GenerativeError:
@@ -255,6 +287,13 @@ class DiscreteLearner(Learner):
     discrete = True
     gen_metric = "gen_ce"
 
+    def __init__(self, obs_dim: int, act_dim: int, config: LearnerConfig | None = None, device: str = "cpu"):
+        super().__init__(obs_dim, act_dim, config, device)
+        outside = [a for a in getattr(self.config, "exploration_exclude", ()) if a >= act_dim]
+        if outside:
+            raise AqlError(f"{self.config_class.__name__}.exploration_exclude names actions {outside}, but there "
+                           f"are {act_dim} actions (0..{act_dim - 1})")
+
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True, action_mask: np.ndarray | None = None
             ) -> np.ndarray:
@@ -288,10 +327,28 @@ class DiscreteLearner(Learner):
         legal[torch.arange(len(legal), device=legal.device), batch.actions] = True
         return legal, legal_or_all(batch.next_action_masks)
 
-    def explore(self, greedy: torch.Tensor, mask: torch.Tensor, epsilon: float) -> torch.Tensor:
-        """Epsilon-greedy among the legal actions."""
-        explore = torch.rand(len(greedy), device=greedy.device) < epsilon
-        return torch.where(explore, random_allowed(mask), greedy)
+    def explore(self, q: torch.Tensor, greedy: torch.Tensor, choosable: torch.Tensor, legal: torch.Tensor
+                ) -> torch.Tensor:
+        """The exploring action per row (config.exploration), given Q [B, n], the greedy action [B], the actions
+        the greedy policy chooses among [B, n] (discrete BCQ's allowed set; the legal ones for DQN) and the legal
+        ones. Never an illegal action; never one of `exploration_exclude` unless it is the greedy one."""
+        cfg = self.config
+        if cfg.exploration_exclude:
+            excluded = torch.zeros(self.act_dim, dtype=torch.bool, device=legal.device)
+            excluded[list(cfg.exploration_exclude)] = True
+            legal, choosable = legal & ~excluded, choosable & ~excluded
+        one_hot = F.one_hot(greedy, self.act_dim).bool()
+        if cfg.exploration == "boltzmann":
+            candidates = choosable | one_hot
+            q = q.float().masked_fill(~candidates, float("nan"))
+            mean = q.nanmean(-1, keepdim=True)
+            spread = ((q - mean).pow(2).nansum(-1, keepdim=True) / candidates.sum(-1, keepdim=True)).sqrt()
+            scores = (q - q.nan_to_num(-torch.inf).amax(-1, keepdim=True)) / (cfg.exploration_temperature
+                                                                            * spread.clamp_min(1e-6))
+            return torch.multinomial(torch.softmax(masked_logits(scores.nan_to_num(0.0), candidates), -1),
+                                     1).squeeze(-1)
+        explore = torch.rand(len(greedy), device=greedy.device) < cfg.exploration_epsilon
+        return torch.where(explore, random_allowed(legal | (one_hot & ~legal.any(-1, keepdim=True))), greedy)
 
     def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Action indices [B] for normalised observations [B, obs_dim] and legal-action masks [B, n]."""

@@ -74,5 +74,6 @@ class DiscreteBCQLearner(DQNLearner):
                 **imitation_metrics(logits, behaviour.actions, behaviour_legal)}
 
     def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
-        greedy = masked_argmax(self.nets["q"](obs).float(), self.allowed(obs, mask))
-        return greedy if deterministic else self.explore(greedy, mask, self.config.exploration_epsilon)
+        q, allowed = self.nets["q"](obs).float(), self.allowed(obs, mask)
+        greedy = masked_argmax(q, allowed)
+        return greedy if deterministic else self.explore(q, greedy, allowed, mask)

@@ -71,7 +71,8 @@ class BEARLearner(Learner):
         cfg = self.config
         self.nets["vae"] = ConditionalVAE(obs_dim, act_dim, cfg.vae_hidden).to(self.device)
         self.nets["actor"] = TanhGaussianActor(obs_dim, act_dim, cfg.hidden).to(self.device)
-        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=cfg.critics).to(self.device)
+        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=cfg.critics,
+                                           layer_norm=cfg.critic_layer_norm).to(self.device)
         self.nets["actor_target"] = copy.deepcopy(self.nets["actor"]).requires_grad_(False)
         self.nets["critic_target"] = copy.deepcopy(self.nets["critic"]).requires_grad_(False)
         self.nets["alpha"] = Lagrange(cfg.initial_alpha).to(self.device)

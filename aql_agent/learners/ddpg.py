@@ -32,7 +32,8 @@ class DDPGLearner(Learner):
         super().__init__(obs_dim, act_dim, config, device)
         cfg = self.config
         self.nets["actor"] = DeterministicActor(obs_dim, act_dim, cfg.hidden).to(self.device)
-        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=1).to(self.device)
+        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=1,
+                                           layer_norm=cfg.critic_layer_norm).to(self.device)
         self.nets["actor_target"] = copy.deepcopy(self.nets["actor"]).requires_grad_(False)
         self.nets["critic_target"] = copy.deepcopy(self.nets["critic"]).requires_grad_(False)
         self.optimizers["actor"] = adam(self.nets["actor"], cfg.actor_learning_rate)

@@ -29,7 +29,7 @@ class DQNLearner(DiscreteLearner):
 
     def __init__(self, obs_dim: int, act_dim: int, config: DQNConfig | None = None, device: str = "cpu"):
         super().__init__(obs_dim, act_dim, config, device)
-        self.nets["q"] = mlp(obs_dim, self.config.hidden, act_dim).to(self.device)
+        self.nets["q"] = mlp(obs_dim, self.config.hidden, act_dim, self.config.critic_layer_norm).to(self.device)
         self.nets["q_target"] = copy.deepcopy(self.nets["q"]).requires_grad_(False)
         self.optimizers["q"] = adam(self.nets["q"], self.config.critic_learning_rate)
 
@@ -61,5 +61,6 @@ class DQNLearner(DiscreteLearner):
         return {**metrics, **imitation_metrics(q_values, batch.actions, legal)}
 
     def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
-        greedy = masked_argmax(self.nets["q"](obs).float(), mask)
-        return greedy if deterministic else self.explore(greedy, mask, self.config.exploration_epsilon)
+        q = self.nets["q"](obs).float()
+        greedy = masked_argmax(q, mask)
+        return greedy if deterministic else self.explore(q, greedy, mask, mask)

@@ -39,7 +39,8 @@ class SACLearner(Learner):
         super().__init__(obs_dim, act_dim, config, device)
         cfg = self.config
         self.nets["actor"] = TanhGaussianActor(obs_dim, act_dim, cfg.hidden).to(self.device)
-        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=cfg.critics).to(self.device)
+        self.nets["critic"] = QEnsemble(obs_dim, act_dim, cfg.hidden, members=cfg.critics,
+                                           layer_norm=cfg.critic_layer_norm).to(self.device)
         self.nets["critic_target"] = copy.deepcopy(self.nets["critic"]).requires_grad_(False)
         self.nets["temperature"] = Lagrange(cfg.initial_temperature, log_min=-20.0, log_max=5.0).to(self.device)
         self.optimizers["actor"] = adam(self.nets["actor"], cfg.actor_learning_rate)
