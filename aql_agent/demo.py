@@ -8,9 +8,10 @@
    (`aql finetune --through-bridge`);
 5. deploy the fine-tuned checkpoint the same way: the "after" win rate; print the table, write a plot.
 
-`quick=True` is the reduced mode CI runs (every step, tiny budgets). The default budget takes about five
-minutes on 2 cores; 8000 offline updates are about where discrete AQL starts beating bt:medium, and two
-online games are far too few for fine-tuning to help: docs/results.md has the 3-seed runs.
+`quick=True` is the reduced mode CI runs (every step, tiny budgets). The default budget takes about eight
+minutes on 2 cores; 8000 offline updates are about where discrete AQL starts beating bt:medium (36 of 40
+games, 4 draws); 20 games per before/after row, and greedy evaluations along fine-tuning for the plot. A
+few online games are too few for fine-tuning to help: docs/results.md has the 3-seed runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+import numpy as np
 
 from aql_agent.errors import AqlError
 
@@ -37,12 +40,14 @@ class DemoBudget:
 
     games_per_pairing: int = _budget(8, "games recorded for each behaviour-tree pairing")
     train_steps: int = _budget(8000, "offline updates")
-    eval_games: int = _budget(6, "games the engine plays for each of the before and after win rates")
+    eval_games: int = _budget(20, "games the engine plays for each of the before and after win rates")
     finetune_steps: int = _budget(12_000, "online decisions while fine-tuning (a game is ~3500)")
     updates_per_step: float = _budget(0.1, "fine-tuning updates per online decision")
+    curve_games: int = _budget(10, "greedy games per evaluation along fine-tuning (the plot's curve)")
 
 
-QUICK = DemoBudget(games_per_pairing=1, train_steps=200, eval_games=1, finetune_steps=1, updates_per_step=0.02)
+QUICK = DemoBudget(games_per_pairing=1, train_steps=200, eval_games=1, finetune_steps=1, updates_per_step=0.02,
+                   curve_games=1)
 PAIRINGS = (("bt:hard", "bt:medium"), ("bt:medium", "bt:easy"), ("bt:medium", "bt:medium"))
 
 
@@ -73,7 +78,7 @@ def deploy_and_play(checkpoint: str, games: int, opponent: str, seed: int) -> di
         agent.wait(30)
 
 
-def plot(before: dict, after: dict, rounds: str, path: str) -> None:
+def plot(before: dict, after: dict, evaluations: str, path: str) -> None:
     import csv
 
     import matplotlib
@@ -89,11 +94,15 @@ def plot(before: dict, after: dict, rounds: str, path: str) -> None:
     left.set_xticks([0, 1], ["offline", "fine-tuned"])
     left.set(ylim=(0, 1), ylabel=f"win rate vs {before['opponent']}",
              title=f"over the bridge, {before['games']} games each (95% CI)")
-    with open(rounds, newline="") as f:
+    with open(evaluations, newline="") as f:
         rows = list(csv.DictReader(f))
-    right.plot([int(r["step"]) for r in rows], [float(r["win_rate"]) for r in rows], "o-")
-    right.set(xlabel="online decisions", ylabel="win rate of the round (exploring)", ylim=(-0.05, 1.05),
-              title="fine-tuning rounds through the bridge")
+    steps = [int(r["step"]) for r in rows]
+    rates = np.array([float(r["win_rate"]) for r in rows])
+    intervals = np.array([[rate - float(r["win_rate_low"]), float(r["win_rate_high"]) - rate]
+                          for rate, r in zip(rates, rows)]).T
+    right.errorbar(steps, rates, intervals, fmt="o-", capsize=4)
+    right.set(xlabel="online decisions", ylabel="win rate, greedy (95% CI)", ylim=(-0.05, 1.05),
+              title=f"evaluations along fine-tuning, {rows[0]['games']} games each")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -153,8 +162,8 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
     _banner(f"4. fine-tune through the bridge: {budget.finetune_steps} online decisions -> {tuned}/", started)
     summary = finetune(FinetuneSettings(checkpoint=offline, env=DEFAULT_GAME, out=tuned, steps=budget.finetune_steps,
                                         updates_per_step=budget.updates_per_step, round_games=1, opponent=opponent,
-                                        through_bridge=True, eval_every=10 ** 9, eval_episodes=1, seed=seed,
-                                        progress=not quick))
+                                        through_bridge=True, eval_every=max(1, budget.finetune_steps // 2),
+                                        eval_episodes=budget.curve_games, seed=seed, progress=not quick))
     print(f"{summary['env_steps']} decisions in {len(os.listdir(os.path.join(tuned, 'online')))} rounds, "
           f"{summary['updates'] - budget.train_steps} updates, batches "
           f"{summary['drawn']['offline']} offline / {summary['drawn']['online']} online rows")
@@ -167,7 +176,7 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
         json.dump(result, f, indent=2)
     figure = os.path.join(out, "before-after.png")
     try:
-        plot(before, after, os.path.join(tuned, "rounds.csv"), figure)
+        plot(before, after, os.path.join(tuned, "eval.csv"), figure)
     except ImportError:
         figure = "(none: pip install matplotlib for it)"
     _banner("before / after (same engine, same seeds, over the bridge)", started)
@@ -176,7 +185,8 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
         low, high = report["win_rate_ci95"]
         print(f"{name:<12} {report['games']:>5} {report['wins']:>5} {report['win_rate']:>9.2f}  "
               f"[{low:.2f}, {high:.2f}]")
-    print(f"\nplot: {figure}\n{budget.eval_games} games per row give wide intervals, and at this budget fine-tuning is "
-          f"not expected to help: docs/results.md#fine-tuning has 3 seeds and why.\nMore games: aql eval "
-          f"--checkpoint {tuned} --env {DEFAULT_GAME} --games 20")
+    print(f"\nplot: {figure}\nAt this budget (about {budget.finetune_steps // 3500 + 1} online games) fine-tuning is not "
+          f"expected to change the win rate beyond the intervals: docs/results.md#fine-tuning has the 3-seed runs "
+          f"and what was tried.\nMore games: aql eval --checkpoint {tuned} --env {DEFAULT_GAME} --games 40 "
+          f"--opponent {opponent}")
     return result

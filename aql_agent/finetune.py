@@ -196,6 +196,12 @@ RECIPES: dict[str, Recipe] = {
         "the constraint or measuring it on the agent's own play collapsed AQL on hopper-medium)",
         {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 1.0, "online_warmup": 0,
          "ramp_steps": 0}),
+    "warmstart": Recipe(
+        "conservative, but the first 5000 env steps are played by the offline policy before any update (WSRL's "
+        "warm-up): the first updates see thousands of the policy's own transitions instead of drawing the first "
+        "round's few hundred a hundred times each, the dip after the first round in docs/results.md",
+        {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 1.0, "online_warmup": 5000,
+         "ramp_steps": 0}),
 }
 
 

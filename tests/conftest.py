@@ -135,3 +135,17 @@ def random_play(env_id: str, episodes: int, path: str) -> str:
 def pendulum_data(tmp_path_factory) -> str:
     """Two random-action Pendulum-v1 episodes: actions live in [-2, 2], so scaling is exercised."""
     return random_play("Pendulum-v1", 2, str(tmp_path_factory.mktemp("data") / "pendulum-random.npz"))
+
+
+@pytest.fixture(scope="session")
+def connect_four_run(tmp_path_factory) -> str:
+    """A tiny discrete AQL checkpoint of connect-four (20 updates on 10 recorded games)."""
+    from aql_agent.cli import main
+
+    folder = tmp_path_factory.mktemp("c4")
+    logs, run = str(folder / "logs"), str(folder / "offline")
+    assert main(["record", "--env", "connect-four", "--player", "greedy", "--opponent", "random", "--episodes", "10",
+                 "--out", logs, "--no-progress"]) == 0
+    assert main(["train", "--algo", "aql-discrete", "--data", logs, "--agent", "all", "--out", run, "--steps", "20",
+                 "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]", "--set", "residual_hidden=[16]"]) == 0
+    return run

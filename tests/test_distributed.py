@@ -203,18 +203,6 @@ def test_workers_are_refused_where_they_cannot_split_the_work(tmp_path, pendulum
     assert not (tmp_path / "tune").exists()  # refused before any work
 
 
-@pytest.fixture(scope="module")
-def connect_four_run(tmp_path_factory) -> str:
-    """A tiny discrete checkpoint of connect-four (20 updates on 10 recorded games)."""
-    folder = tmp_path_factory.mktemp("c4")
-    logs, run = str(folder / "logs"), str(folder / "offline")
-    assert main(["record", "--env", "connect-four", "--player", "greedy", "--opponent", "random", "--episodes", "10",
-                 "--out", logs, "--no-progress"]) == 0
-    assert main(["train", "--algo", "bcq-discrete", "--data", logs, "--agent", "all", "--out", run, "--steps", "20",
-                 "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]"]) == 0
-    return run
-
-
 def test_fine_tuning_rounds_on_workers_play_the_games_and_updates_of_one_process(local_ray, connect_four_run,
                                                                                 tmp_path, capsys):
     import pandas as pd

@@ -169,25 +169,13 @@ def test_bad_settings_and_checkpoints_fail_with_one_clear_error(pendulum_data, c
         finetune(FinetuneSettings(aql, "Pendulum-v1", str(tmp_path / "g"), steps=20))
 
 
-@pytest.fixture(scope="module")
-def connect_four_checkpoint(tmp_path_factory) -> str:
-    """A tiny discrete AQL checkpoint of connect-four (20 updates on 10 recorded games)."""
-    folder = tmp_path_factory.mktemp("c4")
-    logs, run = str(folder / "logs"), str(folder / "offline")
-    assert main(["record", "--env", "connect-four", "--player", "greedy", "--opponent", "random", "--episodes", "10",
-                 "--out", logs, "--no-progress"]) == 0
-    assert main(["train", "--algo", "aql-discrete", "--data", logs, "--agent", "all", "--out", run, "--steps", "20",
-                 "--no-progress", "--no-tensorboard", "--set", "hidden=[32,32]", "--set", "residual_hidden=[16]"]) == 0
-    return run
-
-
-def test_resume_continues_a_game_fine_tuning_exactly(connect_four_checkpoint, tmp_path, capsys):
+def test_resume_continues_a_game_fine_tuning_exactly(connect_four_run, tmp_path, capsys):
     """Stopped after the first evaluation and resumed, a run's tables, buffer and weights equal one straight run's
     (rounds are whole games; the exploration and batch streams, the owed update and the metrics window are
     restored)."""
     import pandas as pd
 
-    flags = ["finetune", "--checkpoint", connect_four_checkpoint, "--env", "connect-four", "--opponent", "random",
+    flags = ["finetune", "--checkpoint", connect_four_run, "--env", "connect-four", "--opponent", "random",
              "--round-games", "2", "--updates-per-step", "0.7", "--eval-every", "30", "--eval-episodes", "2",
              "--set", "exploration=boltzmann", "--exploration", "0.5", "--exploration-final", "0.1", "--anneal-steps", "60",
              "--log-every", "7", "--seed", "3", "--no-progress", "--no-tensorboard"]
