@@ -103,7 +103,8 @@ class FinetuneSettings:
     heal and recall). The greedy choice may still be one."""
     opponent: str | None = None
     """Multi-agent games: who the agent plays against, online and in evaluations (default: the game's own,
-    moba-1v1's bt:medium)."""
+    moba-1v1's bt:medium). `self`: self-play, the online games against the run's latest checkpoint (the offline
+    one until the first evaluation), the evaluations against the offline checkpoint."""
     through_bridge: bool = False
     """Play the online games through the ZeroMQ bridge and an `aql engine` process of the game (one per worker
     with --workers, all served by this process at once)."""
@@ -372,10 +373,15 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     asked = dict(settings.learner)  # the user's --set, before the recipe's changes join them
     settings = settings.resolved()
     kind = game_kind(settings.env)
-    kind.check_opponent(settings.opponent)
+    self_play = settings.opponent == "self"
+    if self_play and not kind.multi_agent:
+        raise AqlError(f"{kind.name} is single-agent: there is no opponent to make the agent itself (--opponent self)")
+    kind.check_opponent(None if self_play else settings.opponent)
     envs = settings.envs or (settings.workers if settings.workers and not kind.multi_agent else 1)
     kind.check_rounds(settings.through_bridge, envs)
-    checkpoint_dir = resolve_checkpoint(settings.checkpoint)
+    checkpoint_dir = offline_dir = os.path.abspath(resolve_checkpoint(settings.checkpoint))
+    # self-play: online games against the run's latest checkpoint, evaluations against the offline one
+    eval_opponent = f"agent:{offline_dir}" if self_play else settings.opponent
     learner, info, _ = load_learner(checkpoint_dir, settings.device)
     if not learner.fine_tunable:
         from aql_agent.learners import ALGORITHMS
@@ -412,14 +418,15 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         sampler.add(run.load_arrays("online-buffer.npz")["rows"][:int(trainer_state["buffer_rows"])])
         sampler.drawn = {"offline": int(trainer_state["drawn"][0]), "online": int(trainer_state["drawn"][1])}
     logs = os.path.join(settings.out, "online")
-    collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), settings.opponent,
+    online_opponent = f"agent:{os.path.abspath(checkpoint_dir)}" if self_play else settings.opponent
+    collector = kind.collector(logs, settings.seed + (0 if kind.multi_agent else env_step), online_opponent,
                                settings.exploration, through_bridge=settings.through_bridge,
                                rounds=len(glob.glob(os.path.join(logs, "round-*"))) if resume else 0,
                                **({"envs": envs} if envs > 1 else {}))
     if settings.workers is not None:
         collector = _on_ray(collector, kind, settings)
     run.write_json("finetune.json", {
-        "settings": dataclasses.asdict(settings), "offline_checkpoint": os.path.abspath(checkpoint_dir),
+        "settings": dataclasses.asdict(settings), "offline_checkpoint": offline_dir,
         "offline_data": data, "offline_transitions": len(dataset), "algo": learner.name,
         "constraint": dataclasses.asdict(schedule), "exploration": dataclasses.asdict(exploring),
         "learner_changes": changes, "aql_agent_version": __version__})
@@ -427,10 +434,10 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     metrics_log = run.table("metrics.csv", step=learner.updates if resume else 0, tensorboard=settings.tensorboard)
     rounds_log = run.table("rounds.csv")
     eval_log = run.table("eval.csv")
-    summary: dict[str, Any] = {"out": settings.out, "algo": learner.name, "offline_checkpoint": checkpoint_dir}
+    summary: dict[str, Any] = {"out": settings.out, "algo": learner.name, "offline_checkpoint": offline_dir}
 
     def evaluate() -> None:
-        result = evaluate_learner(learner, preprocessing, settings.env, settings.eval_episodes, settings.opponent,
+        result = evaluate_learner(learner, preprocessing, settings.env, settings.eval_episodes, eval_opponent,
                                   settings.seed, env_step)
         eval_log.write(env_step, evaluation_row(result), prefix="eval")
         summary.setdefault("first_evaluation", result)
@@ -439,13 +446,15 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     def checkpoint() -> None:
         rows = sampler.online.cpu().numpy()
         run.save_arrays("online-buffer.npz", rows=rows)  # before the checkpoint that counts its rows
-        run.save_checkpoint(learner, preprocessing, env_step, {
+        saved = run.save_checkpoint(learner, preprocessing, env_step, {
             "buffer_rows": len(rows), "drawn": torch.tensor([sampler.drawn["offline"], sampler.drawn["online"]]),
             # what makes a resumed run continue exactly (multi-agent games: rounds are whole games): the random
             # streams of exploration and batches, the update owed for a fraction, the metrics window so far
             "torch_rng": torch.get_rng_state(), "offline_rng": sampler.offline.generator.get_state(),
             "online_rng": sampler.generator.get_state(), "owed": owed, "window_count": count,
             "window_sums": dict(sums)})
+        if self_play:  # the next rounds play the agent as it is now
+            collector.opponent = f"agent:{os.path.abspath(saved)}"
 
     bar = tqdm(total=settings.steps, initial=env_step, desc=f"finetune {learner.name}", unit="step",
                disable=not settings.progress, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)

@@ -310,3 +310,33 @@ def test_online_warmup_delays_updates_and_the_ramp_grows_the_online_share(cartpo
     assert summary["updates"] == 30 + 100
     # rounds 3 and 4 update with online shares 0.5 * 100/200 and 0.5 * 150/200 of each 32-row batch: 8 and 12 rows
     assert summary["drawn"] == {"offline": 50 * (32 - 8) + 50 * (32 - 12), "online": 50 * 8 + 50 * 12}
+
+
+def test_self_play_meets_the_latest_checkpoint_and_is_evaluated_against_the_offline_one(connect_four_run, tmp_path,
+                                                                                           capsys):
+    """--opponent self: the first rounds play the offline checkpoint, the rounds after each evaluation the
+    checkpoint it saved; every evaluation plays the offline checkpoint."""
+    from aql_agent.replay import ReplayReader
+
+    out = tmp_path / "self"
+    assert main(["finetune", "--checkpoint", connect_four_run, "--env", "connect-four", "--opponent", "self",
+                 "--steps", "40", "--round-games", "2", "--eval-every", "20", "--eval-episodes", "2", "--out", str(out),
+                 "--no-progress", "--no-tensorboard"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["first_evaluation"]["opponent"] == f"agent:{os.path.abspath(os.path.join(connect_four_run, 'checkpoints', 'step-000000020'))}"
+    assert summary["evaluation"]["opponent"] == summary["first_evaluation"]["opponent"]
+    steps = [int(r["step"]) for r in read_csv(out / "rounds.csv")]
+    saved = {int(r["step"]) for r in read_csv(out / "eval.csv")} - {0}
+    opponents = []
+    for index, round_ in enumerate(sorted(os.listdir(out / "online"))):
+        (log,) = (out / "online" / round_).glob("*.aqlog")
+        header = ReplayReader(str(log)).header
+        (who,) = [p for p in header.players.values() if p.get("fine_tuning_round") is None]
+        opponents.append(who["checkpoint"])
+        latest = max([s for s in saved if s <= (steps[index - 1] if index else 0)], default=None)
+        expected = (os.path.join(out, "checkpoints", f"step-{latest:09d}") if latest else
+                    os.path.join(connect_four_run, "checkpoints", "step-000000020"))
+        assert who["checkpoint"] == os.path.abspath(expected), index
+    assert len(set(opponents)) >= 2  # it met itself after an evaluation
+    with pytest.raises(AqlError, match="single-agent"):
+        finetune(FinetuneSettings(connect_four_run, "CartPole-v1", str(tmp_path / "x"), opponent="self"))
