@@ -62,11 +62,11 @@ class FinetuneSettings:
     agent: str | None = None
     """Whose transitions to take from multi-agent offline data (default: all)."""
     recipe: str = "conservative"
-    """The named preset (RECIPES, docs/learners.md#fine-tuning-recipes) that gives every field below left unset
-    its value; a flag given explicitly wins over the recipe."""
+    """The named preset (RECIPES; docs/tutorials/finetune.md) that gives every field below left unset its
+    value; a flag given explicitly wins over the recipe."""
     learner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    """Learner config changes for fine-tuning (`--set KEY=VALUE`, e.g. exploration=boltzmann), on top of the
-    recipe's; fields that shape networks cannot change."""
+    """Learner config changes for fine-tuning (`--set KEY=VALUE`, e.g. exploration=boltzmann); fields that shape
+    networks cannot change."""
     offline_ratio: float | None = None
     """Fraction of every batch drawn from the offline data (the rest from online play). Default: the recipe's."""
     constrain_on: Literal["offline", "all"] | None = None
@@ -173,22 +173,20 @@ class FinetuneSettings:
     def resolved(self) -> FinetuneSettings:
         """These settings with every unset field given its recipe's value (what finetune.json records)."""
         recipe = RECIPES[self.recipe]
-        given = {key: value for key, value in recipe.settings.items() if getattr(self, key) is None}
-        return dataclasses.replace(self, **given, learner={**recipe.learner, **self.learner})
+        return dataclasses.replace(self, **{key: value for key, value in recipe.settings.items()
+                                            if getattr(self, key) is None})
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """A named fine-tuning preset: values for FinetuneSettings fields, and learner config changes (applied to the
-    fields the checkpoint's learner has; finetune.json records which)."""
+    """A named fine-tuning preset: values for the FinetuneSettings fields a user leaves unset, and why."""
 
     summary: str
     settings: Mapping[str, Any]
-    learner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 #: Fields of a learner config that build networks: fixed by the offline checkpoint.
-ARCHITECTURE_FIELDS = ("critics", "critic_layer_norm", "bf16")
+ARCHITECTURE_FIELDS = ("critics", "critic_layer_norm")
 
 RECIPES: dict[str, Recipe] = {
     "conservative": Recipe(
@@ -296,19 +294,17 @@ def exploration_field(learner: Learner) -> str:
     return "exploration_temperature" if learner.config.exploration == "boltzmann" else "exploration_epsilon"
 
 
-def learner_changes(learner: Learner, settings: FinetuneSettings, asked: Mapping[str, Any],
-                    protected: tuple[int, ...]) -> dict[str, Any]:
-    """The learner config changes fine-tuning makes, in order: the recipe's (on the fields this learner has;
-    the others are listed as `skipped`), the user's --set (refused where the learner lacks the field), the
-    game's protected actions (discrete, unless --no-protect-actions or set by hand), and --exploration."""
+def learner_changes(learner: Learner, settings: FinetuneSettings, protected: tuple[int, ...]) -> dict[str, Any]:
+    """The learner config changes fine-tuning makes, in order: --set, the game's protected actions (discrete,
+    unless --no-protect-actions or set by hand), and --exploration. Returns them (`applied`) and the new
+    config (`config`)."""
+    asked = dict(settings.learner)
     names = {f.name for f in dataclasses.fields(learner.config)}
     unknown = sorted(set(asked) - names)
     if unknown:
         raise AqlError(f"--set: {learner.config_class.__name__} has no field(s) {unknown}; valid fields: "
                        f"{sorted(names)}")
-    recipe = {k: v for k, v in settings.learner.items() if k not in asked}
-    applied = {k: v for k, v in recipe.items() if k in names} | dict(asked)
-    skipped = sorted(set(recipe) - names)
+    applied = dict(asked)
     if settings.exploration_final is not None and not learner.discrete:
         raise AqlError("--exploration-final decays a discrete learner's epsilon or temperature; a continuous "
                        "learner's Gaussian noise (--exploration) stays fixed")
@@ -320,12 +316,12 @@ def learner_changes(learner: Learner, settings: FinetuneSettings, asked: Mapping
     try:
         config = learner.config_class.from_dict({**learner.config.to_dict(), **applied})
     except AqlError as error:
-        raise AqlError(f"--set / --recipe: {error}") from None
+        raise AqlError(f"--set: {error}") from None
     outside = [a for a in getattr(config, "exploration_exclude", ()) if a >= learner.act_dim]
     if outside:
         raise AqlError(f"--set exploration_exclude: actions {outside} do not exist; the learner has "
                        f"{learner.act_dim} (0..{learner.act_dim - 1})")
-    return {"applied": applied, "skipped": skipped, "config": config}
+    return {"applied": applied, "config": config}
 
 
 # -- the loop ---------------------------------------------------------------------------------------------
@@ -370,7 +366,6 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     """Fine-tune an offline checkpoint online; returns a summary with the first and last evaluations."""
     from aql_agent.adapters.games import game_kind
 
-    asked = dict(settings.learner)  # the user's --set, before the recipe's changes join them
     settings = settings.resolved()
     kind = game_kind(settings.env)
     self_play = settings.opponent == "self"
@@ -402,7 +397,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         raise AqlError(f"{data} has {dataset.observations.shape[1]} observation features; the checkpoint takes "
                        f"{learner.obs_dim}: pass the --data it was trained on")
 
-    changes = learner_changes(learner, settings, asked, kind.protected_actions())
+    changes = learner_changes(learner, settings, kind.protected_actions())
     learner.config = changes.pop("config")
     run = RunFolder(settings.out, settings.resume)
     resume = run.resumed_from

@@ -212,8 +212,7 @@ def test_a_recipe_fills_the_unset_fields_and_round_trips_through_finetune_json(c
     assert settings == settings.resolved()  # nothing left for the recipe to fill
     assert (settings.offline_ratio, settings.updates_per_step, settings.constrain_on, settings.relax) == (
         0.25, 1.0, "offline", 1.0)  # the flag given wins; the rest are the recipe's
-    assert record["learner_changes"] == {"applied": {"exploration": "boltzmann", "exploration_temperature": 0.3},
-                                         "skipped": []}
+    assert record["learner_changes"] == {"applied": {"exploration": "boltzmann", "exploration_temperature": 0.3}}
     assert [float(r["exploration"]) for r in read_csv(out / "rounds.csv")] == [0.3, 0.2]
     learner, _, _ = load_learner(out)
     assert learner.config.exploration == "boltzmann"
@@ -232,13 +231,13 @@ def test_game_fine_tuning_protects_the_games_protected_actions(cartpole_data):
     assert len(protected) == 2
     learner = make_learner("aql-discrete", 130, 53, TINY)
     settings = FinetuneSettings("u", "moba-1v1", "u").resolved()
-    assert learner_changes(learner, settings, {}, protected)["config"].exploration_exclude == protected
+    assert learner_changes(learner, settings, protected)["config"].exploration_exclude == protected
     off = dataclasses.replace(settings, protect_actions=False)
-    assert learner_changes(learner, off, {}, protected)["config"].exploration_exclude == ()
+    assert learner_changes(learner, off, protected)["config"].exploration_exclude == ()
     with pytest.raises(AqlError, match="do not exist"):
-        learner_changes(learner, settings, {"exploration_exclude": [60]}, protected)
+        learner_changes(learner, dataclasses.replace(settings, learner={"exploration_exclude": [60]}), protected)
     with pytest.raises(AqlError, match="has no field"):
-        learner_changes(learner, settings, {"epsilon": 0.1}, protected)
+        learner_changes(learner, dataclasses.replace(settings, learner={"epsilon": 0.1}), protected)
     with pytest.raises(AqlError, match="shapes the networks"):
         FinetuneSettings("u", "moba-1v1", "u", learner={"hidden": [8]})
     with pytest.raises(AqlError, match="unknown --recipe"):
