@@ -140,7 +140,7 @@ def wilson(wins: float, games: int) -> tuple[float, float]:
 
 
 def summarise(results: dict) -> str:
-    """Per suite and arm: the final evaluation and the mean of the last three, mean +/- std over seeds (with
+    """Per suite and arm: the final evaluation and the mean of the last five, mean +/- std over seeds (with
     the per-seed figures), games pooled over seeds with their Wilson interval for win rates; then whether
     each fine-tuned arm beats its offline start, the offline-only control and scratch by more than the pooled
     seed std."""
@@ -149,18 +149,21 @@ def summarise(results: dict) -> str:
         seeds = list(result["seeds"].values())
         arms = list(seeds[0])
         lines += [f"### {suite}: {result['algo']} on {result['env']}, {result['metric']}, {len(seeds)} seeds", "",
-                  "| arm | env steps | final, mean +/- std | per seed | last 3 evaluations, mean +/- std |"
+                  "| arm | env steps | final, mean +/- std | per seed | last 5 evaluations, mean +/- std | per seed |"
                   + (" pooled final games, Wilson 95% |" if result["metric"] == "win_rate" else ""),
-                  "|---|---|---|---|---|" + ("---|" if result["metric"] == "win_rate" else "")]
+                  "|---|---|---|---|---|---|" + ("---|" if result["metric"] == "win_rate" else "")]
         finals: dict = {"offline checkpoint": [s[arms[0]][0][1] for s in seeds]}
+        lasts: dict = {"offline checkpoint": finals["offline checkpoint"]}
         rows = [("offline checkpoint", 0, finals["offline checkpoint"], finals["offline checkpoint"])]
         for arm in arms:
             finals[arm] = [s[arm][-1][1] for s in seeds]
-            last3 = [float(np.mean([p[1] for p in s[arm][-3:]])) for s in seeds]
-            rows.append((arm, seeds[0][arm][-1][0], finals[arm], last3))
-        for name, steps, final, last3 in rows:
+            last5 = [float(np.mean([p[1] for p in s[arm][-5:]])) for s in seeds]
+            lasts[arm] = last5
+            rows.append((arm, seeds[0][arm][-1][0], finals[arm], last5))
+        for name, steps, final, last5 in rows:
             line = (f"| {name} | {steps} | {np.mean(final):.3f} +/- {np.std(final):.3f} | "
-                    f"{', '.join(f'{v:.3f}' for v in final)} | {np.mean(last3):.3f} +/- {np.std(last3):.3f} |")
+                    f"{', '.join(f'{v:.3f}' for v in final)} | {np.mean(last5):.3f} +/- {np.std(last5):.3f} | "
+                    f"{', '.join(f'{v:.3f}' for v in last5)} |")
             if result["metric"] == "win_rate":
                 games = result["budget"]["eval_episodes"] * len(final)
                 low, high = wilson(sum(final) * result["budget"]["eval_episodes"], games)
@@ -170,18 +173,20 @@ def summarise(results: dict) -> str:
         for arm in arms:
             if not arm.startswith("finetuned"):
                 continue
-            checks = {}
-            for other in ("offline checkpoint", "offline-only", "scratch"):
-                gap = float(np.mean(finals[arm]) - np.mean(finals[other]))
-                pooled = float(np.sqrt((np.var(finals[arm], ddof=1) + np.var(finals[other], ddof=1)) / 2)) \
-                    if len(seeds) > 1 else float("nan")
-                checks[other] = {"gap": gap, "pooled_std": pooled, "beats": bool(gap > pooled)}
-            verdicts[arm] = checks
-            lines.append("")
-            lines.append(f"{arm}: " + "; ".join(
-                f"vs {other} {c['gap']:+.3f} (pooled std {c['pooled_std']:.3f}: {'beats' if c['beats'] else 'does not beat'})"
-                for other, c in checks.items()))
-        result["summary"] = {"finals": finals, "verdicts": verdicts}
+            verdicts[arm] = {}
+            for measure, figures in (("final", finals), ("last 5", lasts)):
+                checks = {}
+                for other in ("offline checkpoint", "offline-only", "scratch"):
+                    gap = float(np.mean(figures[arm]) - np.mean(figures[other]))
+                    pooled = float(np.sqrt((np.var(figures[arm], ddof=1) + np.var(figures[other], ddof=1)) / 2)) \
+                        if len(seeds) > 1 else float("nan")
+                    checks[other] = {"gap": gap, "pooled_std": pooled, "beats": bool(gap > pooled)}
+                verdicts[arm][measure] = checks
+                lines.append("")
+                lines.append(f"{arm}, {measure}: " + "; ".join(
+                    f"vs {other} {c['gap']:+.3f} (pooled std {c['pooled_std']:.3f}: "
+                    f"{'beats' if c['beats'] else 'does not beat'})" for other, c in checks.items()))
+        result["summary"] = {"finals": finals, "last5": lasts, "verdicts": verdicts}
         lines.append("")
     return "\n".join(lines)
 
