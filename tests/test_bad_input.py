@@ -53,6 +53,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("finetune", "--offline-ratio"): {"0"},
     ("finetune", "--exploration"): {"0"},
     ("finetune", "--constraint-final"): {"0"},
+    ("finetune", "--online-warmup"): {"0"},  # 0: no warm-up
+    ("finetune", "--ramp-steps"): {"0"},  # 0: the full online share at once
     ("record", "--fps"): {"0"},  # 0: no waiting
 }
 
