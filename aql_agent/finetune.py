@@ -317,10 +317,11 @@ def learner_changes(learner: Learner, settings: FinetuneSettings, protected: tup
         config = learner.config_class.from_dict({**learner.config.to_dict(), **applied})
     except AqlError as error:
         raise AqlError(f"--set: {error}") from None
-    outside = [a for a in getattr(config, "exploration_exclude", ()) if a >= learner.act_dim]
-    if outside:
-        raise AqlError(f"--set exploration_exclude: actions {outside} do not exist; the learner has "
-                       f"{learner.act_dim} (0..{learner.act_dim - 1})")
+    if learner.discrete:
+        try:
+            learner.check_actions(config)
+        except AqlError as error:
+            raise AqlError(f"--set: {error}") from None
     return {"applied": applied, "config": config}
 
 

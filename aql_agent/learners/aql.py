@@ -88,7 +88,6 @@ class AQLConfig(CriticConfig):
     """Update alpha during the warm start too. Off: with no Q term the constraint is slack or unreachable by
     construction, and alpha would drift to a bound it must then climb back from when Q-maximisation starts."""
 
-
     def __post_init__(self) -> None:
         if self.improve_on not in ("behaviour", "all"):
             raise AqlError(f"AQLConfig.improve_on must be behaviour or all, got {self.improve_on!r}")

@@ -289,10 +289,14 @@ class DiscreteLearner(Learner):
 
     def __init__(self, obs_dim: int, act_dim: int, config: LearnerConfig | None = None, device: str = "cpu"):
         super().__init__(obs_dim, act_dim, config, device)
-        outside = [a for a in getattr(self.config, "exploration_exclude", ()) if a >= act_dim]
+        self.check_actions(self.config)
+
+    def check_actions(self, config: LearnerConfig) -> None:
+        """Refuse a config whose exploration_exclude names actions this learner does not have."""
+        outside = [a for a in getattr(config, "exploration_exclude", ()) if a >= self.act_dim]
         if outside:
-            raise AqlError(f"{self.config_class.__name__}.exploration_exclude names actions {outside}, but there "
-                           f"are {act_dim} actions (0..{act_dim - 1})")
+            raise AqlError(f"{self.config_class.__name__}.exploration_exclude: actions {outside} do not exist; "
+                           f"there are {self.act_dim} (0..{self.act_dim - 1})")
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True, action_mask: np.ndarray | None = None
