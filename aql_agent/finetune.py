@@ -241,6 +241,11 @@ class MixedSampler:
         return batch._replace(offline=torch.arange(batch_size, device=self.online.device) < offline_rows)
 
 
+def anneal_steps(settings: FinetuneSettings) -> int:
+    """Env steps over which the constraint and the exploration move to their final values (default steps / 2)."""
+    return settings.anneal_steps if settings.anneal_steps is not None else max(1, settings.steps // 2)
+
+
 @dataclasses.dataclass
 class ConstraintSchedule:
     """The learner's offline constraint, moved linearly from `start` to `final` over `steps` env steps."""
@@ -260,7 +265,7 @@ class ConstraintSchedule:
         final = settings.constraint_final
         if final is None:
             final = start * settings.relax if looser > 0 else start / settings.relax
-        steps = settings.anneal_steps if settings.anneal_steps is not None else max(1, settings.steps // 2)
+        steps = anneal_steps(settings)
         return cls(field, start, float(final), max(1, steps))
 
     def value(self, env_step: int) -> float:
@@ -285,7 +290,7 @@ class ExplorationSchedule(ConstraintSchedule):
         if not learner.discrete or settings.exploration_final is None:
             return cls(None)
         field = exploration_field(learner)
-        steps = settings.anneal_steps if settings.anneal_steps is not None else max(1, settings.steps // 2)
+        steps = anneal_steps(settings)
         return cls(field, float(getattr(learner.config, field)), settings.exploration_final, max(1, steps))
 
 
