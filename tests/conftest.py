@@ -16,6 +16,16 @@ from gymnasium import spaces  # noqa: E402
 
 from aql_agent.replay import ReplayWriter  # noqa: E402
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under scripts/test.sh's `--dist loadgroup` a test file is one unit of work (its module fixtures are built
+    once); files that start a local Ray are marked into one group, so two Rays never share the 2 cores."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 OBS_SPACE = spaces.Box(-np.inf, np.inf, (5,), np.float32)
 ACT_SPACE = spaces.Box(-1.0, 1.0, (2,), np.float32)
 MASKED_OBS = spaces.Dict({"observation": spaces.Box(-1.0, 1.0, (4,), np.float32),

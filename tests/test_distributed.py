@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one local Ray at a time (see conftest)
 
 from aql_agent.adapters.games import game_kind  # noqa: E402
 from aql_agent.checkpoint import load_policy, policy_from_weights, policy_weights  # noqa: E402
@@ -19,8 +22,9 @@ SHORT_MOBA = {"max_frames": 300}
 
 
 @pytest.fixture(scope="module")
-def local_ray(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ray")
+def local_ray():
+    # Short: Ray's socket paths must fit in 107 bytes, which pytest's (per-worker under xdist) tmp paths overrun.
+    folder = tempfile.mkdtemp(prefix="ray")
     saved = {key: os.environ.get(key) for key in ("RAY_TMPDIR", "HOME", "RAY_AUTH_MODE")}
     os.environ.update({"RAY_TMPDIR": str(folder), "HOME": str(folder), "RAY_AUTH_MODE": "disabled"})
     ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
@@ -31,6 +35,7 @@ def local_ray(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _train(tmp_path, data: str, algo: str, *extra: str) -> str:

@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from aql_agent.adapters.gym import make_env, random_policy, record_episodes
 from aql_agent.data import convert
+
+pytestmark = pytest.mark.xdist_group("ray")  # its Tune grid starts a local Ray (see conftest)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,8 +70,6 @@ def test_a_small_grid_writes_table_json_and_plots(tmp_path):
 def test_a_tune_grid_gives_the_serial_harness_s_metrics(tmp_path):
     """2 algorithms x 1 dataset x 2 seeds, once run one after another and once as Ray Tune trials two at a
     time: every record's curve and final score are the same."""
-    import pytest
-
     pytest.importorskip("ray.tune")
     env = make_env("Pendulum-v1", seed=0)
     log = str(tmp_path / "pendulum.aqlog")
