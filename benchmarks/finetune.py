@@ -50,7 +50,7 @@ SUITES = {
     "moba": {"algo": "aql-discrete", "env": DEFAULT_GAME, "metric": "win_rate", "offline_steps": 8000,
              "online_steps": 40000, "updates_per_step": 0.1, "eval_every": 10000, "eval_episodes": 40,
              "scratch": "dqn", "train_args": ["--agent", "all"],
-             "finetune_args": ["--round-games", "2", "--opponent", "bt:hard"], "opponent": "bt:hard"},
+             "finetune_args": ["--round-games", "2"], "opponent": "mix:bt:medium,bt:hard"},
 }
 
 
@@ -148,7 +148,9 @@ def summarise(results: dict) -> str:
     for suite, result in results.items():
         seeds = list(result["seeds"].values())
         arms = list(seeds[0])
-        lines += [f"### {suite}: {result['algo']} on {result['env']}, {result['metric']}, {len(seeds)} seeds", "",
+        against = f" vs {result['opponent']}" if result.get("opponent") else ""
+        lines += [f"### {suite}: {result['algo']} on {result['env']}, {result['metric']}{against}, {len(seeds)} seeds",
+                  "",
                   "| arm | env steps | final, mean +/- std | per seed | last 5 evaluations, mean +/- std | per seed |"
                   + (" pooled final games, Wilson 95% |" if result["metric"] == "win_rate" else ""),
                   "|---|---|---|---|---|---|" + ("---|" if result["metric"] == "win_rate" else "")]
@@ -228,12 +230,15 @@ def main() -> None:
     parser.add_argument("--hopper-data", default=os.path.join(SHARED, "hopper-medium.npz"))
     parser.add_argument("--halfcheetah-data", default="datasets/halfcheetah/halfcheetah-medium.npz")
     parser.add_argument("--moba-games", type=int, default=8, help="games per behaviour-tree pairing (data)")
+    parser.add_argument("--moba-opponent", default=SUITES["moba"]["opponent"],
+                        help="who the moba agent plays online and in evaluations (one --runs folder per opponent)")
     parser.add_argument("--finetune-args", default="", help="extra aql finetune flags for every fine-tuned run")
     parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the runs")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
     for config in SUITES.values():
         config["finetune_args"] = config["finetune_args"] + args.finetune_args.split()
+    SUITES["moba"]["opponent"] = args.moba_opponent
 
     data = {"hopper": args.hopper_data, "halfcheetah": args.halfcheetah_data}
     if "moba" in args.suite:
@@ -257,6 +262,7 @@ def main() -> None:
     for suite in args.suite:
         config = SUITES[suite]
         results[suite] = {"algo": config["algo"], "env": config["env"], "metric": config["metric"],
+                          "opponent": config.get("opponent"),
                           "data": data[suite], "recipes": args.recipes, "finetune_args": config["finetune_args"],
                           "budget": {k: config[k] for k in ("offline_steps", "online_steps", "updates_per_step",
                                                             "eval_every", "eval_episodes")},

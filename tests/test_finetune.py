@@ -339,3 +339,33 @@ def test_self_play_meets_the_latest_checkpoint_and_is_evaluated_against_the_offl
     assert len(set(opponents)) >= 2  # it met itself after an evaluation
     with pytest.raises(AqlError, match="single-agent"):
         finetune(FinetuneSettings(connect_four_run, "CartPole-v1", str(tmp_path / "x"), opponent="self"))
+
+
+def test_the_benchmark_s_verdicts_compare_against_the_pooled_seed_std(monkeypatch):
+    """benchmarks/finetune.py's summary: a fine-tuned arm 'beats' another only when the gap of the means is above
+    the pooled std of the two (per measure: final evaluation and mean of the last five); the heading names the
+    opponent of a game suite."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "benchmarks"))
+    from finetune import summarise
+
+    def curve(*values: float) -> list:
+        return [(1000 * step, value, None, None) for step, value in enumerate(values)]
+
+    seeds = {seed: {"finetuned-conservative": curve(0.4 + shift, 0.6, 0.7 + shift, 0.8, 0.8, 0.9 + shift),
+                    "offline-only": curve(0.5, 0.5, 0.5, 0.5, 0.5, 0.5 + shift),
+                    "scratch": curve(0.1, 0.1, 0.1, 0.1, 0.1, 0.85 + 4 * shift)}
+             for seed, shift in ((0, -0.02), (1, 0.0), (2, 0.02))}
+    results = {"moba": {"algo": "aql-discrete", "env": "moba-1v1", "metric": "win_rate", "opponent": "bt:hard",
+                        "budget": {"eval_episodes": 40}, "seeds": seeds}}
+    table = summarise(results)
+    assert "win_rate vs bt:hard, 3 seeds" in table
+    verdicts = results["moba"]["summary"]["verdicts"]["finetuned-conservative"]
+    final, last5 = verdicts["final"], verdicts["last 5"]
+    assert final["offline checkpoint"]["beats"] and final["offline-only"]["beats"]
+    assert final["offline checkpoint"]["gap"] == pytest.approx(0.5)
+    # Finals 0.88/0.90/0.92 against scratch's 0.77/0.85/0.93: a gap of 0.05 inside the pooled std 0.058.
+    assert final["scratch"]["gap"] == pytest.approx(0.05)
+    assert final["scratch"]["pooled_std"] == pytest.approx(np.sqrt((0.02 ** 2 + 0.08 ** 2) / 2))
+    assert not final["scratch"]["beats"] and "vs scratch +0.050 (pooled std 0.058: does not beat)" in table
+    assert last5["scratch"]["beats"] and last5["offline-only"]["beats"]
