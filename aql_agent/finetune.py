@@ -243,12 +243,13 @@ class MixedSampler:
 
 def anneal_steps(settings: FinetuneSettings) -> int:
     """Env steps over which the constraint and the exploration move to their final values (default steps / 2)."""
-    return settings.anneal_steps if settings.anneal_steps is not None else max(1, settings.steps // 2)
+    return max(1, settings.anneal_steps if settings.anneal_steps is not None else settings.steps // 2)
 
 
 @dataclasses.dataclass
-class ConstraintSchedule:
-    """The learner's offline constraint, moved linearly from `start` to `final` over `steps` env steps."""
+class FieldSchedule:
+    """One learner config field moved linearly from `start` to `final` over `steps` env steps of fine-tuning (no
+    field: nothing moves). Two are made: the offline constraint (`constraint`) and the exploration (`exploration`)."""
 
     field: str | None
     start: float = 0.0
@@ -256,7 +257,9 @@ class ConstraintSchedule:
     steps: int = 1
 
     @classmethod
-    def for_learner(cls, learner: Learner, settings: FinetuneSettings) -> ConstraintSchedule:
+    def constraint(cls, learner: Learner, settings: FinetuneSettings) -> FieldSchedule:
+        """The learner's offline constraint, from its checkpoint's value to `--constraint-final` (default: the
+        value loosened by `--relax`)."""
         constraint = learner.constraint_field()
         if constraint is None:
             return cls(None)
@@ -265,33 +268,27 @@ class ConstraintSchedule:
         final = settings.constraint_final
         if final is None:
             final = start * settings.relax if looser > 0 else start / settings.relax
-        steps = anneal_steps(settings)
-        return cls(field, start, float(final), max(1, steps))
+        return cls(field, start, float(final), anneal_steps(settings))
+
+    @classmethod
+    def exploration(cls, learner: Learner, settings: FinetuneSettings) -> FieldSchedule:
+        """A discrete learner's epsilon or Boltzmann temperature, from its value at the start of fine-tuning to
+        `--exploration-final`."""
+        if not learner.discrete or settings.exploration_final is None:
+            return cls(None)
+        field = exploration_field(learner)
+        return cls(field, float(getattr(learner.config, field)), settings.exploration_final, anneal_steps(settings))
 
     def value(self, env_step: int) -> float:
         return self.start + (self.final - self.start) * min(1.0, env_step / self.steps)
 
     def apply(self, learner: Learner, env_step: int) -> float | None:
-        """Set the learner's constraint for this point of fine-tuning; returns it (None: the learner has none)."""
+        """Set the field for this point of fine-tuning; returns its value (None: no field)."""
         if self.field is None:
             return None
         value = self.value(env_step)
         learner.config = dataclasses.replace(learner.config, **{self.field: value})
         return value
-
-
-@dataclasses.dataclass
-class ExplorationSchedule(ConstraintSchedule):
-    """A discrete learner's exploration (its epsilon or Boltzmann temperature), moved linearly from its value at
-    the start of fine-tuning to `--exploration-final` over `anneal_steps` env steps; no field: nothing moves."""
-
-    @classmethod
-    def for_learner(cls, learner: Learner, settings: FinetuneSettings) -> ExplorationSchedule:
-        if not learner.discrete or settings.exploration_final is None:
-            return cls(None)
-        field = exploration_field(learner)
-        steps = anneal_steps(settings)
-        return cls(field, float(getattr(learner.config, field)), settings.exploration_final, max(1, steps))
 
 
 def exploration_field(learner: Learner) -> str:
@@ -410,8 +407,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     torch.manual_seed(settings.seed)
     sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete),
                            settings.offline_ratio, settings.seed, mark_offline=settings.constrain_on == "offline")
-    schedule = ConstraintSchedule.for_learner(learner, settings)  # from the offline checkpoint's constraint
-    exploring = ExplorationSchedule.for_learner(learner, settings)
+    schedule = FieldSchedule.constraint(learner, settings)  # from the offline checkpoint's constraint
+    exploring = FieldSchedule.exploration(learner, settings)
     env_step = 0
     if resume is not None:
         checkpoint_dir, env_step = resume

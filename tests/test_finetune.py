@@ -17,7 +17,7 @@ from aql_agent.checkpoint import Preprocessing, load_learner
 from aql_agent.cli import main
 from aql_agent.data import TransitionDataset, save_dataset
 from aql_agent.errors import AqlError
-from aql_agent.finetune import ConstraintSchedule, FinetuneSettings, MixedSampler, finetune
+from aql_agent.finetune import FieldSchedule, FinetuneSettings, MixedSampler, finetune
 from aql_agent.learners import make_learner
 from aql_agent.learners.base import behaviour_mean, behaviour_rows
 from aql_agent.training import TensorSampler, TrainSettings, train, transition_rows
@@ -80,17 +80,17 @@ def test_behaviour_models_learn_from_the_offline_rows_only():
 def test_the_constraint_relaxes_linearly_in_the_looser_direction():
     settings = FinetuneSettings("unused", "Pendulum-v1", "unused", steps=1000, relax=4.0)
     aql = make_learner("aql", 3, 1, TINY)
-    schedule = ConstraintSchedule.for_learner(aql, settings)
+    schedule = FieldSchedule.constraint(aql, settings)
     assert (schedule.field, schedule.start, schedule.final, schedule.steps) == ("epsilon", 0.05, 0.2, 500)
     assert [round(schedule.apply(aql, t), 4) for t in (0, 250, 500, 900)] == [0.05, 0.125, 0.2, 0.2]
     assert aql.config.epsilon == 0.2
     bcq = make_learner("bcq-discrete", 3, 2, TINY)  # a smaller threshold allows more actions
-    schedule = ConstraintSchedule.for_learner(bcq, FinetuneSettings("u", "CartPole-v1", "u", steps=100,
+    schedule = FieldSchedule.constraint(bcq, FinetuneSettings("u", "CartPole-v1", "u", steps=100,
                                                                     constraint_final=0.0, anneal_steps=10))
     assert schedule.value(0) == 0.3 and schedule.value(5) == pytest.approx(0.15) and schedule.value(50) == 0.0
     cql = make_learner("cql", 3, 1, TINY)
-    assert ConstraintSchedule.for_learner(cql, settings).final == pytest.approx(5.0 / 4)
-    assert ConstraintSchedule.for_learner(make_learner("dqn", 3, 2, TINY), settings).apply(cql, 5) is None
+    assert FieldSchedule.constraint(cql, settings).final == pytest.approx(5.0 / 4)
+    assert FieldSchedule.constraint(make_learner("dqn", 3, 2, TINY), settings).apply(cql, 5) is None
 
 
 def test_continuous_finetune_end_to_end(pendulum_data, tmp_path):
