@@ -185,18 +185,27 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(target_params, list(source.parameters()), tau)
 
 
+def target_members(q: torch.Tensor, subset: int | None) -> torch.Tensor:
+    """The target critics' values [K, ...] narrowed to `subset` members drawn at random (REDQ, RLPD), or all K
+    when `subset` is None or K (then no random number is drawn)."""
+    if subset is None or subset >= q.shape[0]:
+        return q
+    return q[torch.randperm(q.shape[0], device=q.device)[:subset]]
+
+
 def weighted_ensemble_value(q: torch.Tensor, lam: float) -> torch.Tensor:
     """lam * min_k Q_k + (1 - lam) * max_k Q_k over the ensemble axis 0 (BCQ's soft clipped double Q)."""
     return lam * q.amin(0) + (1.0 - lam) * q.amax(0)
 
 
 def bcq_target(next_q: torch.Tensor, rewards: torch.Tensor, terminals: torch.Tensor,
-               gamma: float, lam: float) -> torch.Tensor:
+               gamma: float, lam: float, subset: int | None = None) -> torch.Tensor:
     """y = r + gamma * (1 - done) * max_i [lam * min_k Q'_k(s', a_i) + (1 - lam) * max_k Q'_k(s', a_i)].
 
-    `next_q` is [K, B, N]: K target critics at N sampled next actions per next state.
+    `next_q` is [K, B, N]: K target critics at N sampled next actions per next state; k runs over `subset`
+    of them drawn at random (`target_members`), or over all K.
     """
-    value = weighted_ensemble_value(next_q, lam).amax(-1)  # [B]
+    value = weighted_ensemble_value(target_members(next_q, subset), lam).amax(-1)  # [B]
     return rewards + gamma * (1.0 - terminals) * value
 
 

@@ -172,6 +172,7 @@ CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 1
 #: fields that act only together with another setting
 NEEDS = {"conservative_samples": {"conservative_weight": 1.0}, "lagrange_learning_rate": {"lagrange_threshold": 1.0}}
 CHANGES["improve_on"] = "all"
+CHANGES["target_subset"] = 1  # of the 2 critics: one drawn at random instead of their minimum
 #: fields that act only while fine-tuning (batches that mark their offline rows)
 FINE_TUNING_ONLY = {"improve_on"}
 
@@ -261,3 +262,17 @@ def test_learner_facts_live_on_the_learners():
 def test_bad_config_overrides_are_refused_before_training(override, message):
     with pytest.raises(AqlError, match=message):
         make_learner("aql", 3, 1, override)
+
+
+def test_random_subset_targets_are_less_pessimistic_than_the_minimum_of_all_critics():
+    """RLPD's critic: 10 critics whose targets take the minimum over 2 drawn at random value the same data higher
+    than targets over the minimum of all 10 (same seed, same batches; only `target_subset` differs); a subset
+    of all 10 is the plain minimum, update for update."""
+    def q_means(subset):
+        learner = build("sac", critics=10, target_subset=subset, gamma=0.9)
+        batches = toy_batches(0)
+        return [learner.update(next(batches))["q_mean"] for _ in range(300)]
+
+    everyone = q_means(None)
+    assert q_means(10) == everyone
+    assert np.mean(q_means(2)[-50:]) > np.mean(everyone[-50:]) + 0.05

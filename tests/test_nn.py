@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aql_agent.nn import (ConditionalVAE, EnsembleLinear, Lagrange, QEnsemble, TanhGaussianActor, bcq_target,
-                          conservative_penalty, mmd, soft_update, uniform_log_density)
+                          conservative_penalty, mmd, soft_update, target_members, uniform_log_density)
 
 
 def test_bcq_target_by_hand():
@@ -21,6 +21,27 @@ def test_bcq_target_by_hand():
     # state 0: sample 0 -> 0.75*1 + 0.25*3 = 1.5; sample 1 -> 0.75*2 + 0.25*4 = 2.5; max 2.5
     assert y[0].item() == pytest.approx(1.0 + 0.9 * 2.5)
     assert y[1].item() == pytest.approx(0.5)  # terminal: no bootstrap
+
+
+def test_random_subset_targets_draw_distinct_members_uniformly():
+    """REDQ / RLPD targets: `subset` distinct critics per update, each as often as any other; all K (and no random
+    draw) when the subset is None or K. With critics valued 0..3, the minimum over 2 drawn ones averages 2/3
+    (pairs: min 0 three times of six, 1 twice, 2 once)."""
+    q = torch.arange(4.0).view(4, 1, 1).expand(4, 3, 2)  # [K, B, N]: critic k is worth k everywhere
+    state = torch.get_rng_state()
+    assert target_members(q, None) is q and target_members(q, 4) is q
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(0)
+    counts, minima = torch.zeros(4), []
+    for _ in range(3000):
+        members = target_members(q, 2)
+        assert members.shape == (2, 3, 2)
+        values = members[:, 0, 0]
+        assert values[0] != values[1]
+        counts[values.long()] += 1
+        minima.append(bcq_target(q, torch.zeros(3), torch.zeros(3), gamma=1.0, lam=1.0, subset=2)[0].item())
+    assert torch.allclose(counts / 6000, torch.full((4,), 0.25), atol=0.02)
+    assert sum(minima) / len(minima) == pytest.approx(2 / 3, abs=0.05)
 
 
 def test_mmd_by_hand():

@@ -36,14 +36,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from aql_agent.errors import AqlError
-from aql_agent.learners.base import (Batch, CriticConfig, Learner, adam, behaviour_mean, behaviour_rows,
+from aql_agent.learners.base import (Batch, EnsembleConfig, Learner, adam, behaviour_mean, behaviour_rows,
                                      best_of_samples, step)
 from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, bcq_target, conservative_penalty, mlp, soft_update,
                           vae_loss)
 
 
 @dataclasses.dataclass(frozen=True)
-class AQLConfig(CriticConfig):
+class AQLConfig(EnsembleConfig):
     generator_learning_rate: float = 3e-4
     """Adam step size of the VAE and the residual network."""
     critic_learning_rate: float = 3e-4
@@ -56,8 +56,6 @@ class AQLConfig(CriticConfig):
     """Residual network hidden sizes."""
     vae_kl_weight: float = 0.5
     """Weight of the KL term in L_VAE."""
-    critics: int = 2
-    """K, critics in the ensemble (paper: 2)."""
     lam: float = 0.75
     """lambda, weight of the ensemble minimum in the target (paper: 0.75)."""
     epsilon: float = 0.05
@@ -89,6 +87,7 @@ class AQLConfig(CriticConfig):
     construction, and alpha would drift to a bound it must then climb back from when Q-maximisation starts."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.improve_on not in ("behaviour", "all"):
             raise AqlError(f"AQLConfig.improve_on must be behaviour or all, got {self.improve_on!r}")
 
@@ -153,7 +152,7 @@ class AQLLearner(Learner):
         with torch.no_grad(), self.autocast():
             next_obs = batch.next_observations.unsqueeze(1).expand(-1, n, -1)  # [B, N, obs]
             next_q = nets["critic_target"](next_obs, nets["generator_target"](next_obs)).float()  # [K, B, N]
-            target = bcq_target(next_q, batch.rewards, batch.terminals, cfg.gamma, cfg.lam)
+            target = bcq_target(next_q, batch.rewards, batch.terminals, cfg.gamma, cfg.lam, cfg.target_subset)
         if cfg.conservative_weight <= 0:
             with self.autocast():
                 q = nets["critic"](obs, batch.actions).float()  # [K, B]

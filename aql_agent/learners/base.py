@@ -131,6 +131,26 @@ class CriticConfig(LearnerConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class EnsembleConfig(CriticConfig):
+    """Fields of the learners whose critic is an ensemble of K Q-networks (the shared QEnsemble)."""
+
+    critics: int = 2
+    """K, critics in the ensemble (the BCQ, BEAR and AQL papers: 2)."""
+    target_subset: int | None = None
+    """REDQ's and RLPD's random-subset targets: every update, each target takes the ensemble's minimum (BCQ,
+    BEAR, AQL: its lambda-mix of minimum and maximum) over this many critics drawn at random, instead of over all
+    K. With many critics (RLPD: 10, subset 2) the target is less pessimistic than the minimum of all, and the
+    draw decorrelates the members. None: all K."""
+
+    def __post_init__(self) -> None:
+        subset = self.target_subset
+        if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int)
+                                   or not 1 <= subset <= self.critics):
+            raise AqlError(f"{type(self).__name__}.target_subset must be a whole number from 1 to critics "
+                           f"({self.critics}), or null for all of them; got {subset!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class DiscreteCriticConfig(CriticConfig):
     """Fields of the discrete Q-learners (DQN, discrete BCQ, discrete AQL)."""
 

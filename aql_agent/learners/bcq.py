@@ -17,12 +17,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, behaviour_rows, best_of_samples, step
+from aql_agent.learners.base import (Batch, EnsembleConfig, Learner, adam, behaviour_rows, best_of_samples,
+                                     step)
 from aql_agent.nn import ConditionalVAE, QEnsemble, bcq_target, mlp, soft_update, vae_loss
 
 
 @dataclasses.dataclass(frozen=True)
-class BCQConfig(CriticConfig):
+class BCQConfig(EnsembleConfig):
     actor_learning_rate: float = 1e-3
     """Adam step size of the perturbation network."""
     critic_learning_rate: float = 1e-3
@@ -37,8 +38,6 @@ class BCQConfig(CriticConfig):
     """phi: the largest perturbation of a VAE action, as a fraction of the action range."""
     lam: float = 0.75
     """Weight of the minimum in the target's soft clipped double Q."""
-    critics: int = 2
-    """Critics in the ensemble."""
     target_samples: int = 10
     """Candidate next actions per next state in the target."""
     act_samples: int = 100
@@ -92,7 +91,7 @@ class BCQLearner(Learner):
             next_obs = batch.next_observations.unsqueeze(1).expand(-1, n, -1)  # [B, N, obs]
             candidates = nets["actor_target"](next_obs, nets["vae"].decode(next_obs))
             next_q = nets["critic_target"](next_obs, candidates).float()  # [K, B, N]
-            target = bcq_target(next_q, batch.rewards, batch.terminals, cfg.gamma, cfg.lam)
+            target = bcq_target(next_q, batch.rewards, batch.terminals, cfg.gamma, cfg.lam, cfg.target_subset)
         with self.autocast():
             q = nets["critic"](obs, actions).float()  # [K, B]
         critic_loss = F.mse_loss(q, target.expand_as(q), reduction="none").mean(1).sum()

@@ -18,14 +18,14 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from aql_agent.learners.base import (Batch, CriticConfig, Learner, adam, behaviour_mean, behaviour_rows,
+from aql_agent.learners.base import (Batch, EnsembleConfig, Learner, adam, behaviour_mean, behaviour_rows,
                                      best_of_samples, step)
 from aql_agent.nn import (ConditionalVAE, Lagrange, QEnsemble, TanhGaussianActor, bcq_target, mmd, soft_update,
                           vae_loss)
 
 
 @dataclasses.dataclass(frozen=True)
-class BEARConfig(CriticConfig):
+class BEARConfig(EnsembleConfig):
     actor_learning_rate: float = 1e-4
     """Adam step size of the actor."""
     critic_learning_rate: float = 3e-4
@@ -38,8 +38,6 @@ class BEARConfig(CriticConfig):
     """Behaviour VAE hidden sizes (official: 750-750; d3rlpy: 256-256)."""
     vae_kl_weight: float = 0.5
     """Weight of the KL term in the VAE loss."""
-    critics: int = 2
-    """K, critics in the ensemble."""
     lam: float = 0.75
     """Weight of the ensemble minimum in the target."""
     mmd_kernel: str = "laplacian"
@@ -95,7 +93,7 @@ class BEARLearner(Learner):
             candidates, _, _ = nets["actor_target"].sample(batch.next_observations, samples=cfg.target_samples)
             next_obs = batch.next_observations.unsqueeze(1).expand(-1, cfg.target_samples, -1)  # [B, N, obs]
             next_q = nets["critic_target"](next_obs, candidates).float()  # [K, B, N]
-            target = bcq_target(next_q, batch.rewards, batch.terminals, cfg.gamma, cfg.lam)
+            target = bcq_target(next_q, batch.rewards, batch.terminals, cfg.gamma, cfg.lam, cfg.target_subset)
         with self.autocast():
             q = nets["critic"](obs, actions).float()  # [K, B]
         critic_loss = F.mse_loss(q, target.expand_as(q), reduction="none").mean(1).sum()

@@ -1,7 +1,8 @@
 """Soft actor-critic run offline (the paper's failure baseline), and the base of CQL.
 
-Twin critics from the shared Q-ensemble, a tanh-Gaussian actor, and automatic entropy tuning towards
--act_dim. The critic loss is a method so that CQL can add its conservative penalty to it.
+Twin critics from the shared Q-ensemble (or K of them with random-subset targets, RLPD's critic), a
+tanh-Gaussian actor, and automatic entropy tuning towards -act_dim. The critic loss is a method so that CQL
+can add its conservative penalty to it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from aql_agent.learners.base import Batch, CriticConfig, Learner, adam, step
-from aql_agent.nn import Lagrange, QEnsemble, TanhGaussianActor, soft_update
+from aql_agent.learners.base import Batch, EnsembleConfig, Learner, adam, step
+from aql_agent.nn import Lagrange, QEnsemble, TanhGaussianActor, soft_update, target_members
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig(CriticConfig):
+class SACConfig(EnsembleConfig):
     actor_learning_rate: float = 3e-4
     """Adam step size of the actor."""
     critic_learning_rate: float = 3e-4
@@ -26,8 +27,6 @@ class SACConfig(CriticConfig):
     """Adam step size of the entropy temperature."""
     initial_temperature: float = 1.0
     """Starting entropy temperature."""
-    critics: int = 2
-    """Critics in the ensemble; targets use their minimum."""
 
 
 class SACLearner(Learner):
@@ -54,7 +53,8 @@ class SACLearner(Learner):
         alpha = nets["temperature"].value()
         with torch.no_grad(), self.autocast():
             next_action, next_log_prob, _ = nets["actor"].sample(batch.next_observations)
-            next_q = nets["critic_target"](batch.next_observations, next_action).float().amin(0)
+            next_q = target_members(nets["critic_target"](batch.next_observations, next_action).float(),
+                                    cfg.target_subset).amin(0)
             next_value = next_q - alpha * next_log_prob.float()
             target = batch.rewards + cfg.gamma * (1.0 - batch.terminals) * next_value
         with self.autocast():
