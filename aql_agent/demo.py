@@ -9,9 +9,10 @@
 5. deploy the fine-tuned checkpoint the same way: the "after" win rate; print the table, write a plot.
 
 `quick=True` is the reduced mode CI runs (every step, tiny budgets). The default budget takes about six
-minutes on 2 cores (the "before" games are played while fine-tuning runs); 8000 offline updates are about where discrete AQL starts beating bt:medium (36 of 40
-games, 4 draws); 20 games per before/after row, and greedy evaluations along fine-tuning for the plot. A
-few online games are too few for fine-tuning to help: docs/results.md has the 3-seed runs.
+minutes on 2 cores (the "before" games are played while fine-tuning runs); 8000 offline updates are about
+where discrete AQL starts beating bt:medium (36 of 40 games, 4 draws); 20 games per before/after row, and
+greedy evaluations along fine-tuning for the plot. A few online games are too few for fine-tuning to help:
+docs/results.md has the 3-seed runs.
 """
 
 from __future__ import annotations
@@ -191,8 +192,8 @@ def run_demo(out: str, quick: bool = False, seed: int = 0, opponent: str = "bt:m
         low, high = report["win_rate_ci95"]
         print(f"{name:<12} {report['games']:>5} {report['wins']:>5} {report['win_rate']:>9.2f}  "
               f"[{low:.2f}, {high:.2f}]")
-    print(f"\nplot: {figure}\nAt this budget (about {budget.finetune_steps // 3500 + 1} online games) fine-tuning is not "
-          f"expected to change the win rate beyond the intervals: docs/results.md#fine-tuning has the 3-seed runs "
-          f"and what was tried.\nMore games: aql eval --checkpoint {tuned} --env {DEFAULT_GAME} --games 40 "
+    print(f"\nplot: {figure}\nAt this budget (about {budget.finetune_steps // 3500 + 1} online games) fine-tuning "
+          f"is not expected to change the win rate beyond the intervals: docs/results.md#fine-tuning has the 3-seed "
+          f"runs and what was tried.\nMore games: aql eval --checkpoint {tuned} --env {DEFAULT_GAME} --games 40 "
           f"--opponent {opponent}")
     return result

@@ -128,9 +128,11 @@ def test_layer_norm_ensemble_members_are_plain_layer_norm_mlps():
     x = torch.cat([obs, act], -1)
     for k in range(3):
         h = x @ ensemble.first.weight[k] + ensemble.first.bias[k]
-        h = torch.relu(torch.nn.functional.layer_norm(h, (8,), ensemble.norms[0].weight[k, 0], ensemble.norms[0].bias[k, 0]))
+        norm = ensemble.norms[0]
+        h = torch.relu(torch.nn.functional.layer_norm(h, (8,), norm.weight[k, 0], norm.bias[k, 0]))
         h = h @ ensemble.hidden[0].weight[k] + ensemble.hidden[0].bias[k]
-        h = torch.relu(torch.nn.functional.layer_norm(h, (8,), ensemble.norms[1].weight[k, 0], ensemble.norms[1].bias[k, 0]))
+        norm = ensemble.norms[1]
+        h = torch.relu(torch.nn.functional.layer_norm(h, (8,), norm.weight[k, 0], norm.bias[k, 0]))
         assert torch.allclose(out[k], (h @ ensemble.out.weight[k] + ensemble.out.bias[k]).squeeze(-1), atol=1e-5)
     # what the norm is for: Q at actions far off the data grows without bound without it, and stays bounded with it
     far = torch.full((5, 2), 1e3)

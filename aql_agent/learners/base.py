@@ -176,7 +176,8 @@ class DiscreteCriticConfig(CriticConfig):
             raise AqlError(f"{type(self).__name__}.exploration must be one of {list(EXPLORATION_STYLES)}, "
                            f"got {self.exploration!r}")
         if not 0 <= self.exploration_epsilon <= 1:
-            raise AqlError(f"{type(self).__name__}.exploration_epsilon must be in [0, 1], got {self.exploration_epsilon!r}")
+            raise AqlError(f"{type(self).__name__}.exploration_epsilon must be in [0, 1], "
+                           f"got {self.exploration_epsilon!r}")
         if not self.exploration_temperature > 0:
             raise AqlError(f"{type(self).__name__}.exploration_temperature must be above 0, "
                            f"got {self.exploration_temperature!r}")
