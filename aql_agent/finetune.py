@@ -405,7 +405,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     run = RunFolder(settings.out, settings.resume)
     resume = run.resumed_from
     torch.manual_seed(settings.seed)
-    sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete),
+    sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete,
+                                         learner.returns_discount()),
                            settings.offline_ratio, settings.seed, mark_offline=settings.constrain_on == "offline")
     schedule = FieldSchedule.constraint(learner, settings)  # from the offline checkpoint's constraint
     exploring = FieldSchedule.exploration(learner, settings)
@@ -478,7 +479,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
                 played = collector.play(policy, settings.round_games)
             else:
                 played = collector.play(policy, min(settings.round_steps, settings.steps - env_step))
-            sampler.add(transition_rows(played.data, preprocessing, learner.discrete)[0])
+            sampler.add(transition_rows(played.data, preprocessing, learner.discrete, learner.returns_discount())[0])
             learning = max(0, env_step + len(played.data) - max(env_step, settings.online_warmup))
             env_step += len(played.data)
             bar.update(len(played.data))

@@ -153,12 +153,14 @@ def make_preprocessing(dataset: TransitionDataset, settings: TrainSettings, env_
                          tuple(map(float, high)), settings.reward_scale)
 
 
-def transition_rows(dataset: TransitionDataset, preprocessing: Preprocessing, discrete: bool = False
-                    ) -> tuple[np.ndarray, list[int], bool]:
+def transition_rows(dataset: TransitionDataset, preprocessing: Preprocessing, discrete: bool = False,
+                    returns_discount: float | None = None) -> tuple[np.ndarray, list[int], bool]:
     """A dataset as learner-ready float32 rows: (rows [N, columns], column widths, whether masks are in them).
 
     Columns: observation, action (unit box; a discrete index in one column, exact in float32), reward (scaled),
-    next observation, terminal, then the legal-action masks at s and s' as 0/1 when a discrete dataset has them."""
+    next observation, terminal, the scaled discounted return-to-go when `returns_discount` is given (learners
+    that ask for it: `Learner.returns_discount`), then the legal-action masks at s and s' as 0/1 when a discrete
+    dataset has them."""
     obs = preprocessing.normalise_observations(dataset.observations)
     next_obs = preprocessing.normalise_observations(dataset.next_observations)
     actions = (dataset.actions.astype(np.float32)[:, None] if discrete
@@ -166,6 +168,9 @@ def transition_rows(dataset: TransitionDataset, preprocessing: Preprocessing, di
     rewards = (dataset.rewards * preprocessing.reward_scale).astype(np.float32)[:, None]
     terminals = dataset.terminals.astype(np.float32)[:, None]
     columns = [obs, actions, rewards, next_obs, terminals]
+    if returns_discount is not None:
+        returns = dataset.returns_to_go(returns_discount) * preprocessing.reward_scale
+        columns.append(returns.astype(np.float32)[:, None])
     masked = discrete and dataset.action_masks is not None
     if masked:
         columns += [dataset.action_masks.astype(np.float32), dataset.next_action_masks.astype(np.float32)]
@@ -176,8 +181,9 @@ class TensorSampler:
     """All transitions as one [N, columns] tensor; a batch is one index_select on seeded random rows."""
 
     def __init__(self, dataset: TransitionDataset, preprocessing: Preprocessing, seed: int, device: str,
-                 discrete: bool = False):
-        rows, self.widths, self.masked = transition_rows(dataset, preprocessing, discrete)
+                 discrete: bool = False, returns_discount: float | None = None):
+        self.returns_discount = returns_discount
+        rows, self.widths, self.masked = transition_rows(dataset, preprocessing, discrete, returns_discount)
         self.table = torch.as_tensor(rows, device=device)
         self.discrete = discrete
         self.generator = torch.Generator(device=device).manual_seed(seed)
@@ -188,11 +194,12 @@ class TensorSampler:
 
     def batch(self, rows: torch.Tensor) -> Batch:
         """Rows of this sampler's layout as a learner batch."""
-        obs, act, rew, next_obs, term, *masks = rows.split(self.widths, dim=1)
+        obs, act, rew, next_obs, term, *rest = rows.split(self.widths, dim=1)
         if self.discrete:
             act = act.squeeze(1).long()
-        masks = [m.bool() for m in masks] if self.masked else [None, None]
-        return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1), *masks)
+        returns = rest.pop(0).squeeze(1) if self.returns_discount is not None else None
+        masks = [m.bool() for m in rest] if self.masked else [None, None]
+        return Batch(obs, act, rew.squeeze(1), next_obs, term.squeeze(1), *masks, returns_to_go=returns)
 
 
 class ShardSampler(TensorSampler):
@@ -206,8 +213,9 @@ class ShardSampler(TensorSampler):
 
     def __init__(self, shards: ShardedDataset, prepare: Callable[[TransitionDataset], TransitionDataset],
                  preprocessing: Preprocessing, seed: int, device: str, discrete: bool, resident: int,
-                 batch_size: int):
+                 batch_size: int, returns_discount: float | None = None):
         self.shards, self.prepare, self.preprocessing, self.discrete = shards, prepare, preprocessing, discrete
+        self.returns_discount = returns_discount  # an episode cut by a shard's end counts what that shard holds
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.shuffler = torch.Generator().manual_seed(seed + 1)  # the shard order, apart from the batches
@@ -232,7 +240,7 @@ class ShardSampler(TensorSampler):
 
     def _rows(self, index: int) -> torch.Tensor:
         rows, self.widths, self.masked = transition_rows(self.prepare(self.shards.shard(index)), self.preprocessing,
-                                                         self.discrete)
+                                                         self.discrete, self.returns_discount)
         return torch.as_tensor(rows, device=self.device)
 
     def sample(self, batch_size: int) -> Batch:
@@ -370,10 +378,11 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
                            "--resident-shards; resume the way it started")
         learner = saved
     if shards is None:
-        sampler = TensorSampler(dataset, preprocessing, settings.seed, settings.device, discrete)
+        sampler = TensorSampler(dataset, preprocessing, settings.seed, settings.device, discrete,
+                                learner.returns_discount())
     else:
         sampler = ShardSampler(shards, prepare, preprocessing, settings.seed, settings.device, discrete,
-                               settings.resident_shards, learner.config.batch_size)
+                               settings.resident_shards, learner.config.batch_size, learner.returns_discount())
     if trainer_state is not None:
         sampler.generator.set_state(trainer_state["sampler_rng"])
         if shards is not None:

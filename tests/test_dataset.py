@@ -114,6 +114,36 @@ def test_an_unflagged_break_in_observations_is_an_episode_boundary_that_round_tr
     assert load_dataset(str(tmp_path / "break.aqlog")) == ds
 
 
+def test_returns_to_go_are_discounted_within_each_episode_and_samplers_carry_them():
+    """Cal-QL's reference value: row i's sum_t gamma^t r_(i+t) up to its episode's end (terminal 9, timeout 24, an
+    unflagged break after 30, the data's end), by hand; a sampler asked for them puts them, reward-scaled, in
+    every batch beside the row they belong to."""
+    import dataclasses
+
+    import torch
+
+    from aql_agent.checkpoint import Preprocessing
+    from aql_agent.training import TensorSampler
+
+    ds = _toy_dataset()
+    ds.next_observations[30] += 1.0
+    ds.rewards[:] = 1.0
+    returns = ds.returns_to_go(0.5)
+    by_hand = np.concatenate([[sum(0.5 ** t for t in range(end - i + 1)) for i in range(start, end + 1)]
+                              for start, end in ((0, 9), (10, 24), (25, 30), (31, 49))])
+    np.testing.assert_allclose(returns, by_hand)
+    assert returns[9] == returns[24] == returns[30] == returns[49] == 1.0 and returns[0] == pytest.approx(2 - 0.5 ** 9)
+
+    ds.rewards[:] = np.arange(50, dtype=np.float32)  # each row's reward says which row it is
+    preprocessing = dataclasses.replace(Preprocessing.identity(3, 2), reward_scale=0.1)
+    batch = TensorSampler(ds, preprocessing, seed=0, device="cpu", returns_discount=0.9).sample(64)
+    rows = torch.round(batch.rewards / 0.1).long().numpy()
+    assert len(set(rows.tolist())) > 20
+    np.testing.assert_allclose(batch.returns_to_go.numpy(), 0.1 * ds.returns_to_go(0.9)[rows], rtol=1e-5)
+    assert ds.returns_to_go(0.9)[0] == pytest.approx(sum(0.9 ** t * t for t in range(10)))
+    assert TensorSampler(ds, preprocessing, seed=0, device="cpu").sample(4).returns_to_go is None
+
+
 def test_old_d4rl_files_without_next_observations_are_derived_and_cut_steps_dropped(tmp_path):
     ds = _toy_dataset()
     path = str(tmp_path / "old.npz")

@@ -369,3 +369,20 @@ def test_the_benchmark_s_verdicts_compare_against_the_pooled_seed_std(monkeypatc
     assert final["scratch"]["pooled_std"] == pytest.approx(np.sqrt((0.02 ** 2 + 0.08 ** 2) / 2))
     assert not final["scratch"]["beats"] and "vs scratch +0.050 (pooled std 0.058: does not beat)" in table
     assert last5["scratch"]["beats"] and last5["offline-only"]["beats"]
+
+
+def test_calibrated_cql_trains_and_fine_tunes_on_batches_with_returns_to_go(pendulum_data, tmp_path):
+    """Cal-QL end to end: the offline run's batches carry the logged returns-to-go, and the online buffer gets
+    its own, discounted within each episode of a round (Pendulum's 200-step episodes are cut by 100-step
+    rounds: a cut counts what the round logged)."""
+    offline = tiny_offline_run(pendulum_data, str(tmp_path / "offline"), "cql", calibrated=True)
+    assert all(0 <= float(r["calibrated_fraction"]) <= 1 for r in read_csv(os.path.join(offline, "metrics.csv")))
+    out = tmp_path / "tuned"
+    finetune(FinetuneSettings(offline, "Pendulum-v1", str(out), steps=200, round_steps=100, updates_per_step=0.2,
+                              eval_every=200, eval_episodes=1, log_every=10, progress=False, tensorboard=False))
+    rows = np.load(out / "online-buffer.npz")["rows"]
+    assert rows.shape == (200, 3 + 1 + 1 + 3 + 1 + 1)  # obs, action, reward, next obs, terminal, return-to-go
+    rewards, returns = rows[:, 4], rows[:, 9]
+    np.testing.assert_allclose(returns[:99], rewards[:99] + 0.99 * returns[1:100], rtol=1e-4, atol=1e-3)
+    assert returns[99] == pytest.approx(rewards[99]) and returns[199] == pytest.approx(rewards[199])
+    assert "calibrated_fraction" in read_csv(out / "metrics.csv")[0]

@@ -31,7 +31,8 @@ def toy_batches(seed: int, batch_size: int = 64):
         act = np.clip(best + 0.3 * rng.normal(size=best.shape), -1, 1).astype(np.float32)
         reward = -((act - best) ** 2).sum(1).astype(np.float32)
         yield Batch(torch.from_numpy(obs), torch.from_numpy(act), torch.from_numpy(reward),
-                    torch.from_numpy(obs[::-1].copy()), torch.zeros(batch_size))
+                    torch.from_numpy(obs[::-1].copy()), torch.zeros(batch_size),
+                    returns_to_go=torch.full((batch_size,), 2.0))  # a high logged value: Cal-QL's floor acts
 
 
 def build(algo: str, **extra):
@@ -276,3 +277,22 @@ def test_random_subset_targets_are_less_pessimistic_than_the_minimum_of_all_crit
     everyone = q_means(None)
     assert q_means(10) == everyone
     assert np.mean(q_means(2)[-50:]) > np.mean(everyone[-50:]) + 0.05
+
+
+def test_calibrated_cql_keeps_the_policy_s_q_at_the_logged_return_where_plain_cql_pushes_it_below():
+    """Cal-QL: with the data's return-to-go at 2, plain CQL's penalty drives Q at the policy's actions below it;
+    floored at 2 in the penalty, calibrated CQL's stays near or above it, and it reports the floored share."""
+    def policy_q(calibrated: bool) -> tuple[float, dict]:
+        learner = build("cql", calibrated=calibrated, conservative_weight=5.0)
+        batches = toy_batches(0)
+        metrics = [learner.update(next(batches)) for _ in range(300)][-1]
+        obs = next(batches).observations
+        with torch.no_grad():
+            action = learner.nets["actor"].mode(obs)
+            return float(learner.nets["critic"](obs, action).amin(0).mean()), metrics
+
+    plain, plain_metrics = policy_q(False)
+    calibrated, metrics = policy_q(True)
+    assert plain < 1.5 and calibrated > plain + 0.5
+    assert "calibrated_fraction" not in plain_metrics and 0 <= metrics["calibrated_fraction"] <= 1
+    assert build("cql", calibrated=True).returns_discount() == 0.99 and build("cql").returns_discount() is None

@@ -104,6 +104,17 @@ class TransitionDataset:
         ends = cumulative[stops]
         return np.diff(np.concatenate([[0.0], ends]))
 
+    def returns_to_go(self, gamma: float) -> np.ndarray:
+        """Every row's discounted return from it to its episode's end, sum_t gamma^t r_t: the value of the
+        behaviour that logged it (Cal-QL's reference). An episode cut short (a timeout, the data's end) counts
+        only what was logged."""
+        rewards, ends = self.rewards.astype(np.float64).tolist(), self.episode_ends().tolist()
+        out, running = [0.0] * len(rewards), 0.0
+        for i in range(len(rewards) - 1, -1, -1):
+            running = rewards[i] + (0.0 if ends[i] else gamma * running)
+            out[i] = running
+        return np.asarray(out)
+
     def select(self, index: np.ndarray | slice) -> TransitionDataset:
         """The transitions at `index` (rows keep their order)."""
         pick = {name: None if getattr(self, name) is None else getattr(self, name)[index] for name in ARRAY_FIELDS}

@@ -34,6 +34,7 @@ class Batch(NamedTuple):
     terminals: torch.Tensor  # [B], 1.0 where the episode truly ended (no bootstrap)
     action_masks: torch.Tensor | None = None  # [B, n] bool, discrete learners: legal actions at s
     next_action_masks: torch.Tensor | None = None  # [B, n] bool: legal actions at s'
+    returns_to_go: torch.Tensor | None = None  # [B] discounted return from s to the episode's end (Cal-QL)
     offline: torch.Tensor | None = None  # [B] bool while fine-tuning: the rows from the logged data
 
 
@@ -285,6 +286,11 @@ class Learner:
     def constraint_field(self) -> tuple[str, int] | None:
         """The constraint of this learner as configured (a variant may constrain through another field)."""
         return self.constraint
+
+    def returns_discount(self) -> float | None:
+        """The discount of the return-to-go every batch must carry (`Batch.returns_to_go`; the samplers add the
+        column), or None when this learner as configured reads none."""
+        return None
 
     # -- helpers for subclasses -----------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -3,7 +3,9 @@
 The critic loss adds `weight * (logsumexp_a Q(s, a) - Q(s, a_data))` per critic, the logsumexp
 importance-sampled over uniform actions and policy actions at s and s' as in CQL's official code. With
 `lagrange_threshold` set, the weight is tuned by dual ascent so that the gap stays near the threshold
-(CQL's "with_lagrange" mode); otherwise it is the fixed `conservative_weight` (5.0, as in d3rlpy).
+(CQL's "with_lagrange" mode); otherwise it is the fixed `conservative_weight` (5.0, as in d3rlpy). With
+`calibrated` it is Cal-QL: the policy's sampled Q values in the penalty are floored at the logged
+return-to-go.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 
 import torch
 
+from aql_agent.errors import AqlError
 from aql_agent.learners.base import Batch, adam, step
 from aql_agent.learners.sac import SACConfig, SACLearner
 from aql_agent.nn import Lagrange, conservative_penalty, uniform_log_density
@@ -31,6 +34,12 @@ class CQLConfig(SACConfig):
     """Actions sampled per state from each proposal (uniform, pi(s), pi(s'))."""
     cql_temperature: float = 1.0
     """Temperature of the logsumexp."""
+    calibrated: bool = False
+    """Cal-QL (Nakamoto et al., 2023): in the penalty, Q at the policy's actions is floored at the state's
+    logged return-to-go (the behaviour's own value), so the penalty no longer pushes the policy's Q below what
+    the data shows it is worth. A critic kept at that scale does not have to climb out of an underestimate once
+    online play starts, which is where CQL's fine-tuning dip comes from. The batches carry the returns (the
+    samplers add them); `calibrated_fraction` reports the share of floored values."""
 
 
 class CQLLearner(SACLearner):
@@ -51,6 +60,9 @@ class CQLLearner(SACLearner):
             return "lagrange_threshold", +1  # the weight is learned; its target gap is the constraint
         return self.constraint
 
+    def returns_discount(self) -> float | None:
+        return self.config.gamma if self.config.calibrated else None
+
     def _critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         cfg, nets = self.config, self.nets
         loss, q_data, metrics = super()._critic_loss(batch)
@@ -66,6 +78,14 @@ class CQLLearner(SACLearner):
             log_probs[:b].float(), log_probs[b:].float()], dim=1)  # [B, 3N]
         with self.autocast():
             q_samples = nets["critic"](obs.unsqueeze(1).expand(-1, 3 * n, -1), actions).float()  # [K, B, 3N]
+        if cfg.calibrated:
+            if batch.returns_to_go is None:
+                raise AqlError("calibrated CQL needs batches with returns_to_go: sample them from a TensorSampler "
+                               "given returns_discount=learner.returns_discount()")
+            floor = batch.returns_to_go.view(1, b, 1)
+            policy_q = q_samples[..., n:]
+            metrics["calibrated_fraction"] = (policy_q.detach() < floor).float().mean()
+            q_samples = torch.cat([q_samples[..., :n], torch.maximum(policy_q, floor)], dim=-1)
         gap = conservative_penalty(q_samples, q_data, log_density, cfg.cql_temperature)  # [K]
         if cfg.lagrange_threshold is None:
             weight = torch.tensor(cfg.conservative_weight)
