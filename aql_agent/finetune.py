@@ -43,7 +43,7 @@ from aql_agent.errors import MAX_SEED, AqlError, require_device, require_number
 from aql_agent.learners import Batch, Learner
 from aql_agent.runs import RunFolder
 from aql_agent.data.validation import check_dataset, check_discrete_dataset, check_finite
-from aql_agent.training import TensorSampler, evaluate_learner, evaluation_row, transition_rows
+from aql_agent.training import TensorSampler, evaluate_learner, evaluation_row
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneSettings:
@@ -479,7 +479,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
                 played = collector.play(policy, settings.round_games)
             else:
                 played = collector.play(policy, min(settings.round_steps, settings.steps - env_step))
-            sampler.add(transition_rows(played.data, preprocessing, learner.discrete, learner.returns_discount())[0])
+            sampler.add(sampler.offline.rows(played.data))
             learning = max(0, env_step + len(played.data) - max(env_step, settings.online_warmup))
             env_step += len(played.data)
             bar.update(len(played.data))

@@ -182,11 +182,15 @@ class TensorSampler:
 
     def __init__(self, dataset: TransitionDataset, preprocessing: Preprocessing, seed: int, device: str,
                  discrete: bool = False, returns_discount: float | None = None):
-        self.returns_discount = returns_discount
-        rows, self.widths, self.masked = transition_rows(dataset, preprocessing, discrete, returns_discount)
-        self.table = torch.as_tensor(rows, device=device)
-        self.discrete = discrete
+        self.preprocessing, self.discrete, self.returns_discount = preprocessing, discrete, returns_discount
+        self.table = torch.as_tensor(self.rows(dataset), device=device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def rows(self, dataset: TransitionDataset) -> np.ndarray:
+        """`dataset` in this sampler's row layout (what `batch` reads), e.g. fine-tuning's online play."""
+        rows, self.widths, self.masked = transition_rows(dataset, self.preprocessing, self.discrete,
+                                                         self.returns_discount)
+        return rows
 
     def sample(self, batch_size: int) -> Batch:
         index = torch.randint(len(self.table), (batch_size,), generator=self.generator, device=self.table.device)
@@ -239,9 +243,7 @@ class ShardSampler(TensorSampler):
         self.table = torch.cat(parts)
 
     def _rows(self, index: int) -> torch.Tensor:
-        rows, self.widths, self.masked = transition_rows(self.prepare(self.shards.shard(index)), self.preprocessing,
-                                                         self.discrete, self.returns_discount)
-        return torch.as_tensor(rows, device=self.device)
+        return torch.as_tensor(self.rows(self.prepare(self.shards.shard(index))), device=self.device)
 
     def sample(self, batch_size: int) -> Batch:
         self.draws += 1
