@@ -241,7 +241,7 @@ class Lagrange(nn.Module):
         """alpha as a constant for the primal loss."""
         return self.log_alpha.detach().exp()
 
-    def loss(self, constraint: torch.Tensor, threshold: float) -> torch.Tensor:
+    def loss(self, constraint: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
         """Minimising this raises alpha while the constraint is violated and lowers it otherwise."""
         return -(self.log_alpha.exp() * (constraint.detach() - threshold)).mean()
 

@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FIGURE1_ALGOS = ("aql", "bear", "bcq")
 #: metrics.csv columns kept in a run's record to diagnose it after the fact
 DIAGNOSTICS = ("gen_mse", "q_mean", "alpha", "critic_loss", "cql_gap", "mmd", "saturation",
-               "generative_fit")
+               "generative_fit", "gen_threshold")
 
 
 def dataset_name(path: str) -> str:
@@ -74,6 +74,16 @@ def overrides(args: argparse.Namespace, algo: str) -> list[str]:
     return [setting for target, _, setting in (o.partition(":") for o in args.set) if target == algo]
 
 
+def learner_config(folder: str) -> dict | None:
+    """The learner's full configuration as `aql train` resolved it (defaults included), so a record still says
+    what it was trained with after a default changes; None for d3rlpy's runs."""
+    try:
+        with open(os.path.join(folder, "train.json")) as f:
+            return json.load(f)["learner_config"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed: int, folder: str) -> None:
     """Summarise a finished run folder into its committed record (atomic)."""
     evaluation = read(os.path.join(folder, "eval.csv"))
@@ -83,6 +93,7 @@ def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed:
     metrics = read(metrics_path) if os.path.exists(metrics_path) else []
     record = {"env": env, "dataset": dataset_name(data), "algo": algo, "seed": seed, "steps": args.steps,
               "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "set": overrides(args, algo),
+              "learner_config": learner_config(folder),
               "score": key, "curve": [(int(e["step"]), e[key]) for e in evaluation], "final": evaluation[-1][key],
               "diagnostics": {name: [(int(m["step"]), m[name]) for m in metrics if name in m]
                               for name in DIAGNOSTICS if any(name in m for m in metrics)}}
@@ -94,11 +105,18 @@ def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed:
 
 
 def recorded(args: argparse.Namespace, data: str, algo: str, seed: int) -> dict | None:
+    """The record of this cell, if there is one; a record trained with other `--set` settings than this command
+    asks for is an error, never silently reused (or silently retrained)."""
     path = record_path(args, data, algo, seed)
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        record = json.load(f)
+    if sorted(record.get("set", [])) != sorted(overrides(args, algo)):
+        raise SystemExit(f"table1: error: {path} was trained with --set {' '.join(record.get('set', [])) or '(none)'}"
+                         f" for {algo}, this command asks for {' '.join(overrides(args, algo)) or '(none)'}; pass"
+                         " the same settings, or another --records folder for another configuration")
+    return record
 
 
 def finished_step(folder: str) -> int:

@@ -139,6 +139,23 @@ def test_aql_dual_holds_through_the_warm_start_then_reacts():
     assert after[-1] != after[0]
 
 
+def test_aql_threshold_can_be_held_at_the_vaes_own_error():
+    """On data noisier than epsilon (action noise 0.3: nothing fits it within 0.05) the paper's threshold is
+    out of reach and alpha can only climb; held to max(epsilon, the VAE's error), it is reachable."""
+    def run(**extra) -> list[dict[str, float]]:
+        learner = build("aql", warmup_steps=0, **extra)
+        batches = toy_batches(0)
+        return [learner.update(next(batches)) for _ in range(300)]
+
+    fixed, floored = run(), run(epsilon_at_least_vae=True)
+    epsilon = 0.05
+    assert [m["gen_threshold"] for m in fixed] == pytest.approx([epsilon] * len(fixed))
+    assert all(m["gen_threshold"] >= epsilon - 1e-7 for m in floored)
+    assert np.mean([m["gen_threshold"] for m in floored[-50:]]) > 1.5 * epsilon
+    assert all(b["alpha"] > a["alpha"] for a, b in zip(fixed[1:], fixed[2:]))  # violated at every step
+    assert floored[-1]["alpha"] < fixed[-1]["alpha"]
+
+
 @pytest.mark.parametrize("normalize_q", [True, False])
 def test_aql_generator_step_does_not_depend_on_the_reward_scale(normalize_q):
     """Eq. 13's solution does not change when Q is scaled; with the |Q|-normalised term G's step does not

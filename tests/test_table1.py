@@ -46,6 +46,7 @@ def test_a_small_grid_writes_table_json_and_plots(tmp_path):
     assert os.path.getsize(out + "-curves.png") > 1000 and os.path.getsize(out + "-figure1.png") > 1000
     record = json.load(open(tmp_path / "records" / "20u" / "pendulum-a" / "bcq" / "seed0.json"))
     assert record["set"] == ["hidden=[16]"] and [s for s, _ in record["curve"]] == [10, 20]
+    assert record["learner_config"]["hidden"] == [16] and "batch_size" in record["learner_config"]  # defaults too
     assert {"gen_mse", "q_mean", "critic_loss"} <= set(record["diagnostics"])
 
     # A later sitting, with the scratch run folders gone: the records alone rebuild the same table, and
@@ -57,6 +58,12 @@ def test_a_small_grid_writes_table_json_and_plots(tmp_path):
     assert not (tmp_path / "runs").exists()
     with open(out + ".json") as f:
         assert json.load(f)["results"] == results
+
+    # Other settings than a record's are refused, not silently reused: one error line naming both.
+    other = command[:command.index("bcq:hidden=[16]")] + ["bcq:hidden=[8]"] + command[command.index("--runs"):]
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "hidden=[16]" in refused.stderr and "hidden=[8]" in refused.stderr, refused.stderr
 
     # A partial grid: a missing run shows as "-", a cell with fewer seeds than asked says how many.
     os.remove(tmp_path / "records" / "20u" / "pendulum-b" / "bc" / "seed0.json")
