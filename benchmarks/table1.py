@@ -20,8 +20,9 @@ with a record is never trained again, and the tables are built from the records 
 re-run in a later sitting (or on another machine) picks up where the last one stopped. `--deadline MINUTES`
 starts no new run after that many minutes, for a sitting of known length; runs still missing are listed.
 
-Writes OUT.json (every run's curve and final figures), OUT.md (the table: normalised score at the last
-evaluation, mean +/- std over the seeds recorded, top 3 per dataset in bold; and gen_mse), OUT-curves.png
+Writes OUT.json (every run's curve and final figures), OUT.md (the tables: normalised score at the last
+evaluation and averaged over each seed's last five, mean +/- std over the seeds recorded, top 3 per dataset in
+bold; and gen_mse), OUT-curves.png
 (learning curves) and OUT-figure1.png (gen_mse of AQL, BEAR and BCQ over training, mean and std over seeds).
 """
 
@@ -41,6 +42,7 @@ from plot_runs import read
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIGURE1_ALGOS = ("aql", "bear", "bcq")
+LAST_EVALUATIONS = 5  # the second table averages each seed's last evaluations
 #: metrics.csv columns kept in a run's record to diagnose it after the fact
 DIAGNOSTICS = ("gen_mse", "q_mean", "alpha", "critic_loss", "cql_gap", "mmd", "saturation",
                "generative_fit", "gen_threshold")
@@ -225,9 +227,11 @@ def collect(args: argparse.Namespace, datasets: list[tuple[str, str]], algos: li
             if not seeds:
                 continue
             finals = [s["final"] for s in seeds.values()]
+            lasts = [float(np.mean([score for _, score in s["curve"][-LAST_EVALUATIONS:]])) for s in seeds.values()]
             gen = [s["gen_mse_curve"][-1][1] for s in seeds.values() if s["gen_mse_curve"]]
             results[name]["algos"][algo] = {
                 "final_mean": float(np.mean(finals)), "final_std": float(np.std(finals)), "seeds": seeds,
+                "last_mean": float(np.mean(lasts)), "last_std": float(np.std(lasts)),
                 "gen_mse_mean": float(np.mean(gen)) if gen else None,
                 "gen_mse_std": float(np.std(gen)) if gen else None,
             }
@@ -242,22 +246,29 @@ def markdown(results: dict, algos: list[str], args: argparse.Namespace) -> str:
         text = f"{value:{fmt}} +/- {spread:{fmt}}"
         return text if len(entry["seeds"]) == wanted else f"{text} (n={len(entry['seeds'])})"
 
-    lines = [f"Normalised score at the last evaluation ({args.steps} updates; mean +/- std over seeds "
-             f"{', '.join(map(str, args.seeds))}; {args.eval_episodes} episodes per evaluation). "
-             "Top 3 per dataset in bold; `-`: not run yet.", "", "| dataset | " + " | ".join(algos) + " |",
-             "|---|" + "---|" * len(algos)]
-    for name, entry in results.items():
-        present = entry["algos"]
-        means = {a: present[a]["final_mean"] for a in algos if a in present}
-        top = sorted(means, key=means.get, reverse=True)[:3]
-        cells = []
-        for a in algos:
-            if a not in present:
-                cells.append("-")
-                continue
-            text = cell(present[a], present[a]["final_mean"], present[a]["final_std"], ".1f")
-            cells.append(f"**{text}**" if a in top else text)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    def score_table(key: str, heading: str) -> list[str]:
+        lines = [heading, "", "| dataset | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+        for name, entry in results.items():
+            present = entry["algos"]
+            means = {a: present[a][f"{key}_mean"] for a in algos if a in present}
+            top = sorted(means, key=means.get, reverse=True)[:3]
+            cells = []
+            for a in algos:
+                if a not in present:
+                    cells.append("-")
+                    continue
+                text = cell(present[a], present[a][f"{key}_mean"], present[a][f"{key}_std"], ".1f")
+                cells.append(f"**{text}**" if a in top else text)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return lines
+
+    seeds = ", ".join(map(str, args.seeds))
+    lines = score_table("final", f"Normalised score at the last evaluation ({args.steps} updates; mean +/- std over "
+                        f"seeds {seeds}; {args.eval_episodes} episodes per evaluation). Top 3 per dataset in bold; "
+                        "`-`: not run yet.")
+    lines += [""] + score_table("last", f"Mean of each seed's last {LAST_EVALUATIONS} evaluations (steadier than "
+                                "one evaluation, which swings by 20-50 points between neighbours on Hopper), "
+                                "mean +/- std over the same seeds:")
     generative = [a for a in algos if any(entry["algos"].get(a, {}).get("gen_mse_mean") is not None
                                           for entry in results.values())]
     if generative:

@@ -41,8 +41,11 @@ def test_a_small_grid_writes_table_json_and_plots(tmp_path):
         for algo in entry["algos"].values():
             assert [step for step, _ in algo["seeds"]["0"]["curve"]] == [10, 20]
             assert algo["gen_mse_mean"] > 0
+            scores = [score for _, score in algo["seeds"]["0"]["curve"]]  # 2 evaluations: both in the "last 5"
+            assert algo["last_mean"] == pytest.approx(sum(scores) / 2) and algo["last_std"] == 0
     table = open(out + ".md").read()
-    assert "| pendulum-a |" in table and "| dataset | bc | bcq |" in table and "**" in table
+    # three tables: final score, mean of the last five evaluations, gen_mse
+    assert "| pendulum-a |" in table and table.count("| dataset | bc | bcq |") == 3 and "**" in table
     assert os.path.getsize(out + "-curves.png") > 1000 and os.path.getsize(out + "-figure1.png") > 1000
     record = json.load(open(tmp_path / "records" / "20u" / "pendulum-a" / "bcq" / "seed0.json"))
     assert record["set"] == ["hidden=[16]"] and [s for s, _ in record["curve"]] == [10, 20]
