@@ -114,10 +114,11 @@ def recorded(args: argparse.Namespace, data: str, algo: str, seed: int) -> dict 
         return None
     with open(path) as f:
         record = json.load(f)
-    if sorted(record.get("set", [])) != sorted(overrides(args, algo)):
-        raise SystemExit(f"table1: error: {path} was trained with --set {' '.join(record.get('set', [])) or '(none)'}"
-                         f" for {algo}, this command asks for {' '.join(overrides(args, algo)) or '(none)'}; pass"
-                         " the same settings, or another --records folder for another configuration")
+    trained_with, asked = record.get("set", []), overrides(args, algo)
+    if sorted(trained_with) != sorted(asked):
+        raise SystemExit(f"table1: error: {path} was trained with --set {' '.join(trained_with) or '(none)'} for "
+                         f"{algo}, this command asks for {' '.join(asked) or '(none)'}; pass the same settings, or "
+                         "another --records folder for another configuration")
     return record
 
 

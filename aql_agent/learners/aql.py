@@ -197,7 +197,7 @@ class AQLLearner(Learner):
                 vae_pre_tanh = generator.vae.decode_pre_tanh(obs)  # the VAE's proposal, a fixed input to r
             proposed = generator.correct(obs, vae_pre_tanh).float()  # G(s), [B, act]
             gen_error = behaviour_mean((proposed - actions).pow(2).mean(-1), batch)
-            threshold = torch.tensor(cfg.epsilon, device=obs.device)
+            threshold = torch.full_like(gen_error, cfg.epsilon)  # a device-side fill: no host copy per update
             if cfg.epsilon_at_least_vae:
                 vae_error = behaviour_mean((torch.tanh(vae_pre_tanh).float() - actions).pow(2).mean(-1), batch)
                 threshold = torch.maximum(threshold, vae_error.detach())
