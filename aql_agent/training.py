@@ -183,13 +183,22 @@ class TensorSampler:
     def __init__(self, dataset: TransitionDataset, preprocessing: Preprocessing, seed: int, device: str,
                  discrete: bool = False, returns_discount: float | None = None):
         self.preprocessing, self.discrete, self.returns_discount = preprocessing, discrete, returns_discount
+        self.widths: list[int] | None = None
+        self.masked = False
         self.table = torch.as_tensor(self.rows(dataset), device=device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def rows(self, dataset: TransitionDataset) -> np.ndarray:
-        """`dataset` in this sampler's row layout (what `batch` reads), e.g. fine-tuning's online play."""
-        rows, self.widths, self.masked = transition_rows(dataset, self.preprocessing, self.discrete,
-                                                         self.returns_discount)
+        """`dataset` in this sampler's row layout (what `batch` reads), e.g. fine-tuning's online play. The first
+        dataset fixes the layout; a later one with other columns (masks where the first had none) is refused
+        rather than read with the wrong widths."""
+        rows, widths, masked = transition_rows(dataset, self.preprocessing, self.discrete, self.returns_discount)
+        if self.widths is None:
+            self.widths, self.masked = widths, masked
+        elif (widths, masked) != (self.widths, self.masked):
+            raise AqlError(f"these transitions have columns of widths {widths} (action masks: {masked}) where this "
+                           f"sampler's have {self.widths} (action masks: {self.masked}): record both with the same "
+                           "observation and action spaces, with or without legal-action masks")
         return rows
 
     def sample(self, batch_size: int) -> Batch:
@@ -220,6 +229,7 @@ class ShardSampler(TensorSampler):
                  batch_size: int, returns_discount: float | None = None):
         self.shards, self.prepare, self.preprocessing, self.discrete = shards, prepare, preprocessing, discrete
         self.returns_discount = returns_discount  # an episode cut by a shard's end counts what that shard holds
+        self.widths, self.masked = None, False
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.shuffler = torch.Generator().manual_seed(seed + 1)  # the shard order, apart from the batches

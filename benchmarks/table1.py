@@ -291,12 +291,25 @@ def plots(results: dict, algos: list[str], out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colours = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}  # one colour per algorithm in every panel
+
     def band(ax, curves, label):
+        if not curves:
+            return
         steps = [s for s, _ in curves[0]]
         values = np.array([[v for _, v in c][:len(steps)] for c in curves])
         mean, std = values.mean(0), values.std(0)
-        ax.plot(steps, mean, label=label)
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.plot(steps, mean, label=label, color=colours[label])
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=colours[label])
+
+    def legend(axes) -> None:
+        """One legend of every algorithm drawn anywhere (a dataset may lack some columns so far)."""
+        labelled = {}
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                labelled.setdefault(label, handle)
+        if labelled:
+            axes[-1].legend(list(labelled.values()), list(labelled), fontsize=8)
 
     names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
@@ -305,7 +318,7 @@ def plots(results: dict, algos: list[str], out: str) -> None:
             if algo in results[name]["algos"]:
                 band(ax, [s["curve"] for s in results[name]["algos"][algo]["seeds"].values()], algo)
         ax.set(title=name, xlabel="gradient updates", ylabel="normalised score")
-    axes[0][-1].legend(fontsize=8)
+    legend(axes[0])
     fig.tight_layout()
     fig.savefig(out + "-curves.png", dpi=110)
 
@@ -319,7 +332,7 @@ def plots(results: dict, algos: list[str], out: str) -> None:
                               if s["gen_mse_curve"]], algo)
             ax.set(title=f"{name}: generative error", xlabel="gradient updates",
                    ylabel="gen_mse (last 500 batches)", yscale="log")
-        axes[0][-1].legend(fontsize=8)
+        legend(axes[0])
         fig.tight_layout()
         fig.savefig(out + "-figure1.png", dpi=110)
 

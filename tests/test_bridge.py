@@ -537,3 +537,12 @@ def test_seeded_streams_explore_alike_however_decisions_are_batched_or_shared():
     assert together == play([[s] for s in reversed(streams) for _ in range(6)])  # one at a time, another order
     assert together == play([streams] * 6, session=7)  # another engine playing the same game draws the same
     assert len({tuple(d) for d in together.values()}) == 3  # each stream its own draws
+
+
+@pytest.mark.parametrize("endpoint, loopback", [
+    ("tcp://127.0.0.1:5555", True), ("tcp://127.1.2.3:*", True), ("tcp://[::1]:5555", True),
+    ("tcp://localhost:5555", True), ("ipc:///tmp/agent", True), ("inproc://agent", True),
+    ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://[::]:5555", False), ("tcp://eth0:5555", False),
+    ("tcp://127.0.0.1.example.com:5555", False), ("tcp://10.0.0.1:5555", False), ("udp://127.0.0.1:5555", False)])
+def test_loopback_is_judged_from_the_parsed_host(endpoint, loopback):
+    assert p.is_loopback(endpoint) is loopback

@@ -268,3 +268,23 @@ def test_a_dataset_of_one_transition_converts_and_summarises(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "one.npz"), str(tmp_path / "one.aqlog")]) == 0
     assert main(["inspect", str(tmp_path / "one.aqlog")]) == 0
     assert "episodes:" in capsys.readouterr().out
+
+
+def test_a_sampler_refuses_rows_of_another_layout_instead_of_misreading_them():
+    """Fine-tuning adds online play to the offline table through `rows`: play recorded without legal-action masks
+    must not silently shift the masked table's columns."""
+    import dataclasses
+
+    from aql_agent.checkpoint import Preprocessing
+    from aql_agent.errors import AqlError
+    from aql_agent.training import TensorSampler
+
+    def discrete(masks: bool) -> TransitionDataset:
+        ds = _toy_dataset(masks=masks)
+        return dataclasses.replace(ds, actions=np.arange(len(ds.rewards)) % 4)
+
+    sampler = TensorSampler(discrete(True), Preprocessing.identity(3, 4), seed=0, device="cpu", discrete=True)
+    assert sampler.rows(discrete(True)).shape[1] == sampler.table.shape[1]
+    with pytest.raises(AqlError, match="action masks: False"):
+        sampler.rows(discrete(False))
+    assert sampler.masked and sampler.sample(8).action_masks.shape == (8, 4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -170,8 +171,22 @@ def check_endpoint(endpoint: str, flag: str) -> None:
 
 
 def is_loopback(endpoint: str) -> bool:
-    """Whether only this machine can reach `endpoint` (loopback TCP, ipc, inproc)."""
-    return endpoint.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://"))
+    """Whether only this machine can reach `endpoint`: ipc, inproc, or TCP on a loopback address (127.0.0.0/8,
+    [::1], localhost). The host is parsed, not prefix-matched, so tcp://[::1]:5555 is loopback and an interface
+    name or wildcard (tcp://eth0:5555, tcp://*:5555) is not."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = endpoint[len("tcp://"):].rpartition(":")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # an interface name, a wildcard or a hostname: may be reachable from elsewhere
+        return False
 
 
 def require_int(value: Any, name: str, low: int | None = None) -> int:
