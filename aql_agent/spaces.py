@@ -126,7 +126,8 @@ def space_from_spec(spec: Any, where: str = "space") -> spaces.Space:
             dtype = parse_dtype(spec.get("dtype"), where)
             shape = _shape(spec, where)
             low, high = _bounds(spec, "low", shape, where), _bounds(spec, "high", shape, where)
-            return spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=shape, dtype=dtype.newbyteorder("="))
+            return spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=shape,
+                              dtype=dtype.newbyteorder("="))
         if kind == "discrete":
             dtype = parse_dtype(spec.get("dtype", "int64"), where)
             return _discrete(int(spec["n"]), int(spec.get("start", 0)), dtype.newbyteorder("="), where)
@@ -227,7 +228,8 @@ class SpaceCodec:
                 raise SpaceError(f"{self.where}: expected dtype {self._dtype.name}, got {array.dtype.name}")
             return array.astype(self._dtype, copy=False).tobytes()
         if not isinstance(value, Mapping):
-            raise SpaceError(f"{self.where}: expected a dict with keys {list(self.children)}, got {type(value).__name__}")
+            raise SpaceError(f"{self.where}: expected a dict with keys {list(self.children)}, "
+                             f"got {type(value).__name__}")
         if value.keys() != self.children.keys():
             raise SpaceError(f"{self.where}: expected keys {sorted(self.children)}, got {sorted(map(str, value))}")
         return [child.encode(value[key]) for key, child in self.children.items()]

@@ -9,8 +9,8 @@ against the behaviour-tree AI over training.
    (runs go to `RUNS/moba-bt-games/ALGO/seedN`); both sides
    are learned from (`--agent all`). Existing logs are kept, so the data is made once.
 2. **Training**: each (algorithm, seed) is one `aql train` run with the same networks and budget (one torch
-   thread each, `--jobs` at a time as Ray Tune trials; finished runs are skipped, interrupted ones resume), evaluated every
-   `--eval-every` updates by `--eval-games` seeded games against `--opponent`, sides swapped every game.
+   thread each, `--jobs` at a time as Ray Tune trials; finished runs are skipped, interrupted ones resume),
+   evaluated every `--eval-every` updates by `--eval-games` seeded games against `--opponent`, sides swapped every game.
 3. **Outputs**: OUT.json (every run's win-rate curve and final figures), OUT.md (final win rate, mean +/- std
    over seeds, and G's cross-entropy), OUT.png (win rate and gen_ce over training, mean and std over seeds).
 """

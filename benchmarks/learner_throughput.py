@@ -185,7 +185,8 @@ def main() -> None:
                                                   for k, v in results[name]["gflops_achieved"].items()}
     obs_dim, act_dim, discrete = SHAPES[args.suite]
     record = {"suite": args.suite, "threads": args.threads, "trials": args.trials, "batch_size": BATCH,
-              "obs_dim": obs_dim, ("actions" if discrete else "act_dim"): act_dim, "matmul_gflops": peak, "results": results, "aql_agent": __version__,
+              "obs_dim": obs_dim, ("actions" if discrete else "act_dim"): act_dim, "matmul_gflops": peak,
+              "results": results, "aql_agent": __version__,
               "d3rlpy": d3rlpy.__version__, "torch": torch.__version__, "machine": platform.processor() or
               platform.machine(), "cpus": os.cpu_count()}
     os.makedirs(args.out, exist_ok=True)

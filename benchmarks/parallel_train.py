@@ -5,8 +5,9 @@
 On hopper-medium, for each learner and global batch size: updates/s of one process with 1 torch thread, one
 process with 2 threads (the other way to use a second core), and 2 data-parallel workers of 1 thread each
 (`training.train` through `distributed.train_parallel`, the training loop's own clock: Ray's start-up is
-reported apart), `--repeats` times interleaved. The same seed everywhere; the final metrics of the 1-thread and 2-worker runs are compared,
-as a check that both did the same work. Writes benchmarks/results/parallel_train.json and .png.
+reported apart), `--repeats` times interleaved. The same seed everywhere; the final metrics of the 1-thread and
+2-worker runs are compared, as a check that both did the same work. Writes
+benchmarks/results/parallel_train.json and .png.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def main() -> None:
                         if threads == 1:
                             row["metrics_one_process"] = summary["metrics"]
                     wall = time.perf_counter()
-                    summary = train_parallel(settings(algo, args.data, os.path.join(work, f"{algo}-{batch}-ddp-{repeat}"),
-                                                      steps, batch), workers=2)
+                    folder = os.path.join(work, f"{algo}-{batch}-ddp-{repeat}")
+                    summary = train_parallel(settings(algo, args.data, folder, steps, batch), workers=2)
                     rates[WAYS[2]].append(steps / summary["seconds"])
                     row.setdefault("ray_train_start_s", []).append(time.perf_counter() - wall - summary["seconds"])
                     row["metrics_2_workers"] = summary["metrics"]

@@ -139,7 +139,8 @@ def run(steps: int, trials: int, out: str, iterate_steps: int) -> dict:
     result["ratios"] = {
         "write overhead vs raw msgpack (aql / raw)": median["write/aql"] / median["write/raw msgpack"],
         "write overhead vs raw msgpack (aql zstd / raw)": median["write/aql zstd"] / median["write/raw msgpack"],
-        "read-to-arrays time vs raw msgpack (aql / raw)": median["read to arrays/aql"] / median["read to arrays/raw msgpack"],
+        "read-to-arrays time vs raw msgpack (aql / raw)":
+            median["read to arrays/aql"] / median["read to arrays/raw msgpack"],
         "read-to-arrays time vs raw msgpack (aql zstd / raw)":
             median["read to arrays/aql zstd"] / median["read to arrays/raw msgpack"],
         "step iteration time vs raw msgpack (aql Step objects / raw records + frombuffer)":

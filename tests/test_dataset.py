@@ -168,8 +168,15 @@ def test_bad_dataset_files_get_one_clear_error(tmp_path):
     with pytest.raises(DatasetError, match=r"lacks the D4RL keys \['actions', 'rewards', 'terminals'\]"):
         load_dataset(str(tmp_path / "partial.npz"))
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file at all")
-    with pytest.raises(DatasetError, match="not a readable .npz"):
+    with pytest.raises(DatasetError, match="not an .npz archive"):
         load_dataset(str(tmp_path / "garbage.npz"))
+    with open(tmp_path / "one-array.npz", "wb") as f:  # np.save's .npy under an .npz name: no arrays by key
+        np.save(f, np.zeros(3))
+    with pytest.raises(DatasetError, match="not an .npz archive"):
+        load_dataset(str(tmp_path / "one-array.npz"))
+    np.savez(str(tmp_path / "objects.npz"), observations=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DatasetError, match="Object arrays cannot be loaded"):  # never unpickled
+        load_dataset(str(tmp_path / "objects.npz"))
     (tmp_path / "garbage.hdf5").write_bytes(b"not hdf5")
     with pytest.raises(DatasetError, match="not a readable HDF5"):
         load_dataset(str(tmp_path / "garbage.hdf5"))

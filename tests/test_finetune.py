@@ -118,7 +118,8 @@ def test_discrete_finetune_from_the_cli_and_resume(cartpole_data, tmp_path, caps
     offline = tiny_offline_run(cartpole_data, str(tmp_path / "offline"), "bcq-discrete")
     out = str(tmp_path / "tuned")
     common = ["finetune", "--checkpoint", offline, "--env", "CartPole-v1", "--out", out, "--round-steps", "50",
-              "--updates-per-step", "0.2", "--relax", "4", "--eval-every", "100", "--eval-episodes", "1", "--exploration", "0.2",
+              "--updates-per-step", "0.2", "--relax", "4", "--eval-every", "100", "--eval-episodes", "1",
+              "--exploration", "0.2",
               "--no-progress", "--no-tensorboard"]
     assert main([*common, "--steps", "100"]) == 0
     first = json.loads(capsys.readouterr().out)
@@ -177,7 +178,8 @@ def test_resume_continues_a_game_fine_tuning_exactly(connect_four_run, tmp_path,
 
     flags = ["finetune", "--checkpoint", connect_four_run, "--env", "connect-four", "--opponent", "random",
              "--round-games", "2", "--updates-per-step", "0.7", "--eval-every", "30", "--eval-episodes", "2",
-             "--set", "exploration=boltzmann", "--exploration", "0.5", "--exploration-final", "0.1", "--anneal-steps", "60",
+             "--set", "exploration=boltzmann", "--exploration", "0.5", "--exploration-final", "0.1",
+             "--anneal-steps", "60",
              "--log-every", "7", "--seed", "3", "--no-progress", "--no-tensorboard"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main([*flags, "--steps", "70", "--out", str(straight)]) == 0
@@ -322,7 +324,8 @@ def test_self_play_meets_the_latest_checkpoint_and_is_evaluated_against_the_offl
                  "--steps", "40", "--round-games", "2", "--eval-every", "20", "--eval-episodes", "2", "--out", str(out),
                  "--no-progress", "--no-tensorboard"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["first_evaluation"]["opponent"] == f"agent:{os.path.abspath(os.path.join(connect_four_run, 'checkpoints', 'step-000000020'))}"
+    first = os.path.abspath(os.path.join(connect_four_run, "checkpoints", "step-000000020"))
+    assert summary["first_evaluation"]["opponent"] == f"agent:{first}"
     assert summary["evaluation"]["opponent"] == summary["first_evaluation"]["opponent"]
     steps = [int(r["step"]) for r in read_csv(out / "rounds.csv")]
     saved = {int(r["step"]) for r in read_csv(out / "eval.csv")} - {0}

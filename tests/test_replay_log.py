@@ -62,7 +62,8 @@ def test_single_agent_round_trip_through_steps_episodes_and_columns(tmp_path, co
     np.testing.assert_array_equal(cols.terminated, [r[4] for r in recorded])
     np.testing.assert_array_equal(cols.truncated, [r[5] for r in recorded])
     np.testing.assert_array_equal(cols.episode, [r[0] for r in recorded])
-    assert [None if v is None else v for v in cols.infos["x"]] == [None if r[6] is None else r[6]["x"] for r in recorded]
+    assert [None if v is None else v for v in cols.infos["x"]] == [
+        None if r[6] is None else r[6]["x"] for r in recorded]
     returns = [s.returns["agent"] for s in columns.episodes]
     np.testing.assert_allclose(returns, [e.agents["agent"].episode_return for e in episodes])
 
@@ -76,8 +77,8 @@ def test_two_agents_with_masked_dict_observations_round_trip(moba_log):
         _steps_equal([s for s in steps if s.agent == agent], moba_log.steps[agent])
         cols = reader.columns().agents[agent]
         recorded = moba_log.steps[agent]
-        np.testing.assert_array_equal(cols.observations["action_mask"], np.stack([r[1]["action_mask"] for r in recorded]))
-        np.testing.assert_array_equal(cols.observations["observation"], np.stack([r[1]["observation"] for r in recorded]))
+        for key in ("action_mask", "observation"):
+            np.testing.assert_array_equal(cols.observations[key], np.stack([r[1][key] for r in recorded]))
         np.testing.assert_array_equal(cols.actions, np.stack([r[2] for r in recorded]))
         assert cols.observations["action_mask"].dtype == np.int8
     summaries = reader.columns().episodes
@@ -318,7 +319,8 @@ def test_dict_values_are_read_in_the_headers_key_order_not_sorted(tmp_path):
 
     from aql_agent.replay import ReplayReader, ReplayWriter
 
-    unsorted = spaces.Dict([("observation", spaces.Box(0, 9, (3,), np.float32)), ("action_mask", spaces.MultiBinary(2))])
+    unsorted = spaces.Dict([("observation", spaces.Box(0, 9, (3,), np.float32)),
+                            ("action_mask", spaces.MultiBinary(2))])
     assert list(unsorted.spaces) == ["observation", "action_mask"]  # another writer's order
     path = tmp_path / "keys.aqlog"
     with ReplayWriter(path, "toy", unsorted, spaces.Discrete(2)) as writer:

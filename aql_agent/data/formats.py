@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zipfile
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
@@ -174,6 +175,9 @@ def save_npz(dataset: TransitionDataset, path: str | os.PathLike | BinaryIO) -> 
 def load_npz(path: str | os.PathLike) -> TransitionDataset:
     path = os.fspath(path)
     require_exists(path, "dataset")
+    if not zipfile.is_zipfile(path):  # np.load would try it as one .npy array, then as a pickle (refused)
+        raise DatasetError(f"{path} is not an .npz archive (a zip of .npy arrays, as numpy.savez writes): "
+                           "check the file is complete, or convert it with `aql convert`")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -405,7 +409,8 @@ def save_log(dataset: TransitionDataset, path: str | os.PathLike, compression: s
                       players={agent: player}, info_keys=info_keys, compression=compression, overwrite=overwrite,
                       recorder={"tool": "aql convert"},
                       metadata={"dataset": stored, "converted_from": [str(s) for s in meta.get("source", [])]}) as w:
-        obs, next_obs, actions, rewards = dataset.observations, dataset.next_observations, dataset.actions, dataset.rewards
+        obs, next_obs = dataset.observations, dataset.next_observations
+        actions, rewards = dataset.actions, dataset.rewards
         masks, next_masks = dataset.action_masks, dataset.next_action_masks
         terminals, timeouts = dataset.terminals, dataset.timeouts
         for part in tqdm(dataset.episode_slices(), desc="episodes", disable=not progress, unit="ep"):

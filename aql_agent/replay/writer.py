@@ -292,8 +292,8 @@ class ReplayWriter:
         if self._episode is not None:
             warnings.warn(ReplayLogWarning(f"{self.path}: closed with episode {self._episode} still open; "
                                            "its steps are kept but it has no end record"), stacklevel=2)
-        self._records.append((fmt.LOG_END, {"episodes": self._episodes, "steps": self.steps,
-                                            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}))
+        finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._records.append((fmt.LOG_END, {"episodes": self._episodes, "steps": self.steps, "finished": finished}))
         self._flush_chunk()
         os.fsync(self._file.fileno())
         self._file.close()
