@@ -239,6 +239,28 @@ def collect(args: argparse.Namespace, datasets: list[tuple[str, str]], algos: li
     return results
 
 
+def verdicts(results: dict, algos: list[str], wanted: int, ours: str = "aql") -> dict:
+    """Dataset by dataset, is `ours` at or above the best other column within one pooled seed-std (the
+    question the paper's Table 1 answers), on the final evaluation and on the last-5 mean. `complete` is False
+    while a column is missing or has fewer seeds than asked: the answer may still change."""
+    answers = {}
+    for name, entry in results.items():
+        present = entry["algos"]
+        if ours not in present or len(present) < 2:
+            continue
+        complete = all(a in present and len(present[a]["seeds"]) == wanted for a in algos)
+        answer = {"complete": complete}
+        for key in ("final", "last"):
+            others = {a: v for a, v in present.items() if a != ours}
+            best = max(others, key=lambda a: others[a][f"{key}_mean"])
+            mine, theirs = present[ours], others[best]
+            pooled = float(np.sqrt((mine[f"{key}_std"] ** 2 + theirs[f"{key}_std"] ** 2) / 2))
+            gap = mine[f"{key}_mean"] - theirs[f"{key}_mean"]
+            answer[key] = {"best_other": best, "gap": gap, "pooled_std": pooled, "at_or_above": gap >= -pooled}
+        answers[name] = answer
+    return answers
+
+
 def markdown(results: dict, algos: list[str], args: argparse.Namespace) -> str:
     """The table; a cell is mean +/- std over the seeds recorded, with `(n=...)` where fewer than asked."""
     wanted = len(args.seeds)
@@ -283,6 +305,17 @@ def markdown(results: dict, algos: list[str], args: argparse.Namespace) -> str:
                 cells.append("-" if present is None or present["gen_mse_mean"] is None else
                              cell(present, present["gen_mse_mean"], present["gen_mse_std"], ".4f"))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    answers = verdicts(results, algos, wanted)
+    if answers:
+        lines += ["", "Is aql at or above the best other column within one pooled seed-std (sqrt of the mean of the "
+                  "two variances)? Gap = aql's mean minus the best other's; `(so far)` while a column is missing or "
+                  "short of seeds:", "", "| dataset | final: best other, gap, answer | last 5: best other, gap, "
+                  "answer |", "|---|---|---|"]
+        for name, answer in answers.items():
+            cells = [f"{answer[k]['best_other']}, {answer[k]['gap']:+.1f} (pooled std {answer[k]['pooled_std']:.1f}), "
+                     f"{'yes' if answer[k]['at_or_above'] else 'no'}" for k in ("final", "last")]
+            suffix = "" if answer["complete"] else " (so far)"
+            lines.append(f"| {name}{suffix} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -413,8 +446,8 @@ def main() -> None:
     results = collect(args, datasets, algos)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as f:
-        json.dump({"settings": {k: v for k, v in vars(args).items() if k != "d3rlpy_run"}, "results": results}, f,
-                  indent=1)
+        json.dump({"settings": {k: v for k, v in vars(args).items() if k != "d3rlpy_run"}, "results": results,
+                   "aql_at_or_above_best": verdicts(results, algos, len(args.seeds))}, f, indent=1)
     table = markdown(results, algos, args)
     with open(args.out + ".md", "w") as f:
         f.write(table)

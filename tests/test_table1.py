@@ -107,3 +107,30 @@ def test_a_tune_grid_gives_the_serial_harness_s_metrics(tmp_path):
         tuned = records["2"][key]
         assert tuned["curve"] == serial["curve"] and tuned["final"] == serial["final"], key
     shutil.rmtree(ray_home, ignore_errors=True)
+
+
+def test_the_verdict_compares_aql_with_the_best_other_column_within_a_pooled_std(monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    table1 = importlib.import_module("table1")
+
+    def column(final: float, final_std: float, seeds: int = 3) -> dict:
+        return {"final_mean": final, "final_std": final_std, "last_mean": final, "last_std": final_std,
+                "seeds": dict.fromkeys(range(seeds))}
+
+    results = {
+        "ahead": {"algos": {"aql": column(70, 3), "bc": column(50, 4), "cql": column(30, 1)}},
+        "level": {"algos": {"aql": column(48, 3), "bc": column(50, 4), "cql": column(30, 1)}},  # -2 > -3.5
+        "behind": {"algos": {"aql": column(20, 1), "bc": column(25, 1), "cql": column(76, 9, seeds=2)}},
+        "alone": {"algos": {"bc": column(20, 1)}},
+    }
+    answers = table1.verdicts(results, ["bc", "cql", "aql"], wanted=3)
+    assert set(answers) == {"ahead", "level", "behind"}  # nothing to say without aql and another column
+    assert answers["ahead"]["final"]["best_other"] == "bc" and answers["ahead"]["final"]["at_or_above"]
+    assert answers["level"]["last"]["at_or_above"] and answers["level"]["last"]["pooled_std"] == pytest.approx(
+        (12.5) ** 0.5)
+    behind = answers["behind"]
+    assert behind["final"]["best_other"] == "cql" and not behind["final"]["at_or_above"]
+    assert behind["final"]["gap"] == -56 and not behind["complete"]  # cql has 2 seeds of 3
+    assert answers["ahead"]["complete"]
