@@ -156,6 +156,20 @@ def test_aql_threshold_can_be_held_at_the_vaes_own_error():
     assert floored[-1]["alpha"] < fixed[-1]["alpha"]
 
 
+def test_aql_slack_constraint_frees_the_residual_when_its_fit_is_weighted_by_alpha():
+    """With a slack constraint (epsilon 1.0: alpha sinks to its floor) eq. 13 leaves G free to follow Q; a
+    residual fit term of fixed weight 1 still pulls G back to the data. Under alpha it no longer does: G moves
+    further from the logged actions."""
+    def late_error(**extra) -> float:
+        learner = build("aql", warmup_steps=0, epsilon=1.0, initial_alpha=0.01, **extra)
+        batches = toy_batches(0)
+        metrics = [learner.update(next(batches)) for _ in range(300)]
+        assert metrics[-1]["alpha"] < 0.01
+        return float(np.mean([m["gen_mse"] for m in metrics[-50:]]))
+
+    assert late_error(residual_fit_under_alpha=True) > 1.2 * late_error()
+
+
 @pytest.mark.parametrize("normalize_q", [True, False])
 def test_aql_generator_step_does_not_depend_on_the_reward_scale(normalize_q):
     """Eq. 13's solution does not change when Q is scaled; with the |Q|-normalised term G's step does not
