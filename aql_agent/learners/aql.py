@@ -91,7 +91,8 @@ class AQLConfig(EnsembleConfig):
     stays as close to the data as its behaviour model is."""
     residual_fit_under_alpha: bool = False
     """Weight the residual's fit term d(a_hat, a) by alpha, as eq. 13 weights the generative loss, instead of by
-    1; the VAE's own loss keeps weight 1 (it is the behaviour model every proposal starts from). Off, the residual
+    1; the VAE is trained by its own loss alone, with weight 1 (it is the behaviour model every proposal starts
+    from: under a large alpha the residual's term would otherwise swamp its likelihood). Off, the residual
     is pulled back to the data with a fixed weight besides the constraint, so where the constraint is slack
     (alpha at its floor) G still cannot spend the error budget epsilon allows: on halfcheetah-medium G's error
     stays at 0.038 against epsilon = 0.05 with alpha at e^-5. On, a slack constraint frees the residual and a
@@ -126,21 +127,23 @@ class ResidualGenerator(nn.Module):
         """Sample G(s): decode clipped prior samples, then correct them."""
         return self.correct(obs, self.vae.decode_pre_tanh(obs))
 
-    def reconstruct(self, obs: torch.Tensor, act: torch.Tensor
+    def reconstruct(self, obs: torch.Tensor, act: torch.Tensor, residual_only: bool = False
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(corrected reconstruction, VAE reconstruction, posterior mean, posterior std) of (s, a)."""
+        """(corrected reconstruction, VAE reconstruction, posterior mean, posterior std) of (s, a). With
+        `residual_only` the corrected reconstruction's gradient reaches the residual network only."""
         mean, std = self.vae.encode(obs, act)
         pre_tanh = self.vae.decode_pre_tanh(obs, mean + std * torch.randn_like(std))
-        return self.correct(obs, pre_tanh), torch.tanh(pre_tanh), mean, std
+        return (self.correct(obs, pre_tanh.detach() if residual_only else pre_tanh), torch.tanh(pre_tanh), mean,
+                std)
 
     def generative_loss(self, obs: torch.Tensor, act: torch.Tensor, kl_weight: float) -> torch.Tensor:
         """Eq. 11: d(a_hat, a) + L_VAE with d the mean squared error."""
         return sum(self.generative_terms(obs, act, kl_weight))
 
-    def generative_terms(self, obs: torch.Tensor, act: torch.Tensor, kl_weight: float
+    def generative_terms(self, obs: torch.Tensor, act: torch.Tensor, kl_weight: float, residual_only: bool = False
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 11's two terms apart: (d(a_hat, a), L_VAE)."""
-        corrected, recon, mean, std = self.reconstruct(obs, act)
+        """Eq. 11's two terms apart: (d(a_hat, a), L_VAE); `residual_only` keeps the first out of the VAE."""
+        corrected, recon, mean, std = self.reconstruct(obs, act, residual_only)
         return (F.mse_loss(corrected.float(), act),
                 vae_loss(recon.float(), act, mean.float(), std.float(), kl_weight))
 
@@ -204,8 +207,11 @@ class AQLLearner(Learner):
         alpha = nets["alpha"].value()
         behaviour = behaviour_rows(batch)
         with self.autocast():
+            improving = self.updates >= cfg.warmup_steps
+            # Under alpha the residual's fit may weigh e^10: kept out of the VAE, which its own loss trains.
+            under_alpha = cfg.residual_fit_under_alpha and improving
             residual_fit, vae_fit = generator.generative_terms(behaviour.observations, behaviour.actions,
-                                                               cfg.vae_kl_weight)
+                                                               cfg.vae_kl_weight, residual_only=under_alpha)
             fit_loss = residual_fit + vae_fit
             with torch.no_grad():
                 vae_pre_tanh = generator.vae.decode_pre_tanh(obs)  # the VAE's proposal, a fixed input to r
@@ -215,9 +221,7 @@ class AQLLearner(Learner):
             if cfg.epsilon_at_least_vae:
                 vae_error = behaviour_mean((torch.tanh(vae_pre_tanh).float() - actions).pow(2).mean(-1), batch)
                 threshold = torch.maximum(threshold, vae_error.detach())
-            improving = self.updates >= cfg.warmup_steps
-            fit_weight = alpha if cfg.residual_fit_under_alpha and improving else 1.0
-            loss = fit_weight * residual_fit + vae_fit + alpha * gen_error
+            loss = (alpha if under_alpha else 1.0) * residual_fit + vae_fit + alpha * gen_error
             if improving:
                 proposed_q = nets["critic"](obs, proposed).float().amin(0)
                 def over_rows(values: torch.Tensor) -> torch.Tensor:
