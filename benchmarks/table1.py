@@ -250,8 +250,8 @@ def verdicts(results: dict, algos: list[str], wanted: int, ours: str = "aql") ->
             continue
         complete = all(a in present and len(present[a]["seeds"]) == wanted for a in algos)
         answer = {"complete": complete}
+        others = {a: v for a, v in present.items() if a != ours}
         for key in ("final", "last"):
-            others = {a: v for a, v in present.items() if a != ours}
             best = max(others, key=lambda a: others[a][f"{key}_mean"])
             mine, theirs = present[ours], others[best]
             pooled = float(np.sqrt((mine[f"{key}_std"] ** 2 + theirs[f"{key}_std"] ** 2) / 2))
@@ -261,8 +261,9 @@ def verdicts(results: dict, algos: list[str], wanted: int, ours: str = "aql") ->
     return answers
 
 
-def markdown(results: dict, algos: list[str], args: argparse.Namespace) -> str:
-    """The table; a cell is mean +/- std over the seeds recorded, with `(n=...)` where fewer than asked."""
+def markdown(results: dict, algos: list[str], args: argparse.Namespace, answers: dict) -> str:
+    """The table; a cell is mean +/- std over the seeds recorded, with `(n=...)` where fewer than asked. `answers`
+    are the `verdicts` on the same results."""
     wanted = len(args.seeds)
 
     def cell(entry: dict, value: float, spread: float, fmt: str) -> str:
@@ -305,7 +306,6 @@ def markdown(results: dict, algos: list[str], args: argparse.Namespace) -> str:
                 cells.append("-" if present is None or present["gen_mse_mean"] is None else
                              cell(present, present["gen_mse_mean"], present["gen_mse_std"], ".4f"))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    answers = verdicts(results, algos, wanted)
     if answers:
         lines += ["", "Is aql at or above the best other column within one pooled seed-std (sqrt of the mean of the "
                   "two variances)? Gap = aql's mean minus the best other's; `(so far)` while a column is missing or "
@@ -444,11 +444,12 @@ def main() -> None:
 
     algos = args.algos + [f"d3rlpy-{a}" for a in args.d3rlpy]
     results = collect(args, datasets, algos)
+    answers = verdicts(results, algos, len(args.seeds))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"settings": {k: v for k, v in vars(args).items() if k != "d3rlpy_run"}, "results": results,
-                   "aql_at_or_above_best": verdicts(results, algos, len(args.seeds))}, f, indent=1)
-    table = markdown(results, algos, args)
+                   "aql_at_or_above_best": answers}, f, indent=1)
+    table = markdown(results, algos, args, answers)
     with open(args.out + ".md", "w") as f:
         f.write(table)
     plots(results, algos, args.out)

@@ -115,7 +115,7 @@ def test_residual_generator_reconstructs_multimodal_data_better_than_the_plain_v
     opt_p = torch.optim.Adam(plain.parameters(), lr=1e-3)
     for _ in range(800):
         obs, act = sample(256)
-        for opt, loss in ((opt_r, residual.generative_loss(obs, act, 0.5)),
+        for opt, loss in ((opt_r, sum(residual.generative_terms(obs, act, 0.5))),
                           (opt_p, vae_loss(*plain(obs, act)[:1], act, *plain.encode(obs, act), 0.5))):
             opt.zero_grad()
             loss.backward()

@@ -136,13 +136,10 @@ class ResidualGenerator(nn.Module):
         return (self.correct(obs, pre_tanh.detach() if residual_only else pre_tanh), torch.tanh(pre_tanh), mean,
                 std)
 
-    def generative_loss(self, obs: torch.Tensor, act: torch.Tensor, kl_weight: float) -> torch.Tensor:
-        """Eq. 11: d(a_hat, a) + L_VAE with d the mean squared error."""
-        return sum(self.generative_terms(obs, act, kl_weight))
-
     def generative_terms(self, obs: torch.Tensor, act: torch.Tensor, kl_weight: float, residual_only: bool = False
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 11's two terms apart: (d(a_hat, a), L_VAE); `residual_only` keeps the first out of the VAE."""
+        """Eq. 11's two terms, d(a_hat, a) with d the mean squared error and L_VAE, apart (their sum is the
+        generative loss); `residual_only` keeps the first out of the VAE."""
         corrected, recon, mean, std = self.reconstruct(obs, act, residual_only)
         return (F.mse_loss(corrected.float(), act),
                 vae_loss(recon.float(), act, mean.float(), std.float(), kl_weight))
