@@ -398,7 +398,7 @@ class DatasetMaker:
         entry: dict[str, Any] = {"files": [f"{self.name}-{kind}{suffix}" for suffix in (".aqlog", ".npz", ".hdf5")],
                                  "transitions": len(data), "episodes": len(returns), "return_mean": mean,
                                  "return_std": float(returns.std()), "terminals": int(data.terminals.sum()),
-                                 "timeouts": int(data.timeouts.sum())}
+                                 "timeouts": int(data.timeouts.sum()), "sha256": data.digest()}
         score = normalized_score(self.settings.env, mean)
         if score is not None:
             entry["normalized"] = score

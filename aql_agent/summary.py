@@ -68,6 +68,7 @@ def summarise_dataset(dataset: TransitionDataset, path: str, kind: str) -> dict[
         "terminals": int(dataset.terminals.sum()), "timeouts": int(dataset.timeouts.sum()),
         "action_masks": None if dataset.action_masks is None else str(dataset.action_masks.shape[1:]),
         "infos": sorted(dataset.infos),
+        "sha256": dataset.digest(),
     }
 
 

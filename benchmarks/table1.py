@@ -15,9 +15,10 @@ for a side-by-side column.
 
 The grid is cumulative across sittings: every finished run is summarised into a small record,
 `--records/STEPSu/DATASET/ALGO/seedN.json` (its evaluation curve, final score, gen_mse and the diagnostics
-q_mean / alpha / critic_loss over training, and the settings that produced it), meant to be committed. A run
-with a record is never trained again, and the tables are built from the records alone, so the same command
-re-run in a later sitting (or on another machine) picks up where the last one stopped. `--deadline MINUTES`
+q_mean / alpha / critic_loss over training, the settings that produced it and the data's content digest), meant
+to be committed. A run with a record is never trained again, and the tables are built from the records alone,
+so the same command re-run in a later sitting (or on another machine) picks up where the last one stopped; a
+record whose digest differs from the dataset now at its path (a remade set that came out different) is refused. `--deadline MINUTES`
 starts no new run after that many minutes, for a sitting of known length; runs still missing are listed.
 
 Writes OUT.json (every run's curve and final figures), OUT.md (the tables: normalised score at the last
@@ -29,6 +30,7 @@ bold; and gen_mse), OUT-curves.png
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -86,6 +88,18 @@ def learner_config(folder: str) -> dict | None:
         return None
 
 
+@functools.lru_cache(maxsize=None)
+def data_digest(data: str) -> str | None:
+    """The dataset's content digest (`TransitionDataset.digest`, as `aql inspect` and a make-dataset card show it),
+    None where the file is not here (a summary from records alone needs no data). A record keeps it, so a grid
+    resumed on a remade dataset (datasets are made per checkout) cannot mix runs on two different sets."""
+    if not os.path.exists(data):
+        return None
+    from aql_agent.data import load_dataset
+
+    return load_dataset(data).digest()
+
+
 def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed: int, folder: str) -> None:
     """Summarise a finished run folder into its committed record (atomic)."""
     evaluation = read(os.path.join(folder, "eval.csv"))
@@ -93,7 +107,8 @@ def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed:
     key = next(k for k in ("normalized_mean", "return_mean", "win_rate") if k in evaluation[0])
     metrics_path = os.path.join(folder, "metrics.csv")
     metrics = read(metrics_path) if os.path.exists(metrics_path) else []
-    record = {"env": env, "dataset": dataset_name(data), "algo": algo, "seed": seed, "steps": args.steps,
+    record = {"env": env, "dataset": dataset_name(data), "data_sha256": data_digest(data), "algo": algo, "seed": seed,
+              "steps": args.steps,
               "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "set": overrides(args, algo),
               "learner_config": learner_config(folder),
               "score": key, "curve": [(int(e["step"]), e[key]) for e in evaluation], "final": evaluation[-1][key],
@@ -107,8 +122,9 @@ def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed:
 
 
 def recorded(args: argparse.Namespace, data: str, algo: str, seed: int) -> dict | None:
-    """The record of this cell, if there is one; a record trained with other `--set` settings than this command
-    asks for is an error, never silently reused (or silently retrained)."""
+    """The record of this cell, if there is one; a record trained with other `--set` settings or on another file
+    than this command names is an error, never silently reused (or silently retrained). Records written before
+    digests were kept (no `data_sha256`) are taken as they are."""
     path = record_path(args, data, algo, seed)
     if not os.path.exists(path):
         return None
@@ -119,6 +135,11 @@ def recorded(args: argparse.Namespace, data: str, algo: str, seed: int) -> dict 
         raise SystemExit(f"table1: error: {path} was trained with --set {' '.join(trained_with) or '(none)'} for "
                          f"{algo}, this command asks for {' '.join(asked) or '(none)'}; pass the same settings, or "
                          "another --records folder for another configuration")
+    trained_on, here = record.get("data_sha256"), data_digest(data)
+    if trained_on and here and trained_on != here:
+        raise SystemExit(f"table1: error: {path} was trained on other data than {data} (sha256 {trained_on[:12]}... "
+                         f"vs {here[:12]}...); remake the dataset with the command in its card.json, or pass another "
+                         "--records folder for runs on this file")
     return record
 
 

@@ -99,10 +99,26 @@ def test_datasets_round_trip_through_every_writable_format(tmp_path, suffix, mas
     path = str(tmp_path / f"toy{suffix}")
     save_dataset(ds, path)
     back = load_dataset(path)
-    assert back == ds
+    assert back == ds and back.digest() == ds.digest()  # the same data in any format, the same digest
     assert back.rewards.dtype == np.float32 and back.metadata["env_id"] == "Toy-v0"
     with pytest.raises(DatasetError, match="already exists"):
         save_dataset(ds, path)
+
+
+def test_the_digest_changes_with_any_value_and_not_with_metadata():
+    ds = _toy_dataset(masks=True)
+    reference = ds.digest()
+    assert _toy_dataset(masks=True).digest() == reference
+    for change in (lambda d: d.rewards.__setitem__(3, d.rewards[3] + 1e-3),
+                   lambda d: d.timeouts.__setitem__(0, not d.timeouts[0]),
+                   lambda d: d.next_action_masks.__setitem__((1, 0), 1 - d.next_action_masks[1, 0]),
+                   lambda d: d.infos["level"].__setitem__(2, 7)):
+        changed = _toy_dataset(masks=True)
+        change(changed)
+        assert changed.digest() != reference
+    relabelled = _toy_dataset(masks=True)
+    relabelled.metadata["env_id"] = "Other-v0"
+    assert relabelled.digest() == reference
 
 
 def test_an_unflagged_break_in_observations_is_an_episode_boundary_that_round_trips(tmp_path):

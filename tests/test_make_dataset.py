@@ -39,6 +39,7 @@ def test_every_dataset_is_written_in_three_formats_with_a_card(hopper):
                           for suffix in (".aqlog", ".npz", ".hdf5"))
         assert log == npz == hdf5
         assert card["datasets"][kind]["transitions"] == len(npz)
+        assert card["datasets"][kind]["sha256"] == npz.digest()  # what a result trained on it can name
     sizes = {kind: card["datasets"][kind]["transitions"] for kind in card["datasets"]}
     assert sizes["random"] == sizes["medium"] == sizes["expert"] == 250
     assert sizes["medium-replay"] == card["medium"]["step"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from aql_agent.adapters.gym import make_env, random_policy, record_episodes
-from aql_agent.data import convert
+from aql_agent.data import convert, load_dataset
 
 pytestmark = pytest.mark.xdist_group("ray")  # its Tune grid starts a local Ray (see conftest)
 
@@ -75,6 +75,13 @@ def test_a_small_grid_writes_table_json_and_plots(tmp_path):
     assert partial.returncode == 0, partial.stderr
     rows = {line.split("|")[1].strip(): line for line in open(out + ".md") if line.startswith("| pendulum")}
     assert "(n=1)" in rows["pendulum-a"] and rows["pendulum-b"].split("|")[2].strip() == "-"
+
+    # A record keeps its dataset's digest: the grid resumed on a remade, different file is refused, not mixed.
+    assert record["data_sha256"] == load_dataset(datasets[0]).digest()
+    shutil.copyfile(datasets[1], datasets[0])
+    remade = subprocess.run(command + ["--summary-only"], capture_output=True, text=True, timeout=300)
+    assert remade.returncode != 0 and "Traceback" not in remade.stderr
+    assert "other data than" in remade.stderr and "pendulum-a.npz" in remade.stderr, remade.stderr
 
 
 def test_a_tune_grid_gives_the_serial_harness_s_metrics(tmp_path):

@@ -10,6 +10,7 @@ The rules offline-RL code most often gets wrong, and which this module tests:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -78,6 +79,20 @@ class TransitionDataset:
         if not isinstance(other, TransitionDataset):
             return NotImplemented
         return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self) if f.name != "metadata")
+
+    def digest(self) -> str:
+        """sha256 of what `==` compares (every array and info, not metadata): the same for the same data in any
+        format, unlike a file's hash (.npz members carry write times), so a result can name the data it came from."""
+        digest = hashlib.sha256()
+        arrays = [(name, getattr(self, name)) for name in ARRAY_FIELDS]
+        arrays += [(f"infos/{key}", self.infos[key]) for key in sorted(self.infos)]
+        for name, value in arrays:
+            if value is None:
+                continue
+            value = np.ascontiguousarray(value)
+            digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
+            digest.update(value.tobytes())
+        return digest.hexdigest()
 
     def episode_ends(self) -> np.ndarray:
         """Where episodes end: terminal, timeout, a jump in observations (next_obs[i] != obs[i+1]), the end."""
