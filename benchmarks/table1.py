@@ -18,8 +18,9 @@ The grid is cumulative across sittings: every finished run is summarised into a 
 q_mean / alpha / critic_loss over training, the settings that produced it and the data's content digest), meant
 to be committed. A run with a record is never trained again, and the tables are built from the records alone,
 so the same command re-run in a later sitting (or on another machine) picks up where the last one stopped; a
-record whose digest differs from the dataset now at its path (a remade set that came out different) is refused. `--deadline MINUTES`
-starts no new run after that many minutes, for a sitting of known length; runs still missing are listed.
+record whose digest differs from the dataset now at its path (a remade set that came out different) is refused.
+`--deadline MINUTES` starts no new run after that many minutes, for a sitting of known length; runs still
+missing are listed.
 
 Writes OUT.json (every run's curve and final figures), OUT.md (the tables: normalised score at the last
 evaluation and averaged over each seed's last five, mean +/- std over the seeds recorded, top 3 per dataset in
@@ -47,7 +48,7 @@ FIGURE1_ALGOS = ("aql", "bear", "bcq")
 LAST_EVALUATIONS = 5  # the second table averages each seed's last evaluations
 #: metrics.csv columns kept in a run's record to diagnose it after the fact
 DIAGNOSTICS = ("gen_mse", "q_mean", "alpha", "critic_loss", "cql_gap", "mmd", "saturation",
-               "generative_fit", "gen_threshold")
+               "generative_fit", "gen_threshold", "constrained_error")
 
 
 def dataset_name(path: str) -> str:

@@ -170,6 +170,37 @@ def test_aql_slack_constraint_frees_the_residual_when_its_fit_is_weighted_by_alp
     assert late_error(residual_fit_under_alpha=True) > 1.2 * late_error()
 
 
+def test_aql_constrained_on_reconstruction_is_not_pulled_to_the_average_of_mixed_data():
+    """Two policies in the data, actions (+0.7, +0.7) and (-0.7, -0.7) at every state: the sample error's
+    minimiser is their mean, 0.49 away, so epsilon = 0.05 is out of reach, alpha climbs at every step and pulls
+    G's proposals to the average (near 0, an action neither policy took). Measured on reconstructions, as
+    eq. 11's d(a_hat, a), the constraint can be met and G's proposals move out towards the logged actions."""
+    def batches(seed: int, size: int = 64):
+        rng = np.random.default_rng(seed)
+        while True:
+            obs = rng.normal(size=(size, OBS_DIM)).astype(np.float32)
+            act = np.repeat(np.where(rng.random((size, 1)) < 0.5, 0.7, -0.7), ACT_DIM, axis=1).astype(np.float32)
+            yield Batch(torch.from_numpy(obs), torch.from_numpy(act), torch.zeros(size), torch.from_numpy(obs),
+                        torch.zeros(size))
+
+    def run(constrain: str) -> tuple[list[dict[str, float]], float]:
+        learner = build("aql", warmup_steps=0, constrain=constrain)
+        data = batches(0)
+        metrics = [learner.update(next(data)) for _ in range(900)]
+        with torch.no_grad():
+            proposals = learner.nets["generator"](next(data).observations)
+        return metrics, float(proposals.abs().mean())
+
+    (samples, averaged), (reconstruction, kept) = run("samples"), run("reconstruction")
+    assert all(b["alpha"] > a["alpha"] for a, b in zip(samples[1:], samples[2:]))  # violated at every step
+    late = {name: np.mean([m["constrained_error"] for m in metrics[-50:]])
+            for name, metrics in (("samples", samples), ("reconstruction", reconstruction))}
+    assert late["samples"] > 0.4 and late["reconstruction"] < 0.06, late  # epsilon 0.05: out of reach, met
+    assert averaged < 0.25 and kept > 0.35, (averaged, kept)
+    with pytest.raises(AqlError, match="constrain"):
+        build("aql", constrain="posterior")
+
+
 @pytest.mark.parametrize("normalize_q", [True, False])
 def test_aql_generator_step_does_not_depend_on_the_reward_scale(normalize_q):
     """Eq. 13's solution does not change when Q is scaled; with the |Q|-normalised term G's step does not
@@ -204,6 +235,7 @@ CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 1
 #: fields that act only together with another setting
 NEEDS = {"conservative_samples": {"conservative_weight": 1.0}, "lagrange_learning_rate": {"lagrange_threshold": 1.0}}
 CHANGES["improve_on"] = "all"
+CHANGES["constrain"] = "reconstruction"
 CHANGES["target_subset"] = 1  # of the 2 critics: one drawn at random instead of their minimum
 #: fields that act only while fine-tuning (batches that mark their offline rows)
 FINE_TUNING_ONLY = {"improve_on"}

@@ -12,6 +12,7 @@ AQL keeps BEAR's value learning and replaces the generative model with a residua
   is the MSE between G(s) (prior samples, the actions G actually proposes) and the dataset action: the
   paper's Figure-1 quantity and the epsilon_g of its section 4, reported as `gen_mse`. The Q term and the
   constraint shape the residual network; the VAE stays a maximum-likelihood behaviour model (eq. 2).
+  `constrain="reconstruction"` measures eq. 11's d(a_hat, a) instead, which mixed data can meet.
 * Critic: K critics, target y = r + gamma * max over `target_samples` actions from the *target* generator
   of [lam * min + (1 - lam) * max] over the target critics (eq. 12).
 * Acting: `act_samples` candidates from G(s), argmax of the first critic (BEAR's rule).
@@ -97,6 +98,13 @@ class AQLConfig(EnsembleConfig):
     (alpha at its floor) G still cannot spend the error budget epsilon allows: on halfcheetah-medium G's error
     stays at 0.038 against epsilon = 0.05 with alpha at e^-5. On, a slack constraint frees the residual and a
     binding one holds it, both through alpha."""
+    constrain: str = "samples"
+    """What the constraint measures. `samples`: G(s) from prior draws against the logged action (Figure 1's
+    quantity). Its minimiser is the mean of the logged actions at s, so on data mixing several policies, where
+    epsilon is out of reach, alpha climbs to its clamp and pulls every proposal to that one averaged action (the
+    critic then picks among near-copies). `reconstruction`: eq. 11's d(a_hat, a), the residual's correction of
+    the VAE's reconstruction of (s, a) against a, which each mode of the data can meet, so G is held near the
+    data without being averaged."""
     dual_in_warmup: bool = False
     """Update alpha during the warm start too. Off: with no Q term the constraint is slack or unreachable by
     construction, and alpha would drift to a bound it must then climb back from when Q-maximisation starts."""
@@ -105,6 +113,11 @@ class AQLConfig(EnsembleConfig):
         super().__post_init__()
         if self.improve_on not in ("behaviour", "all"):
             raise AqlError(f"AQLConfig.improve_on must be behaviour or all, got {self.improve_on!r}")
+        if self.constrain not in ("samples", "reconstruction"):
+            raise AqlError(f"AQLConfig.constrain must be samples or reconstruction, got {self.constrain!r}")
+        if self.constrain == "reconstruction" and self.epsilon_at_least_vae:
+            raise AqlError("AQLConfig.epsilon_at_least_vae floors the threshold at the VAE's sample error, which "
+                           "constrain=reconstruction does not measure: use one or the other")
 
 
 class ResidualGenerator(nn.Module):
@@ -207,18 +220,21 @@ class AQLLearner(Learner):
             improving = self.updates >= cfg.warmup_steps
             # Under alpha the residual's fit may weigh e^10: kept out of the VAE, which its own loss trains.
             under_alpha = cfg.residual_fit_under_alpha and improving
+            # So is the constraint's, when it is measured on the residual's fit (alpha reaches e^10 too).
+            residual_only = under_alpha or cfg.constrain == "reconstruction"
             residual_fit, vae_fit = generator.generative_terms(behaviour.observations, behaviour.actions,
-                                                               cfg.vae_kl_weight, residual_only=under_alpha)
+                                                               cfg.vae_kl_weight, residual_only=residual_only)
             fit_loss = residual_fit + vae_fit
             with torch.no_grad():
                 vae_pre_tanh = generator.vae.decode_pre_tanh(obs)  # the VAE's proposal, a fixed input to r
             proposed = generator.correct(obs, vae_pre_tanh).float()  # G(s), [B, act]
-            gen_error = behaviour_mean((proposed - actions).pow(2).mean(-1), batch)
-            threshold = torch.full_like(gen_error, cfg.epsilon)  # a device-side fill: no host copy per update
+            gen_error = behaviour_mean((proposed - actions).pow(2).mean(-1), batch)  # Figure 1's, as gen_mse
+            constrained = residual_fit if cfg.constrain == "reconstruction" else gen_error
+            threshold = torch.full_like(constrained, cfg.epsilon)  # a device-side fill: no host copy per update
             if cfg.epsilon_at_least_vae:
                 vae_error = behaviour_mean((torch.tanh(vae_pre_tanh).float() - actions).pow(2).mean(-1), batch)
                 threshold = torch.maximum(threshold, vae_error.detach())
-            loss = (alpha if under_alpha else 1.0) * residual_fit + vae_fit + alpha * gen_error
+            loss = (alpha if under_alpha else 1.0) * residual_fit + vae_fit + alpha * constrained
             if improving:
                 proposed_q = nets["critic"](obs, proposed).float().amin(0)
                 def over_rows(values: torch.Tensor) -> torch.Tensor:
@@ -228,13 +244,13 @@ class AQLLearner(Learner):
                 loss = loss - over_rows(proposed_q) / scale
         step(self.optimizers["generator"], loss, list(generator.parameters()))
         if improving or cfg.dual_in_warmup:
-            step(self.optimizers["alpha"], nets["alpha"].loss(gen_error, threshold), [nets["alpha"].log_alpha])
+            step(self.optimizers["alpha"], nets["alpha"].loss(constrained, threshold), [nets["alpha"].log_alpha])
             nets["alpha"].clamp_()
 
         soft_update(nets["critic_target"], nets["critic"], cfg.tau)
         soft_update(nets["generator_target"], generator, cfg.tau)
         return {"critic_loss": critic_loss, "generator_loss": loss, "generative_fit": fit_loss, "alpha": alpha,
-                "gen_error": gen_error, "gen_threshold": threshold,
+                "gen_error": gen_error, "constrained_error": constrained, "gen_threshold": threshold,
                 "saturation": (proposed.detach().abs() > 0.99).float().mean(), **metrics}
 
     def forward_policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
