@@ -31,7 +31,6 @@ bold; and gen_mse), OUT-curves.png
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shutil
@@ -89,16 +88,20 @@ def learner_config(folder: str) -> dict | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+# A plain dict, not functools.lru_cache: Ray Tune's workers unpickle this module's functions by value, and an
+# lru_cache wrapper in __main__ would be looked up there by name (and not found).
+_DIGESTS: dict[str, str | None] = {}
+
+
 def data_digest(data: str) -> str | None:
     """The dataset's content digest (`TransitionDataset.digest`, as `aql inspect` and a make-dataset card show it),
     None where the file is not here (a summary from records alone needs no data). A record keeps it, so a grid
     resumed on a remade dataset (datasets are made per checkout) cannot mix runs on two different sets."""
-    if not os.path.exists(data):
-        return None
-    from aql_agent.data import load_dataset
+    if data not in _DIGESTS:
+        from aql_agent.data import load_dataset
 
-    return load_dataset(data).digest()
+        _DIGESTS[data] = load_dataset(data).digest() if os.path.exists(data) else None
+    return _DIGESTS[data]
 
 
 def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed: int, folder: str) -> None:
