@@ -199,6 +199,8 @@ def test_aql_constrained_on_reconstruction_is_not_pulled_to_the_average_of_mixed
     assert averaged < 0.25 and kept > 0.35, (averaged, kept)
     with pytest.raises(AqlError, match="constrain"):
         build("aql", constrain="posterior")
+    with pytest.raises(AqlError, match="epsilon_at_least_vae"):  # its floor is a sample error
+        build("aql", constrain="reconstruction", epsilon_at_least_vae=True)
 
 
 @pytest.mark.parametrize("normalize_q", [True, False])
