@@ -111,9 +111,9 @@ def write_record(args: argparse.Namespace, env: str, data: str, algo: str, seed:
     key = next(k for k in ("normalized_mean", "return_mean", "win_rate") if k in evaluation[0])
     metrics_path = os.path.join(folder, "metrics.csv")
     metrics = read(metrics_path) if os.path.exists(metrics_path) else []
-    record = {"env": env, "dataset": dataset_name(data), "data_sha256": data_digest(data), "algo": algo, "seed": seed,
-              "steps": args.steps,
-              "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "set": overrides(args, algo),
+    record = {"env": env, "dataset": dataset_name(data), "data_sha256": data_digest(data), "algo": algo,
+              "seed": seed, "steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
+              "set": overrides(args, algo),
               "learner_config": learner_config(folder),
               "score": key, "curve": [(int(e["step"]), e[key]) for e in evaluation], "final": evaluation[-1][key],
               "diagnostics": {name: [(int(m["step"]), m[name]) for m in metrics if name in m]
@@ -139,7 +139,8 @@ def recorded(args: argparse.Namespace, data: str, algo: str, seed: int) -> dict 
         raise SystemExit(f"table1: error: {path} was trained with --set {' '.join(trained_with) or '(none)'} for "
                          f"{algo}, this command asks for {' '.join(asked) or '(none)'}; pass the same settings, or "
                          "another --records folder for another configuration")
-    trained_on, here = record.get("data_sha256"), data_digest(data)
+    trained_on = record.get("data_sha256")
+    here = data_digest(data) if trained_on else None  # a record without a digest needs no dataset loaded
     if trained_on and here and trained_on != here:
         raise SystemExit(f"table1: error: {path} was trained on other data than {data} (sha256 {trained_on[:12]}... "
                          f"vs {here[:12]}...); remake the dataset with the command in its card.json, or pass another "
