@@ -1,0 +1,79 @@
+"""Re-evaluate a run's checkpoints with another number of acting samples (BCQ, AQL: the best of N proposals).
+
+How many proposals the critic chooses among is a choice of acting only, so it is measured without retraining:
+each checkpoint is evaluated on the same seeded episodes `aql train` used (re-evaluating with the number the
+run trained with reproduces its eval.csv), once with `--samples N`. Prints one line per checkpoint and writes
+JSON with the recorded and the re-evaluated scores.
+
+    python benchmarks/act_samples.py --env HalfCheetah-v5 --samples 100 --steps 12000 14000 16000 18000 20000 \\
+        --runs runs/table1/halfcheetah-medium-replay/aql/seed0 runs/table1/halfcheetah-medium-replay/aql/seed1 \\
+        --out /tmp/act-samples.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+
+import torch
+
+from aql_agent.checkpoint import Preprocessing, load_learner
+from aql_agent.errors import AqlError
+from aql_agent.training import evaluate_learner
+
+
+def recorded_scores(run: str) -> dict[int, float]:
+    """The run's own evaluation scores by step, from its eval.csv."""
+    with open(os.path.join(run, "eval.csv")) as f:
+        return {int(row["step"]): float(row["normalized_mean"]) for row in csv.DictReader(f)}
+
+
+def reevaluate(run: str, env: str, step: int, samples: int, episodes: int) -> float:
+    """The normalised score of `run`'s checkpoint at `step` acting on the best of `samples` proposals."""
+    learner, info, _ = load_learner(os.path.join(run, "checkpoints", f"step-{step:09d}"))
+    if not hasattr(learner.config, "act_samples"):
+        raise AqlError(f"{run}: {info['algo']} does not act on sampled proposals (no act_samples)")
+    for net in learner.nets.values():
+        net.eval()
+    learner.config = dataclasses.replace(learner.config, act_samples=samples)
+    with open(os.path.join(run, "train.json")) as f:
+        seed = json.load(f)["settings"]["seed"]
+    result = evaluate_learner(learner, Preprocessing.from_dict(info["preprocessing"]), env, episodes, None, seed,
+                              step)
+    return float(result["normalized_mean"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True, help="gymnasium id the runs were evaluated in")
+    parser.add_argument("--runs", nargs="+", required=True, help="run folders of `aql train` (or table1's)")
+    parser.add_argument("--steps", nargs="+", type=int, required=True, help="checkpoint steps to re-evaluate")
+    parser.add_argument("--samples", type=int, required=True, help="acting samples to evaluate with")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per evaluation (as the runs used)")
+    parser.add_argument("--out", required=True, help="JSON output path")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    try:
+        if args.samples < 1 or args.episodes < 1:
+            raise AqlError("--samples and --episodes must be at least 1")
+        results = []
+        for run in args.runs:
+            recorded = recorded_scores(run)
+            for step in args.steps:
+                score = reevaluate(run, args.env, step, args.samples, args.episodes)
+                results.append({"run": run, "step": step, "recorded": recorded.get(step), "reevaluated": score})
+                print(f"{run} step {step}: recorded {recorded.get(step)}, with {args.samples} samples {score:.3f}",
+                      flush=True)
+    except (AqlError, OSError, KeyError) as error:
+        sys.exit(f"act_samples: error: {error}")
+    with open(args.out, "w") as f:
+        json.dump({"env": args.env, "samples": args.samples, "episodes": args.episodes, "results": results}, f,
+                  indent=1)
+
+
+if __name__ == "__main__":
+    main()
