@@ -29,7 +29,10 @@ from aql_agent.training import evaluate_learner
 def recorded_scores(run: str) -> dict[int, float]:
     """The run's own evaluation scores by step, from its eval.csv."""
     with open(os.path.join(run, "eval.csv")) as f:
-        return {int(row["step"]): float(row["normalized_mean"]) for row in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    if not rows or "normalized_mean" not in rows[0]:
+        raise AqlError(f"{run}/eval.csv has no normalized_mean column: only D4RL-scored envs are compared here")
+    return {int(row["step"]): float(row["normalized_mean"]) for row in rows}
 
 
 def reevaluate(run: str, env: str, step: int, samples: int, episodes: int) -> float:
