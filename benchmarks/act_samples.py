@@ -21,32 +21,30 @@ import sys
 
 import torch
 
-from aql_agent.checkpoint import Preprocessing, load_learner
+from aql_agent.checkpoint import load_policy
 from aql_agent.errors import AqlError
 from aql_agent.training import evaluate_learner
 
 
-def recorded_scores(run: str) -> dict[int, float]:
-    """The run's own evaluation scores by step, from its eval.csv."""
+def recorded_scores(run: str) -> tuple[int, dict[int, float]]:
+    """The run's seed (from train.json) and its own evaluation scores by step (from eval.csv)."""
+    with open(os.path.join(run, "train.json")) as f:
+        seed = json.load(f)["settings"]["seed"]
     with open(os.path.join(run, "eval.csv")) as f:
         rows = list(csv.DictReader(f))
     if not rows or "normalized_mean" not in rows[0]:
         raise AqlError(f"{run}/eval.csv has no normalized_mean column: only D4RL-scored envs are compared here")
-    return {int(row["step"]): float(row["normalized_mean"]) for row in rows}
+    return seed, {int(row["step"]): float(row["normalized_mean"]) for row in rows}
 
 
-def reevaluate(run: str, env: str, step: int, samples: int, episodes: int) -> float:
+def reevaluate(run: str, seed: int, env: str, step: int, samples: int, episodes: int) -> float:
     """The normalised score of `run`'s checkpoint at `step` acting on the best of `samples` proposals."""
-    learner, info, _ = load_learner(os.path.join(run, "checkpoints", f"step-{step:09d}"))
+    policy = load_policy(os.path.join(run, "checkpoints", f"step-{step:09d}"))
+    learner = policy.learner
     if not hasattr(learner.config, "act_samples"):
-        raise AqlError(f"{run}: {info['algo']} does not act on sampled proposals (no act_samples)")
-    for net in learner.nets.values():
-        net.eval()
+        raise AqlError(f"{run}: {learner.name} does not act on sampled proposals (no act_samples)")
     learner.config = dataclasses.replace(learner.config, act_samples=samples)
-    with open(os.path.join(run, "train.json")) as f:
-        seed = json.load(f)["settings"]["seed"]
-    result = evaluate_learner(learner, Preprocessing.from_dict(info["preprocessing"]), env, episodes, None, seed,
-                              step)
+    result = evaluate_learner(learner, policy.preprocessing, env, episodes, None, seed, step)
     return float(result["normalized_mean"])
 
 
@@ -65,9 +63,9 @@ def main() -> None:
             raise AqlError("--samples and --episodes must be at least 1")
         results = []
         for run in args.runs:
-            recorded = recorded_scores(run)
+            seed, recorded = recorded_scores(run)
             for step in args.steps:
-                score = reevaluate(run, args.env, step, args.samples, args.episodes)
+                score = reevaluate(run, seed, args.env, step, args.samples, args.episodes)
                 results.append({"run": run, "step": step, "recorded": recorded.get(step), "reevaluated": score})
                 print(f"{run} step {step}: recorded {recorded.get(step)}, with {args.samples} samples {score:.3f}",
                       flush=True)
