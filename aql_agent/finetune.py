@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import sys
 import time
@@ -41,7 +40,7 @@ from aql_agent.checkpoint import Policy, Preprocessing, load_learner, resolve_ch
 from aql_agent.data.formats import load_dataset
 from aql_agent.errors import MAX_SEED, AqlError, require_device, require_number
 from aql_agent.learners import Batch, Learner
-from aql_agent.runs import RunFolder
+from aql_agent.runs import RunFolder, read_settings
 from aql_agent.data.validation import check_dataset, check_discrete_dataset, check_finite
 from aql_agent.training import TensorSampler, evaluate_learner, evaluation_row
 
@@ -334,12 +333,14 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
     if settings.data:
         return settings.data
     run = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_dir)))
-    record = os.path.join(run, "train.json")
-    if not os.path.exists(record):
+    if not os.path.exists(os.path.join(run, "train.json")):
         raise AqlError(f"no --data given and no train.json beside {checkpoint_dir} to find the offline data: pass "
                        "--data with the dataset the checkpoint was trained on")
-    with open(record) as f:
-        return json.load(f)["settings"]["data"]
+    try:
+        return read_settings(run)["settings"]["data"]
+    except KeyError:
+        raise AqlError(f"{run}/train.json names no offline data: pass --data with the dataset the checkpoint was "
+                       "trained on") from None
 
 
 def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:

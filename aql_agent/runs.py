@@ -171,7 +171,7 @@ class RunFolder:
             return {key: arrays[key] for key in arrays.files}
 
     def checkpoint_dir(self, step: int) -> str:
-        return self.file(os.path.join("checkpoints", f"step-{step:09d}"))
+        return checkpoint_path(self.path, step)
 
     def save_checkpoint(self, learner: Any, preprocessing: Any, step: int, trainer_state: Mapping[str, Any]
                         ) -> str:
@@ -201,6 +201,26 @@ class RunFolder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def checkpoint_path(run: str, step: int) -> str:
+    """RUN/checkpoints/step-N: where a run folder keeps its checkpoint of update `step`."""
+    return os.path.join(run, "checkpoints", f"step-{step:09d}")
+
+
+def read_settings(run: str, name: str = "train.json") -> dict[str, Any]:
+    """RUN/NAME as `RunFolder.write_json` wrote it (what the run was asked); one AqlError where it cannot be read."""
+    path = os.path.join(run, name)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        raise AqlError(f"{path} is missing: is {run} a run folder written by aql?") from None
+    except (OSError, ValueError) as error:
+        raise AqlError(f"cannot read {path} ({error}): restore it or start a new run") from None
+    if not isinstance(record, dict):
+        raise AqlError(f"{path} is not a JSON object: restore it or start a new run")
+    return record
 
 
 def due(step: int, every: int, last: int) -> bool:

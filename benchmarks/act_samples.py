@@ -23,13 +23,13 @@ import torch
 
 from aql_agent.checkpoint import load_policy
 from aql_agent.errors import AqlError
+from aql_agent.runs import checkpoint_path, read_settings
 from aql_agent.training import evaluate_learner
 
 
 def recorded_scores(run: str) -> tuple[int, dict[int, float]]:
     """The run's seed (from train.json) and its own evaluation scores by step (from eval.csv)."""
-    with open(os.path.join(run, "train.json")) as f:
-        seed = json.load(f)["settings"]["seed"]
+    seed = read_settings(run)["settings"]["seed"]
     with open(os.path.join(run, "eval.csv")) as f:
         rows = list(csv.DictReader(f))
     if not rows or "normalized_mean" not in rows[0]:
@@ -39,7 +39,7 @@ def recorded_scores(run: str) -> tuple[int, dict[int, float]]:
 
 def reevaluate(run: str, seed: int, env: str, step: int, samples: int, episodes: int) -> float:
     """The normalised score of `run`'s checkpoint at `step` acting on the best of `samples` proposals."""
-    policy = load_policy(os.path.join(run, "checkpoints", f"step-{step:09d}"))
+    policy = load_policy(checkpoint_path(run, step))
     learner = policy.learner
     if not hasattr(learner.config, "act_samples"):
         raise AqlError(f"{run}: {learner.name} does not act on sampled proposals (no act_samples)")

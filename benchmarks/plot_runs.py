@@ -15,6 +15,8 @@ import csv
 import json
 import os
 
+from aql_agent.runs import read_settings
+
 
 def read(path: str) -> list[dict]:
     with open(path, newline="") as f:
@@ -31,8 +33,7 @@ def main() -> None:
 
     runs = {}
     for folder in args.runs:
-        with open(os.path.join(folder, "train.json")) as f:
-            settings = json.load(f)["settings"]
+        settings = read_settings(folder)["settings"]
         # Label by folder name: two runs of one algorithm (fp32 and bf16, two seeds) must not overwrite each other.
         runs[folder] = {"label": os.path.basename(os.path.normpath(folder)), "algo": settings["algo"],
                         "settings": settings,

@@ -81,10 +81,12 @@ def overrides(args: argparse.Namespace, algo: str) -> list[str]:
 def learner_config(folder: str) -> dict | None:
     """The learner's full configuration as `aql train` resolved it (defaults included), so a record still says
     what it was trained with after a default changes; None for d3rlpy's runs."""
+    from aql_agent.errors import AqlError
+    from aql_agent.runs import read_settings
+
     try:
-        with open(os.path.join(folder, "train.json")) as f:
-            return json.load(f)["learner_config"]
-    except (OSError, ValueError, KeyError):
+        return read_settings(folder)["learner_config"]
+    except (AqlError, KeyError):
         return None
 
 

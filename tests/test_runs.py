@@ -12,7 +12,7 @@ import torch
 from aql_agent.checkpoint import Preprocessing, load_learner
 from aql_agent.errors import AqlError
 from aql_agent.learners import make_learner
-from aql_agent.runs import RunFolder, due
+from aql_agent.runs import RunFolder, due, read_settings
 
 
 def rows(path) -> list[dict]:
@@ -52,6 +52,14 @@ def test_hand_edited_run_files_are_one_clear_error(tmp_path):
         RunFolder(str(tmp_path), resume=True)
     with pytest.raises(AqlError, match="buffer.npz is missing"):
         RunFolder(str(tmp_path / "fresh"), resume=True).load_arrays("buffer.npz")
+    with pytest.raises(AqlError, match="train.json is missing"):
+        read_settings(str(tmp_path))
+    (tmp_path / "train.json").write_text('{"settings": {"seed": 1')  # cut short
+    with pytest.raises(AqlError, match="cannot read .*train.json"):
+        read_settings(str(tmp_path))
+    (tmp_path / "train.json").write_text("[1, 2]")
+    with pytest.raises(AqlError, match="not a JSON object"):
+        read_settings(str(tmp_path))
 
 
 def test_periodic_events_fall_on_multiples_and_the_last_step():
