@@ -65,18 +65,24 @@ def random_policy(env: gym.Env) -> Player:
 
 
 def play_episodes(env_id: str, policy: Player, episodes: Iterable[int], seed: int = 0) -> list[dict[str, Any]]:
-    """Episode i played from `reset(seed=seed + i)`: {"return", "length"} per episode, in order."""
+    """Episode i played from `reset(seed=seed + i)`, the policy's own random draws (BCQ's, BEAR's and AQL's
+    sampled proposals) seeded with `seed + i` too, so episode i depends only on `seed + i`: the same on any
+    worker and in every call. {"return", "length"} per episode, in order."""
+    import torch
+
     env = make_env(env_id, seed=seed)
     results = []
     try:
         for episode in episodes:
             obs, _ = env.reset(seed=seed + episode)
             total, length, done = 0.0, 0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(policy(obs))
-                total += float(reward)
-                length += 1
-                done = terminated or truncated
+            with torch.random.fork_rng(devices=[]):  # the caller's own random stream goes on untouched
+                torch.manual_seed(seed + episode)
+                while not done:
+                    obs, reward, terminated, truncated, _ = env.step(policy(obs))
+                    total += float(reward)
+                    length += 1
+                    done = terminated or truncated
             results.append({"return": total, "length": length})
     finally:
         env.close()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from aql_agent import __version__
-from aql_agent.errors import AqlError, MissingFileError
+from aql_agent.errors import AqlError, MissingFileError, require_number
 from aql_agent.learners import Learner, make_learner
 
 FORMAT = "aql-agent-checkpoint"
@@ -252,6 +252,18 @@ def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
     for net in learner.nets.values():
         net.eval()
     return Policy(learner, Preprocessing.from_dict(info["preprocessing"]), info)
+
+
+def with_act_samples(policy: Policy, samples: int) -> Policy:
+    """`policy` acting on the best of `samples` proposals (BCQ, BEAR, AQL): how many proposals the critic chooses
+    among is a choice of acting only, so it can change after training. Returns the same policy, changed."""
+    require_number("--act-samples", samples, 1, whole=True)
+    learner = policy.learner
+    if not hasattr(learner.config, "act_samples"):
+        raise AqlError(f"--act-samples: {learner.algo} does not act on sampled proposals; only bcq, bear and aql "
+                       "checkpoints do")
+    learner.config = dataclasses.replace(learner.config, act_samples=samples)
+    return policy
 
 
 def policy_weights(policy: Policy) -> dict[str, Any]:

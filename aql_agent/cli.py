@@ -139,7 +139,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from aql_agent.adapters.games import game_kind
-    from aql_agent.checkpoint import load_policy
+    from aql_agent.checkpoint import load_policy, with_act_samples
 
     from aql_agent.errors import MAX_SEED, require_number
 
@@ -151,6 +151,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_ray_flags(args)
     policy = load_policy(args.checkpoint)
     kind.check_policy(policy, args.checkpoint)
+    if args.act_samples is not None:
+        with_act_samples(policy, args.act_samples)
     if args.workers is None:
         result = kind.evaluate(policy, episodes, seed=args.seed, opponent=args.opponent,
                                progress=not args.no_progress)
@@ -161,6 +163,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                                    workers=args.workers, address=args.address, progress=not args.no_progress)
     result["checkpoint"] = args.checkpoint
     result["algo"], result["step"] = policy.info["algo"], policy.info["step"]
+    if args.act_samples is not None:
+        result["act_samples"] = args.act_samples
     print(json.dumps(result, indent=2))
     return 0
 
@@ -394,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--opponent", help="games: who to play (default: the game's own; moba-1v1: "
                           "bt:easy|medium|hard or random; connect-four: greedy or random)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--act-samples", type=int,
+                          help="bcq, bear, aql: act on the best of this many proposals instead of the number the "
+                               "checkpoint was trained with (a choice of acting only; nothing is retrained)")
     _add_ray_flags(evaluate, "play the games on this many Ray workers; the result equals the serial one")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_evaluate)

@@ -1,8 +1,10 @@
 """Re-evaluate a run's checkpoints with another number of acting samples (BCQ, AQL: the best of N proposals).
 
 How many proposals the critic chooses among is a choice of acting only, so it is measured without retraining:
-each checkpoint is evaluated on the same seeded episodes `aql train` used (re-evaluating with the number the
-run trained with reproduces its eval.csv), once with `--samples N`. Prints one line per checkpoint and writes
+each checkpoint is evaluated on the same seeded episodes `aql train` used, once with `--samples N` (`aql eval
+--act-samples N` does the same for one checkpoint). Re-evaluating with the number the run trained with
+reproduces its eval.csv for runs trained since evaluations seed the policy's draws per episode (2026-12-01);
+older runs get other draws of the same episodes. Prints one line per checkpoint and writes
 JSON with the recorded and the re-evaluated scores.
 
     python benchmarks/act_samples.py --env HalfCheetah-v5 --samples 100 --steps 12000 14000 16000 18000 20000 \\
@@ -14,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import sys
 
 import torch
 
-from aql_agent.checkpoint import load_policy
+from aql_agent.checkpoint import load_policy, with_act_samples
 from aql_agent.errors import AqlError
 from aql_agent.runs import checkpoint_path, read_settings
 from aql_agent.training import evaluate_learner
@@ -39,12 +40,8 @@ def recorded_scores(run: str) -> tuple[int, dict[int, float]]:
 
 def reevaluate(run: str, seed: int, env: str, step: int, samples: int, episodes: int) -> float:
     """The normalised score of `run`'s checkpoint at `step` acting on the best of `samples` proposals."""
-    policy = load_policy(checkpoint_path(run, step))
-    learner = policy.learner
-    if not hasattr(learner.config, "act_samples"):
-        raise AqlError(f"{run}: {learner.name} does not act on sampled proposals (no act_samples)")
-    learner.config = dataclasses.replace(learner.config, act_samples=samples)
-    result = evaluate_learner(learner, policy.preprocessing, env, episodes, None, seed, step)
+    policy = with_act_samples(load_policy(checkpoint_path(run, step)), samples)
+    result = evaluate_learner(policy.learner, policy.preprocessing, env, episodes, None, seed, step)
     return float(result["normalized_mean"])
 
 

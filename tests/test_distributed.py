@@ -59,9 +59,11 @@ def test_weights_rebuild_the_same_policy(tmp_path, pendulum_data):
     np.testing.assert_array_equal(rebuilt.act(observations), policy.act(observations))
 
 
-def test_parallel_evaluation_equals_serial_in_a_gymnasium_env(local_ray, tmp_path, pendulum_data):
-    policy = load_policy(_train(tmp_path, pendulum_data, "sac"))
+@pytest.mark.parametrize("algo", ["sac", "bcq"])  # bcq: a policy that draws at random when it acts
+def test_parallel_evaluation_equals_serial_in_a_gymnasium_env(local_ray, tmp_path, pendulum_data, algo):
+    policy = load_policy(_train(tmp_path, pendulum_data, algo))
     serial = game_kind("Pendulum-v1").evaluate(policy, 5, seed=3)
+    assert game_kind("Pendulum-v1").evaluate(policy, 5, seed=3) == serial
     _same(serial, evaluate_parallel("Pendulum-v1", policy, 5, seed=3, workers=2, progress=False))
 
 

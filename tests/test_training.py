@@ -54,6 +54,12 @@ def test_train_writes_logs_checkpoints_and_evaluates(pendulum_data, tmp_path, ca
     result = json.loads(capsys.readouterr().out)
     assert result["episodes"] == 2 and len(result["returns"]) == 2 and result["algo"] == "aql"
     assert "normalized_mean" not in result  # D4RL has no reference returns for Pendulum
+    # Acting samples change at evaluation only: the trained number reproduces the plain evaluation exactly.
+    assert main(["eval", "--checkpoint", out, "--env", "Pendulum-v1", "--episodes", "2", "--act-samples", "10"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["returns"] == result["returns"] and same["act_samples"] == 10
+    assert main(["eval", "--checkpoint", out, "--env", "Pendulum-v1", "--episodes", "2", "--act-samples", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["act_samples"] == 1
 
 
 def test_train_from_a_replay_log(tmp_path):
