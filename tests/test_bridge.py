@@ -546,3 +546,15 @@ def test_seeded_streams_explore_alike_however_decisions_are_batched_or_shared():
     ("tcp://127.0.0.1.example.com:5555", False), ("tcp://10.0.0.1:5555", False), ("udp://127.0.0.1:5555", False)])
 def test_loopback_is_judged_from_the_parsed_host(endpoint, loopback):
     assert p.is_loopback(endpoint) is loopback
+
+
+def test_an_ipv6_loopback_endpoint_serves_and_connects():
+    """tcp://[::1]:PORT is loopback (so no --public is needed) and must work end to end: ZeroMQ binds and
+    connects to an IPv6 host only with the socket's IPV6 option on."""
+    agent = AgentServer(RandomPolicy(seed=0), "tcp://[::1]:*", log=None)
+    with serving(agent):
+        assert agent.endpoint.startswith("tcp://[::1]:")
+        client = EngineClient(agent.endpoint, SPEC, timeout_s=2.0)
+        assert client.connect()["type"] == "welcome"
+        assert client.act("agent", 0, 0, np.zeros(4, np.float32), np.array([0, 1, 0, 0, 0])) == 1
+        client.close()

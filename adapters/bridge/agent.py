@@ -102,6 +102,7 @@ class AgentServer:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes + 4096)  # libzmq drops bigger ones unread
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.socket.setsockopt(zmq.IPV6, int(p.is_ipv6(bind)))
         if curve_secret_key is not None:
             self.socket.setsockopt(zmq.CURVE_SERVER, 1)
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve_secret_key)

@@ -53,6 +53,7 @@ class EngineClient:
 
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.IPV6, int(p.is_ipv6(self.endpoint)))
         self._receive_timeout_ms: int | None = None
         if self.curve_server_key is not None:
             public, secret = zmq.curve_keypair()

@@ -163,11 +163,22 @@ def check_endpoint(endpoint: str, flag: str) -> None:
     """A ZeroMQ endpoint whose TCP port exists (1..65535 or `*`): libzmq would take 99999 as some random port."""
     if not isinstance(endpoint, str) or "://" not in endpoint:
         raise AqlError(f"{flag} {endpoint!r} is not an endpoint like tcp://127.0.0.1:5555 or ipc:///tmp/agent")
-    transport, _, address = endpoint.partition("://")
-    if transport == "tcp":
-        port = address.rpartition(":")[2]
+    if endpoint.startswith("tcp://"):
+        port = _tcp_host_and_port(endpoint)[1]
         if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
             raise AqlError(f"{flag} {endpoint}: the port must be 1..65535 or *, got {port!r}")
+
+
+def _tcp_host_and_port(endpoint: str) -> tuple[str, str]:
+    """tcp://HOST:PORT split at its last colon (an IPv6 host keeps its brackets: tcp://[::1]:5555)."""
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    return host, port
+
+
+def is_ipv6(endpoint: str) -> bool:
+    """Whether `endpoint` names a bracketed IPv6 host (tcp://[::1]:5555), which a ZeroMQ socket binds or
+    connects to only with its IPV6 option on; off for the rest, so `localhost` resolves as it always did."""
+    return endpoint.startswith("tcp://") and _tcp_host_and_port(endpoint)[0].startswith("[")
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -178,7 +189,7 @@ def is_loopback(endpoint: str) -> bool:
         return True
     if not endpoint.startswith("tcp://"):
         return False
-    host = endpoint[len("tcp://"):].rpartition(":")[0]
+    host = _tcp_host_and_port(endpoint)[0]
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if host == "localhost":
