@@ -361,3 +361,15 @@ def test_calibrated_cql_keeps_the_policy_s_q_at_the_logged_return_where_plain_cq
     assert plain < 1.5 and calibrated > plain + 0.5
     assert "calibrated_fraction" not in plain_metrics and 0 <= metrics["calibrated_fraction"] <= 1
     assert build("cql", calibrated=True).returns_discount() == 0.99 and build("cql").returns_discount() is None
+
+
+@pytest.mark.parametrize("algo", ["sac", "cql"])
+def test_without_the_entropy_backup_the_critic_target_ignores_the_temperature(algo):
+    """backup_entropy=false (CORL's and JaxCQL's CQL): the critic's target is r + gamma Q' whatever the
+    temperature; on (SAC's soft value), the same batch gives another critic loss at another temperature."""
+    def first_critic_loss(backup: bool, temperature: float) -> float:
+        learner = build(algo, backup_entropy=backup, initial_temperature=temperature)
+        return float(learner.update(next(toy_batches(0)))["critic_loss"])
+
+    assert first_critic_loss(False, 0.01) == first_critic_loss(False, 10.0)
+    assert first_critic_loss(True, 0.01) != first_critic_loss(True, 10.0)

@@ -27,6 +27,11 @@ class SACConfig(EnsembleConfig):
     """Adam step size of the entropy temperature."""
     initial_temperature: float = 1.0
     """Starting entropy temperature."""
+    backup_entropy: bool = True
+    """Back up the entropy bonus in the critic's target (SAC's soft value: r + gamma (Q' - temperature log pi')).
+    Off, the target is r + gamma Q', as CQL's offline recipes (CORL, JaxCQL) use: offline, the temperature
+    can settle where its term outweighs the reward (halfcheetah-medium, CQL: ~0.27 x log pi ~6 = 1.6 per step
+    against a reward of ~0.8), and Q is then mostly the entropy term. The actor's objective keeps it either way."""
 
 
 class SACLearner(Learner):
@@ -55,7 +60,7 @@ class SACLearner(Learner):
             next_action, next_log_prob, _ = nets["actor"].sample(batch.next_observations)
             next_q = target_members(nets["critic_target"](batch.next_observations, next_action).float(),
                                     cfg.target_subset).amin(0)
-            next_value = next_q - alpha * next_log_prob.float()
+            next_value = next_q - alpha * next_log_prob.float() if cfg.backup_entropy else next_q
             target = batch.rewards + cfg.gamma * (1.0 - batch.terminals) * next_value
         with self.autocast():
             q = nets["critic"](batch.observations, batch.actions).float()  # [K, B]
