@@ -338,7 +338,7 @@ def _offline_data(settings: FinetuneSettings, checkpoint_dir: str) -> str:
                        "--data with the dataset the checkpoint was trained on")
     try:
         return read_settings(run)["settings"]["data"]
-    except KeyError:
+    except (KeyError, TypeError):  # a hand-edited record: no settings object, or no data in it
         raise AqlError(f"{run}/train.json names no offline data: pass --data with the dataset the checkpoint was "
                        "trained on") from None
 
