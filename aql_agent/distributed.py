@@ -4,8 +4,10 @@ data-parallel training and the benchmarks' grids.
 Evaluation: games are Ray tasks; a worker process keeps the game kind and the policy, rebuilt from its
 weights (numpy arrays put once in Ray's object store), for its next games. The driver hands out runs of game
 numbers, shorter as fewer are left, and summarises the results in game order with the game kind's own
-`summarise_games`; since game i depends only on `seed + i`, the summary equals the serial one exactly,
-whatever the number of workers.
+`summarise_games`; since game i depends only on `seed + i` (the policy's own draws included), the summary
+equals the serial one whatever the number of workers: exactly for a policy that acts on one forward pass, and
+to float rounding (~1e-9 relative) for one that ranks sampled proposals in a batched critic pass (BCQ, BEAR,
+AQL), whose rounding follows torch's thread count (one in a Ray worker).
 
 Ray is optional (`pip install 'aql-agent[ray]'`): only this module imports it, and only when called. Ray moves
 objects between its processes with its own serialisation (pickle), so a Ray cluster is a trusted boundary:

@@ -45,9 +45,16 @@ def _train(tmp_path, data: str, algo: str, *extra: str) -> str:
     return out
 
 
-def _same(serial: dict, parallel: dict) -> None:
+def _same(serial: dict, parallel: dict, rel: float | None = None) -> None:
+    """Equal results; with `rel`, equal to that relative rounding (a policy ranking sampled proposals in one
+    batched critic pass rounds by torch's thread count, which differs between Ray's workers and the caller)."""
     assert parallel.pop("workers") == 2
-    assert parallel == serial
+    if rel is None:
+        assert parallel == serial
+    else:
+        assert parallel.keys() == serial.keys()
+        for key, value in serial.items():
+            assert parallel[key] == (value if isinstance(value, str) else pytest.approx(value, rel=rel)), key
 
 
 def test_weights_rebuild_the_same_policy(tmp_path, pendulum_data):
@@ -63,8 +70,9 @@ def test_weights_rebuild_the_same_policy(tmp_path, pendulum_data):
 def test_parallel_evaluation_equals_serial_in_a_gymnasium_env(local_ray, tmp_path, pendulum_data, algo):
     policy = load_policy(_train(tmp_path, pendulum_data, algo))
     serial = game_kind("Pendulum-v1").evaluate(policy, 5, seed=3)
-    assert game_kind("Pendulum-v1").evaluate(policy, 5, seed=3) == serial
-    _same(serial, evaluate_parallel("Pendulum-v1", policy, 5, seed=3, workers=2, progress=False))
+    assert game_kind("Pendulum-v1").evaluate(policy, 5, seed=3) == serial  # in one process: bit for bit
+    _same(serial, evaluate_parallel("Pendulum-v1", policy, 5, seed=3, workers=2, progress=False),
+          rel=None if algo == "sac" else 1e-6)
 
 
 def test_parallel_evaluation_equals_serial_in_moba_and_connect_four(local_ray, tmp_path):
