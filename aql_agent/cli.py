@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--act-samples", type=int,
                           help="bcq, bear, aql: act on the best of this many proposals instead of the number the "
                                "checkpoint was trained with (a choice of acting only; nothing is retrained)")
-    _add_ray_flags(evaluate, "play the games on this many Ray workers; the result equals the serial one")
+    _add_ray_flags(evaluate, "play the games on this many Ray workers; the result equals the serial one (bcq, bear, "
+                             "aql: to float rounding)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_evaluate)
 
