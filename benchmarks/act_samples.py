@@ -15,7 +15,6 @@ JSON with the recorded and the re-evaluated scores.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -26,16 +25,16 @@ from aql_agent.checkpoint import load_policy, with_act_samples
 from aql_agent.errors import AqlError
 from aql_agent.runs import checkpoint_path, read_settings
 from aql_agent.training import evaluate_learner
+from plot_runs import read
 
 
 def recorded_scores(run: str) -> tuple[int, dict[int, float]]:
     """The run's seed (from train.json) and its own evaluation scores by step (from eval.csv)."""
     seed = read_settings(run)["settings"]["seed"]
-    with open(os.path.join(run, "eval.csv")) as f:
-        rows = list(csv.DictReader(f))
+    rows = read(os.path.join(run, "eval.csv"))
     if not rows or "normalized_mean" not in rows[0]:
         raise AqlError(f"{run}/eval.csv has no normalized_mean column: only D4RL-scored envs are compared here")
-    return seed, {int(row["step"]): float(row["normalized_mean"]) for row in rows}
+    return seed, {int(row["step"]): row["normalized_mean"] for row in rows}
 
 
 def reevaluate(run: str, seed: int, env: str, step: int, samples: int, episodes: int) -> float:
