@@ -246,6 +246,22 @@ def test_game_fine_tuning_protects_the_games_protected_actions(cartpole_data):
         FinetuneSettings("u", "moba-1v1", "u", recipe="fast")
 
 
+def test_a_recipe_changes_its_learner_s_fields_and_set_wins_over_it():
+    """`loosen` frees AQL's generator (improve_on=all, residual fit under alpha) and leaves other learners'
+    configs alone; a --set of the same field wins."""
+    from aql_agent.finetune import learner_changes
+
+    settings = FinetuneSettings("u", "Hopper-v5", "u", recipe="loosen").resolved()
+    assert settings.relax == 4.0 and settings.online_warmup == 5000
+    aql = make_learner("aql", 3, 2, TINY)
+    changes = learner_changes(aql, settings, ())
+    assert changes["applied"] == {"improve_on": "all", "residual_fit_under_alpha": True}
+    assert changes["config"].improve_on == "all" and changes["config"].residual_fit_under_alpha
+    asked = dataclasses.replace(settings, learner={"improve_on": "behaviour"})
+    assert learner_changes(aql, asked, ())["config"].improve_on == "behaviour"
+    assert learner_changes(make_learner("bear", 3, 2, TINY), settings, ())["applied"] == {}
+
+
 class QuadrantBandit:
     """One-step episodes: a context in [-1, 1]^2, four arms, reward 1 for the arm of the context's quadrant."""
 
