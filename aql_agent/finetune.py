@@ -189,26 +189,28 @@ class Recipe:
 #: Fields of a learner config that build networks: fixed by the offline checkpoint.
 ARCHITECTURE_FIELDS = ("critics", "critic_layer_norm")
 
+# Each recipe's settings are the one before it with what it changes: warmstart adds the warm-up, loosen the relaxing.
+_CONSERVATIVE = {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 1.0,
+                 "online_warmup": 0, "ramp_steps": 0}
+_WARMSTART = {**_CONSERVATIVE, "online_warmup": 5000}
+
 RECIPES: dict[str, Recipe] = {
     "conservative": Recipe(
         "keep the offline learner's constraint as trained, measured on the logged rows; RLPD's symmetric 50/50 "
         "batches at one update per step; the learner's own exploration (docs/results.md#fine-tuning: relaxing "
         "the constraint or measuring it on the agent's own play collapsed AQL on hopper-medium)",
-        {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 1.0, "online_warmup": 0,
-         "ramp_steps": 0}),
+        _CONSERVATIVE),
     "warmstart": Recipe(
         "conservative, but the first 5000 env steps are played by the offline policy before any update (WSRL's "
         "warm-up): the first updates see thousands of the policy's own transitions instead of drawing the first "
         "round's few hundred a hundred times each, the dip after the first round in docs/results.md",
-        {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 1.0, "online_warmup": 5000,
-         "ramp_steps": 0}),
+        _WARMSTART),
     "loosen": Recipe(
         "warmstart, then the offline constraint loosens 4x over the first half of the run; AQL's generator also "
         "improves on the agent's own states (improve_on=all) and its residual's pull to the data moves under the "
         "multiplier (residual_fit_under_alpha), so the looser threshold is what holds it (docs/results.md"
         "#fine-tuning: on halfcheetah-medium the constraint kept as trained leaves G where offline training put it)",
-        {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 4.0,
-         "online_warmup": 5000, "ramp_steps": 0},
+        {**_WARMSTART, "relax": 4.0},
         learner={"aql": {"improve_on": "all", "residual_fit_under_alpha": True}}),
 }
 
@@ -306,10 +308,9 @@ def exploration_field(learner: Learner) -> str:
 
 
 def learner_changes(learner: Learner, settings: FinetuneSettings, protected: tuple[int, ...]) -> dict[str, Any]:
-    """The learner config changes fine-tuning makes, in order: the recipe's for this learner, --set (wins over
-    the recipe), the game's protected actions (discrete,
-    unless --no-protect-actions or set by hand), and --exploration. Returns them (`applied`) and the new
-    config (`config`)."""
+    """The learner config changes fine-tuning makes, in order: the recipe's for this learner, --set (which wins
+    over the recipe), the game's protected actions (discrete, unless --no-protect-actions or set by hand), and
+    --exploration. Returns them (`applied`) and the new config (`config`)."""
     asked = {**RECIPES[settings.recipe].learner.get(learner.name, {}), **settings.learner}
     names = {f.name for f in dataclasses.fields(learner.config)}
     unknown = sorted(set(asked) - names)
