@@ -54,6 +54,10 @@ SUITES = {
 }
 
 
+OFFLINE_COPY = "agent:offline"
+"""In an opponent spec: a fixed copy of the seed's own offline checkpoint (e.g. `mix:agent:offline,bt:hard`)."""
+
+
 def run(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -71,13 +75,16 @@ def arm_folder(runs: str, suite: str, arm: str, seed: int) -> str:
 def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, recipes: list[str]) -> str:
     """Offline run, then every arm (each skipped when already done)."""
     offline, control = arm_folder(runs, suite, "offline", seed), arm_folder(runs, suite, "offline-only", seed)
-    common = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed),
-              *(["--opponent", config["opponent"]] if "opponent" in config else [])]
+    base = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed)]
+    opponent = config.get("opponent")
+    common = [*base, *(["--opponent", opponent.replace(OFFLINE_COPY, f"agent:{offline}")] if opponent else [])]
     if finished_step(offline) < config["offline_steps"]:
         shutil.rmtree(offline, ignore_errors=True)
+        # against a copy of itself the offline run is evaluated against the game's default opponent: the
+        # copy exists only once it is trained (the fine-tuned run's first evaluation is the start against it)
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", offline, "--steps",
-                str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]), *common,
-                *config["train_args"]))
+                str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]),
+                *(base if opponent and OFFLINE_COPY in opponent else common), *config["train_args"]))
     online = ["--steps", str(config["online_steps"]), "--eval-every", str(config["eval_every"]), *common]
     for recipe in recipes:
         tuned = arm_folder(runs, suite, f"finetuned-{recipe}", seed)
@@ -231,7 +238,8 @@ def main() -> None:
     parser.add_argument("--halfcheetah-data", default="datasets/halfcheetah/halfcheetah-medium.npz")
     parser.add_argument("--moba-games", type=int, default=8, help="games per behaviour-tree pairing (data)")
     parser.add_argument("--moba-opponent", default=SUITES["moba"]["opponent"],
-                        help="who the moba agent plays online and in evaluations (one --runs folder per opponent)")
+                        help="who the moba agent plays online and in evaluations (one --runs folder per opponent); "
+                        f"{OFFLINE_COPY}: a fixed copy of the seed's offline checkpoint")
     parser.add_argument("--finetune-args", default="", help="extra aql finetune flags for every fine-tuned run")
     parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the runs")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))

@@ -405,3 +405,26 @@ def test_calibrated_cql_trains_and_fine_tunes_on_batches_with_returns_to_go(pend
     np.testing.assert_allclose(returns[:99], rewards[:99] + 0.99 * returns[1:100], rtol=1e-4, atol=1e-3)
     assert returns[99] == pytest.approx(rewards[99]) and returns[199] == pytest.approx(rewards[199])
     assert "calibrated_fraction" in read_csv(out / "metrics.csv")[0]
+
+
+def test_the_benchmark_plays_a_copy_of_the_offline_checkpoint_only_once_it_exists(monkeypatch, tmp_path):
+    """benchmarks/finetune.py with `--moba-opponent agent:offline`: the offline run is evaluated against the
+    game's default opponent (its copy does not exist yet); every later run plays the seed's own checkpoint."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "benchmarks"))
+    import finetune as harness
+
+    commands = []
+    monkeypatch.setattr(harness, "run", commands.append)
+    monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    config = {**harness.SUITES["moba"], "opponent": "mix:agent:offline,bt:hard"}
+    harness.one_seed("moba", config, "logs", str(tmp_path), 3, ["warmstart"])
+    offline = harness.arm_folder(str(tmp_path), "moba", "offline", 3)
+    train, *later = commands
+    assert "--opponent" not in train and train[train.index("--out") + 1] == offline
+    assert len(later) == 4  # fine-tuned, offline-only, the untrained DQN (no games) and its online run
+    for command in later:
+        if "--opponent" in command:
+            assert command[command.index("--opponent") + 1] == f"mix:agent:{offline},bt:hard"
+    assert sum("--opponent" in command for command in later) == 3
