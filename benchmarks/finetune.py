@@ -8,7 +8,9 @@ For each suite and seed:
 
 1. **offline**: `aql train` from logged data (`offline_steps` updates);
 2. **fine-tuned**, one arm per `--recipes` entry: `aql finetune --recipe R` from that checkpoint,
-   `online_steps` env steps at `updates_per_step` updates each (`--finetune-args` adds flags to every one);
+   `online_steps` env steps at `updates_per_step` updates each (`--finetune-args` adds flags to every one),
+   and one per `--arm NAME=RECIPE FLAGS` (an ablation: the recipe with some flags changed, e.g.
+   `--arm "loosen-no-relax=loosen --relax 1"`), all from the same offline checkpoint;
 3. **offline-only control**: the offline run resumed for the same number of extra updates on the offline data
    alone, so the arms differ only in what they learn from;
 4. **scratch**: online learning from nothing for the same env steps: our SAC (the `aql make-dataset` loop that
@@ -25,6 +27,7 @@ OUT.json (curves), OUT.md (table) and OUT.png (curves against env steps, or upda
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -72,7 +75,26 @@ def arm_folder(runs: str, suite: str, arm: str, seed: int) -> str:
     return os.path.join(runs, suite, arm, f"seed{seed}")
 
 
-def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, recipes: list[str]) -> str:
+def fine_tuned_arms(recipes: list[str], specs: list[str]) -> dict[str, list[str]]:
+    """The fine-tuned arms by name, each with its `aql finetune` flags: one per recipe (named after it), then one
+    per `NAME=RECIPE FLAGS...` spec. A name is a folder name, so two arms never share a run folder."""
+    arms = {recipe: ["--recipe", recipe] for recipe in recipes}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        words = rest.split()
+        if not name or not words or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+            raise SystemExit(f"finetune: error: --arm {spec!r}: expected NAME=RECIPE [FLAGS...] with NAME made of "
+                             "letters, digits, '-', '_' or '.', e.g. --arm \"loosen-no-relax=loosen --relax 1\"")
+        if name in arms:
+            raise SystemExit(f"finetune: error: --arm {spec!r}: the arm {name!r} is already named (by --recipes or "
+                             "an earlier --arm); give each arm its own name")
+        arms[name] = ["--recipe", *words]
+    if not arms:
+        raise SystemExit("finetune: error: no fine-tuned arm: name at least one with --recipes or --arm")
+    return arms
+
+
+def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: dict[str, list[str]]) -> str:
     """Offline run, then every arm (each skipped when already done)."""
     offline, control = arm_folder(runs, suite, "offline", seed), arm_folder(runs, suite, "offline-only", seed)
     base = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed)]
@@ -86,12 +108,12 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, recipes:
                 str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]),
                 *(base if opponent and OFFLINE_COPY in opponent else common), *config["train_args"]))
     online = ["--steps", str(config["online_steps"]), "--eval-every", str(config["eval_every"]), *common]
-    for recipe in recipes:
-        tuned = arm_folder(runs, suite, f"finetuned-{recipe}", seed)
+    for name, flags in arms.items():
+        tuned = arm_folder(runs, suite, f"finetuned-{name}", seed)
         if finished_step(tuned) < config["online_steps"]:
             shutil.rmtree(tuned, ignore_errors=True)
-            run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--recipe", recipe,
-                    "--updates-per-step", str(config["updates_per_step"]), *online, *config["finetune_args"]))
+            run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--updates-per-step",
+                    str(config["updates_per_step"]), *online, *config["finetune_args"], *flags))
     extra = int(config["online_steps"] * config["updates_per_step"])
     if finished_step(control) < config["offline_steps"] + extra:
         shutil.rmtree(control, ignore_errors=True)
@@ -118,7 +140,7 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, recipes:
     return f"{suite} seed {seed}: done"
 
 
-def curves(suite: str, config: dict, runs: str, seed: int, recipes: list[str]) -> dict:
+def curves(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str]) -> dict:
     """Every arm's evaluations against env steps after the offline checkpoint (the control's extra updates are
     counted as the env steps that would have brought them: updates / updates_per_step)."""
     metric, offline_steps, ratio = config["metric"], config["offline_steps"], config["updates_per_step"]
@@ -127,8 +149,8 @@ def curves(suite: str, config: dict, runs: str, seed: int, recipes: list[str]) -
         return [(int(round((r["step"] - shift) / scale)), r[metric], r.get(f"{metric}_low"), r.get(f"{metric}_high"))
                 for r in read(path) if r["step"] >= shift]
 
-    arms = {f"finetuned-{recipe}": points(os.path.join(arm_folder(runs, suite, f"finetuned-{recipe}", seed),
-                                                       "eval.csv")) for recipe in recipes}
+    arms = {f"finetuned-{name}": points(os.path.join(arm_folder(runs, suite, f"finetuned-{name}", seed), "eval.csv"))
+            for name in fine_tuned}
     arms["offline-only"] = points(os.path.join(arm_folder(runs, suite, "offline-only", seed), "eval.csv"),
                                   offline_steps, ratio)
     scratch = arm_folder(runs, suite, "scratch", seed)
@@ -206,7 +228,8 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
-    colors = iter(["tab:green", "tab:olive", "tab:purple", "tab:brown"])
+    colors = itertools.cycle(["tab:green", "tab:olive", "tab:purple", "tab:brown", "tab:red", "tab:pink",
+                              "tab:cyan", "tab:orange"])
     palette = {"offline-only": "tab:blue", "scratch": "tab:gray"}
     for ax, (suite, result) in zip(axes[0], results.items()):
         seeds = list(result["seeds"].values())
@@ -229,7 +252,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", nargs="+", default=["hopper"], choices=list(SUITES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--recipes", nargs="+", default=["conservative"], help="one fine-tuned arm per recipe")
+    parser.add_argument("--recipes", nargs="*", default=["conservative"], help="one fine-tuned arm per recipe")
+    parser.add_argument("--arm", action="append", default=[], metavar="NAME=RECIPE FLAGS",
+                        help="one more fine-tuned arm, finetuned-NAME: the recipe with these aql finetune flags "
+                        "(repeatable; e.g. \"loosen-no-relax=loosen --relax 1\")")
     parser.add_argument("--jobs", type=int, default=1, help="(suite, seed) runs at a time, as Ray Tune trials "
                         "(the ray extra); 1: one after another without Ray")
     parser.add_argument("--address", help="the Ray cluster to run the trials on (default: a local one)")
@@ -244,6 +270,7 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the runs")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
+    arms = fine_tuned_arms(args.recipes, args.arm)
     for config in SUITES.values():
         config["finetune_args"] = config["finetune_args"] + args.finetune_args.split()
     SUITES["moba"]["opponent"] = args.moba_opponent
@@ -255,7 +282,7 @@ def main() -> None:
 
     def job(config: dict) -> str:
         return one_seed(config["suite"], SUITES[config["suite"]], data[config["suite"]], args.runs, config["seed"],
-                        args.recipes)
+                        arms)
 
     if not args.summary_only:
         if args.jobs == 1 and args.address is None:
@@ -271,10 +298,11 @@ def main() -> None:
         config = SUITES[suite]
         results[suite] = {"algo": config["algo"], "env": config["env"], "metric": config["metric"],
                           "opponent": config.get("opponent"),
-                          "data": data[suite], "recipes": args.recipes, "finetune_args": config["finetune_args"],
+                          "data": data[suite], "recipes": args.recipes, "arms": arms,
+                          "finetune_args": config["finetune_args"],
                           "budget": {k: config[k] for k in ("offline_steps", "online_steps", "updates_per_step",
                                                             "eval_every", "eval_episodes")},
-                          "seeds": {seed: curves(suite, config, args.runs, seed, args.recipes) for seed in args.seeds}}
+                          "seeds": {seed: curves(suite, config, args.runs, seed, list(arms)) for seed in args.seeds}}
     table = summarise(results)
     print(table)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -419,7 +419,7 @@ def test_the_benchmark_plays_a_copy_of_the_offline_checkpoint_only_once_it_exist
     monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
     monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
     config = {**harness.SUITES["moba"], "opponent": "mix:agent:offline,bt:hard"}
-    harness.one_seed("moba", config, "logs", str(tmp_path), 3, ["warmstart"])
+    harness.one_seed("moba", config, "logs", str(tmp_path), 3, harness.fine_tuned_arms(["warmstart"], []))
     offline = harness.arm_folder(str(tmp_path), "moba", "offline", 3)
     train, *later = commands
     assert "--opponent" not in train and train[train.index("--out") + 1] == offline
@@ -428,3 +428,38 @@ def test_the_benchmark_plays_a_copy_of_the_offline_checkpoint_only_once_it_exist
         if "--opponent" in command:
             assert command[command.index("--opponent") + 1] == f"mix:agent:{offline},bt:hard"
     assert sum("--opponent" in command for command in later) == 3
+
+
+def test_the_benchmark_runs_ablation_arms_from_the_same_offline_checkpoint(monkeypatch, tmp_path):
+    """benchmarks/finetune.py `--arm NAME=RECIPE FLAGS`: an arm of its own folder, its recipe and flags after
+    the harness's (so they win), from the seed's one offline checkpoint; a bad or repeated name is one error
+    line."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "benchmarks"))
+    import finetune as harness
+
+    arms = harness.fine_tuned_arms(["loosen"], ["loosen-behaviour=loosen --set improve_on=behaviour"])
+    assert arms == {"loosen": ["--recipe", "loosen"],
+                    "loosen-behaviour": ["--recipe", "loosen", "--set", "improve_on=behaviour"]}
+    commands = []
+    monkeypatch.setattr(harness, "run", commands.append)
+    monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    import sac_reference
+
+    monkeypatch.setattr(sac_reference, "run_ours", lambda *args, **kwargs: [(0, 0.0)])
+    harness.one_seed("hopper", harness.SUITES["hopper"], "data.npz", str(tmp_path), 0, arms)
+    tuned = [c for c in commands if "finetune" in c]
+    offline = harness.arm_folder(str(tmp_path), "hopper", "offline", 0)
+    assert [c[c.index("--out") + 1] for c in tuned] == [
+        harness.arm_folder(str(tmp_path), "hopper", f"finetuned-{name}", 0) for name in arms]
+    assert all(c[c.index("--checkpoint") + 1] == offline for c in tuned)
+    ablation = tuned[1]
+    start = ablation.index("--recipe")
+    assert ablation[start:start + 4] == ["--recipe", "loosen", "--set", "improve_on=behaviour"]
+    assert start > ablation.index("--round-steps")  # after the harness's own flags
+    for bad in (["loosen=loosen"], ["x"], ["../up=loosen"], ["ok="]):
+        with pytest.raises(SystemExit, match="finetune: error: --arm"):
+            harness.fine_tuned_arms(["loosen"], bad)
+    with pytest.raises(SystemExit, match="no fine-tuned arm"):
+        harness.fine_tuned_arms([], [])
