@@ -6,7 +6,8 @@ scratch, per seed.
 
 For each suite and seed:
 
-1. **offline**: `aql train` from logged data (`offline_steps` updates);
+1. **offline**: `aql train` from logged data (`offline_steps` updates; `--train-args` adds flags to it and to
+   the control, e.g. `--set critic_layer_norm=true`: use one `--runs` folder per set of them);
 2. **fine-tuned**, one arm per `--recipes` entry: `aql finetune --recipe R` from that checkpoint,
    `online_steps` env steps at `updates_per_step` updates each (`--finetune-args` adds flags to every one),
    and one per `--arm NAME=RECIPE FLAGS` (an ablation: the recipe with some flags changed, e.g.
@@ -267,12 +268,15 @@ def main() -> None:
                         help="who the moba agent plays online and in evaluations (one --runs folder per opponent); "
                         f"{OFFLINE_COPY}: a fixed copy of the seed's offline checkpoint")
     parser.add_argument("--finetune-args", default="", help="extra aql finetune flags for every fine-tuned run")
+    parser.add_argument("--train-args", default="", help="extra aql train flags for the offline run and the "
+                        "offline-only control (one --runs folder per set: finished runs are not retrained)")
     parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the runs")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
     arms = fine_tuned_arms(args.recipes, args.arm)
     for config in SUITES.values():
         config["finetune_args"] = config["finetune_args"] + args.finetune_args.split()
+        config["train_args"] = config["train_args"] + args.train_args.split()
     SUITES["moba"]["opponent"] = args.moba_opponent
 
     data = {"hopper": args.hopper_data, "halfcheetah": args.halfcheetah_data}
@@ -299,7 +303,7 @@ def main() -> None:
         results[suite] = {"algo": config["algo"], "env": config["env"], "metric": config["metric"],
                           "opponent": config.get("opponent"),
                           "data": data[suite], "recipes": args.recipes, "arms": arms,
-                          "finetune_args": config["finetune_args"],
+                          "train_args": config["train_args"], "finetune_args": config["finetune_args"],
                           "budget": {k: config[k] for k in ("offline_steps", "online_steps", "updates_per_step",
                                                             "eval_every", "eval_episodes")},
                           "seeds": {seed: curves(suite, config, args.runs, seed, list(arms)) for seed in args.seeds}}
