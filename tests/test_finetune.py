@@ -262,6 +262,17 @@ def test_a_recipe_changes_its_learner_s_fields_and_set_wins_over_it():
     assert learner_changes(make_learner("bear", 3, 2, TINY), settings, ())["applied"] == {}
 
 
+def test_a_learning_rate_changed_for_fine_tuning_is_the_one_the_optimiser_uses():
+    """`aql finetune --set alpha_learning_rate=0`: loading the offline optimiser states keeps their Adam
+    moments but not their step sizes, which would otherwise silently undo the change."""
+    offline = make_learner("aql", 3, 2, TINY)
+    tuned = make_learner("aql", 3, 2, {**TINY, "alpha_learning_rate": 0.0, "critic_learning_rate": 1e-5})
+    tuned.load_state_dict(offline.state_dict())
+    assert [group["lr"] for group in tuned.optimizers["alpha"].param_groups] == [0.0]
+    assert [group["lr"] for group in tuned.optimizers["critic"].param_groups] == [1e-5]
+    assert [group["lr"] for group in tuned.optimizers["generator"].param_groups] == [3e-4]  # unchanged: as saved
+
+
 class QuadrantBandit:
     """One-step episodes: a context in [-1, 1]^2, four arms, reward 1 for the arm of the context's quadrant."""
 

@@ -273,9 +273,14 @@ class Learner:
             if missing:
                 raise AqlError(f"optimiser states do not match: {sorted(missing)}")
             for key, opt in self.optimizers.items():
+                # The step sizes are this learner's config's (fine-tuning may change them with --set): an
+                # optimiser state carries the step sizes it was saved with, and loading it would put them back.
+                step_sizes = [group["lr"] for group in opt.param_groups]
                 # Deep copy: torch keeps same-device state tensors by reference, which would tie this
                 # learner's Adam moments to those of the learner the state came from.
                 opt.load_state_dict(copy.deepcopy(state["optimizers"][key]))
+                for group, step_size in zip(opt.param_groups, step_sizes):
+                    group["lr"] = step_size
         except (KeyError, RuntimeError, ValueError) as error:
             raise AqlError(f"this checkpoint does not fit a {self.name} learner with obs_dim={self.obs_dim}, "
                            f"act_dim={self.act_dim} and this config: {error}") from error
