@@ -39,7 +39,7 @@ from aql_agent import __version__
 from aql_agent.checkpoint import Policy, Preprocessing, load_learner, resolve_checkpoint
 from aql_agent.data.formats import load_dataset
 from aql_agent.errors import MAX_SEED, AqlError, require_device, require_number
-from aql_agent.learners import Batch, Learner
+from aql_agent.learners import Batch, Learner, make_learner
 from aql_agent.runs import RunFolder, read_settings
 from aql_agent.data.validation import check_dataset, check_discrete_dataset, check_finite
 from aql_agent.training import TensorSampler, evaluate_learner, evaluation_row
@@ -307,6 +307,16 @@ def exploration_field(learner: Learner) -> str:
     return "exploration_temperature" if learner.config.exploration == "boltzmann" else "exploration_epsilon"
 
 
+def rebuilt_with(learner: Learner, config: Any, device: str) -> Learner:
+    """The learner built anew with `config` and its state loaded: a change to a field read when the learner is
+    built (the optimisers' step sizes) takes effect, not only the fields read at every update."""
+    if config == learner.config:
+        return learner
+    rebuilt = make_learner(learner.algo, learner.obs_dim, learner.act_dim, config.to_dict(), device)
+    rebuilt.load_state_dict(learner.state_dict())
+    return rebuilt
+
+
 def learner_changes(learner: Learner, settings: FinetuneSettings, protected: tuple[int, ...]) -> dict[str, Any]:
     """The learner config changes fine-tuning makes, in order: the recipe's for this learner, --set (which wins
     over the recipe), the game's protected actions (discrete, unless --no-protect-actions or set by hand), and
@@ -414,7 +424,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
                        f"{learner.obs_dim}: pass the --data it was trained on")
 
     changes = learner_changes(learner, settings, kind.protected_actions())
-    learner.config = changes.pop("config")
+    learner = rebuilt_with(learner, changes.pop("config"), settings.device)
     run = RunFolder(settings.out, settings.resume)
     resume = run.resumed_from
     torch.manual_seed(settings.seed)

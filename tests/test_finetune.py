@@ -273,6 +273,20 @@ def test_a_learning_rate_changed_for_fine_tuning_is_the_one_the_optimiser_uses()
     assert [group["lr"] for group in tuned.optimizers["generator"].param_groups] == [3e-4]  # unchanged: as saved
 
 
+def test_a_learning_rate_set_for_fine_tuning_takes_effect(pendulum_data, tmp_path):
+    """`aql finetune --set alpha_learning_rate=0` holds AQL's multiplier where offline training left it (the
+    optimisers are built from the changed config, not kept from the offline learner)."""
+    offline = tiny_offline_run(pendulum_data, str(tmp_path / "offline"), "aql", warmup_steps=10)
+    out = tmp_path / "tuned"
+    finetune(FinetuneSettings(offline, "Pendulum-v1", str(out), steps=200, round_steps=100, updates_per_step=0.5,
+                              eval_every=200, eval_episodes=1, log_every=10, progress=False, tensorboard=False,
+                              learner={"alpha_learning_rate": 0.0}))
+    alphas = {float(row["alpha"]) for row in read_csv(out / "metrics.csv") if int(row["step"]) > 30}
+    assert len(alphas) == 1
+    learner, _, _ = load_learner(out)
+    assert learner.optimizers["alpha"].param_groups[0]["lr"] == 0.0
+
+
 class QuadrantBandit:
     """One-step episodes: a context in [-1, 1]^2, four arms, reward 1 for the arm of the context's quadrant."""
 
