@@ -39,7 +39,7 @@ from aql_agent import __version__
 from aql_agent.checkpoint import Policy, Preprocessing, load_learner, resolve_checkpoint
 from aql_agent.data.formats import load_dataset
 from aql_agent.errors import MAX_SEED, AqlError, require_device, require_number
-from aql_agent.learners import Batch, Learner, make_learner
+from aql_agent.learners import Batch, Learner, LearnerConfig, make_learner
 from aql_agent.runs import RunFolder, read_settings
 from aql_agent.data.validation import check_dataset, check_discrete_dataset, check_finite
 from aql_agent.training import TensorSampler, evaluate_learner, evaluation_row
@@ -307,7 +307,7 @@ def exploration_field(learner: Learner) -> str:
     return "exploration_temperature" if learner.config.exploration == "boltzmann" else "exploration_epsilon"
 
 
-def rebuilt_with(learner: Learner, config: Any, device: str) -> Learner:
+def rebuilt_with(learner: Learner, config: LearnerConfig, device: str) -> Learner:
     """The learner built anew with `config` and its state loaded: a change to a field read when the learner is
     built (the optimisers' step sizes) takes effect, not only the fields read at every update."""
     if config == learner.config:
