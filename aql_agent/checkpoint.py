@@ -254,15 +254,23 @@ def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
     return Policy(learner, Preprocessing.from_dict(info["preprocessing"]), info)
 
 
-def with_act_samples(policy: Policy, samples: int) -> Policy:
-    """`policy` acting on the best of `samples` proposals (BCQ, BEAR, AQL): how many proposals the critic chooses
-    among is a choice of acting only, so it can change after training. Returns the same policy, changed."""
-    require_number("--act-samples", samples, 1, whole=True)
-    learner = policy.learner
-    if not hasattr(learner.config, "act_samples"):
-        raise AqlError(f"--act-samples: {learner.algo} does not act on sampled proposals; only bcq, bear and aql "
-                       "checkpoints do")
-    learner.config = dataclasses.replace(learner.config, act_samples=samples)
+def acting_as(policy: Policy, samples: int | None = None, targets: bool = False) -> Policy:
+    """`policy` acting another way, nothing retrained: on the best of `samples` proposals (BCQ, BEAR, AQL) and/or,
+    with `targets`, with its target generator and critic, the Polyak averages training keeps (AQL). Both are
+    choices of acting only, so they can change after training. Returns the same policy, changed."""
+    learner, changes = policy.learner, {}
+    if samples is not None:
+        require_number("--act-samples", samples, 1, whole=True)
+        if not hasattr(learner.config, "act_samples"):
+            raise AqlError(f"--act-samples: {learner.algo} does not act on sampled proposals; only bcq, bear and "
+                           "aql checkpoints do")
+        changes["act_samples"] = samples
+    if targets:
+        if not hasattr(learner.config, "act_with_targets"):
+            raise AqlError(f"--act-with-targets: {learner.algo} has no option to act on its target networks; only "
+                           "aql checkpoints do")
+        changes["act_with_targets"] = True
+    learner.config = dataclasses.replace(learner.config, **changes)
     return policy
 
 

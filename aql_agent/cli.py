@@ -139,7 +139,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from aql_agent.adapters.games import game_kind
-    from aql_agent.checkpoint import load_policy, with_act_samples
+    from aql_agent.checkpoint import acting_as, load_policy
 
     from aql_agent.errors import MAX_SEED, require_number
 
@@ -151,8 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_ray_flags(args)
     policy = load_policy(args.checkpoint)
     kind.check_policy(policy, args.checkpoint)
-    if args.act_samples is not None:
-        with_act_samples(policy, args.act_samples)
+    acting_as(policy, args.act_samples, args.act_with_targets)
     if args.workers is None:
         result = kind.evaluate(policy, episodes, seed=args.seed, opponent=args.opponent,
                                progress=not args.no_progress)
@@ -165,6 +164,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     result["algo"], result["step"] = policy.info["algo"], policy.info["step"]
     if args.act_samples is not None:
         result["act_samples"] = args.act_samples
+    if args.act_with_targets:
+        result["act_with_targets"] = True
     print(json.dumps(result, indent=2))
     return 0
 
@@ -401,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--act-samples", type=int,
                           help="bcq, bear, aql: act on the best of this many proposals instead of the number the "
                                "checkpoint was trained with (a choice of acting only; nothing is retrained)")
+    evaluate.add_argument("--act-with-targets", action="store_true",
+                          help="aql: act with the target (Polyak-averaged) generator and critic instead of the last "
+                               "update's (a choice of acting only; docs/results.md#fine-tuning)")
     _add_ray_flags(evaluate, "play the games on this many Ray workers; the result equals the serial one (bcq, bear, "
                              "aql: to float rounding)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")

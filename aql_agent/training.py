@@ -375,9 +375,12 @@ def train(settings: TrainSettings, replica: Replica | None = None) -> dict[str, 
         if (info["obs_dim"], info["act_dim"]) != (obs_dim, act_dim):
             raise AqlError(f"cannot resume: the checkpoint has obs_dim={info['obs_dim']}, act_dim={info['act_dim']}"
                            f", the data {obs_dim}, {act_dim}")
-        if saved.config != learner.config:
+        acting = {field: getattr(learner.config, field) for field in ACTING_FIELDS if hasattr(learner.config, field)}
+        if dataclasses.replace(saved.config, **acting) != learner.config:
             raise AqlError(f"cannot resume {settings.out}: its learner config {saved.config} differs from the one "
-                           f"asked for now {learner.config}; resume with the same settings")
+                           f"asked for now {learner.config}; resume with the same settings (only "
+                           f"{', '.join(ACTING_FIELDS)} may change)")
+        saved.config = learner.config  # with the acting fields asked for now
         started_with = Preprocessing.from_dict(info["preprocessing"])
         if not same_preprocessing(started_with, preprocessing):
             raise AqlError(f"cannot resume {settings.out}: it was trained with other data preprocessing "
@@ -480,6 +483,11 @@ def evaluation_row(result: dict[str, Any]) -> dict[str, float]:
         elif key.endswith("_ci95") and isinstance(value, (list, tuple)) and len(value) == 2:
             row[key[:-len("_ci95")] + "_low"], row[key[:-len("_ci95")] + "_high"] = value
     return row
+
+
+ACTING_FIELDS = ("act_samples", "act_with_targets")
+"""Learner config fields that only shape acting: a resumed run may change them, and its training stays the same
+(evaluations and checkpoints from then on act the new way)."""
 
 
 def evaluate_learner(learner: Learner, preprocessing: Preprocessing, env: str, episodes: int, opponent: str | None,

@@ -1,8 +1,10 @@
-"""Re-evaluate a run's checkpoints with another number of acting samples (BCQ, AQL: the best of N proposals).
+"""Re-evaluate a run's checkpoints acting another way: another number of acting samples (BCQ, AQL: the best of
+N proposals), and/or (AQL) with the target networks, the Polyak averages of the trained ones.
 
-How many proposals the critic chooses among is a choice of acting only, so it is measured without retraining:
-each checkpoint is evaluated on the same seeded episodes `aql train` used, once with `--samples N` (`aql eval
---act-samples N` does the same for one checkpoint). Re-evaluating with the number the run trained with
+How many proposals the critic chooses among, and which of its weights act, are choices of acting only, so they
+are measured without retraining: each checkpoint is evaluated on the same seeded episodes `aql train` used, once
+with `--samples N` and/or `--targets` (`aql eval --act-samples N --act-with-targets` does the same for one
+checkpoint). Re-evaluating with the number the run trained with
 reproduces its eval.csv for runs trained since evaluations seed the policy's draws per episode (2026-12-01);
 older runs get other draws of the same episodes. Prints one line per checkpoint and writes
 JSON with the recorded and the re-evaluated scores.
@@ -21,7 +23,7 @@ import sys
 
 import torch
 
-from aql_agent.checkpoint import load_policy, with_act_samples
+from aql_agent.checkpoint import acting_as, load_policy
 from aql_agent.errors import AqlError
 from aql_agent.runs import checkpoint_path, read_settings
 from aql_agent.training import evaluate_learner
@@ -37,9 +39,10 @@ def recorded_scores(run: str) -> tuple[int, dict[int, float]]:
     return seed, {int(row["step"]): row["normalized_mean"] for row in rows}
 
 
-def reevaluate(run: str, seed: int, env: str, step: int, samples: int, episodes: int) -> float:
-    """The normalised score of `run`'s checkpoint at `step` acting on the best of `samples` proposals."""
-    policy = with_act_samples(load_policy(checkpoint_path(run, step)), samples)
+def reevaluate(run: str, seed: int, env: str, step: int, samples: int | None, targets: bool, episodes: int) -> float:
+    """The normalised score of `run`'s checkpoint at `step` acting on the best of `samples` proposals (None: as
+    trained), with its target networks if `targets`."""
+    policy = acting_as(load_policy(checkpoint_path(run, step)), samples, targets)
     result = evaluate_learner(policy.learner, policy.preprocessing, env, episodes, None, seed, step)
     return float(result["normalized_mean"])
 
@@ -49,27 +52,29 @@ def main() -> None:
     parser.add_argument("--env", required=True, help="gymnasium id the runs were evaluated in")
     parser.add_argument("--runs", nargs="+", required=True, help="run folders of `aql train` (or table1's)")
     parser.add_argument("--steps", nargs="+", type=int, required=True, help="checkpoint steps to re-evaluate")
-    parser.add_argument("--samples", type=int, required=True, help="acting samples to evaluate with")
+    parser.add_argument("--samples", type=int, help="acting samples to evaluate with (default: as trained)")
+    parser.add_argument("--targets", action="store_true", help="aql: act with the target (Polyak-averaged) networks")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per evaluation (as the runs used)")
     parser.add_argument("--out", required=True, help="JSON output path")
     args = parser.parse_args()
     torch.set_num_threads(1)
     try:
-        if args.samples < 1 or args.episodes < 1:
+        if (args.samples is not None and args.samples < 1) or args.episodes < 1:
             raise AqlError("--samples and --episodes must be at least 1")
+        how = " and ".join([*([f"{args.samples} samples"] if args.samples else []),
+                            *(["the target networks"] if args.targets else [])]) or "as trained"
         results = []
         for run in args.runs:
             seed, recorded = recorded_scores(run)
             for step in args.steps:
-                score = reevaluate(run, seed, args.env, step, args.samples, args.episodes)
+                score = reevaluate(run, seed, args.env, step, args.samples, args.targets, args.episodes)
                 results.append({"run": run, "step": step, "recorded": recorded.get(step), "reevaluated": score})
-                print(f"{run} step {step}: recorded {recorded.get(step)}, with {args.samples} samples {score:.3f}",
-                      flush=True)
+                print(f"{run} step {step}: recorded {recorded.get(step)}, with {how} {score:.3f}", flush=True)
     except (AqlError, OSError, KeyError) as error:
         sys.exit(f"act_samples: error: {error}")
     with open(args.out, "w") as f:
-        json.dump({"env": args.env, "samples": args.samples, "episodes": args.episodes, "results": results}, f,
-                  indent=1)
+        json.dump({"env": args.env, "samples": args.samples, "targets": args.targets, "episodes": args.episodes,
+                   "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ For each suite and seed:
    `online_steps` env steps at `updates_per_step` updates each (`--finetune-args` adds flags to every one),
    and one per `--arm NAME=RECIPE FLAGS` (an ablation: the recipe with some flags changed, e.g.
    `--arm "loosen-no-relax=loosen --relax 1"`), all from the same offline checkpoint;
-3. **offline-only control**: the offline run resumed for the same number of extra updates on the offline data
-   alone, so the arms differ only in what they learn from;
+3. **offline-only control**: the offline run resumed for `online_steps * updates_per_step` extra updates on the
+   offline data alone, so the arms differ only in what they learn from; it is evaluated every
+   `control_eval_every` updates, so each fine-tuned arm is also compared with the control after exactly as
+   many updates as the arm made (a warm-started arm makes none during its warm-up: 15k, not 20k);
 4. **scratch**: online learning from nothing for the same env steps: our SAC (the `aql make-dataset` loop that
    benchmarks/sac_reference.py checks against Stable-Baselines3) on MuJoCo, online DQN on a game (`aql finetune
    --offline-ratio 0` from an untrained DQN, so it plays and learns exactly as the fine-tuned arms do).
@@ -46,7 +48,8 @@ from table1 import finished_step
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "datasets")
 MUJOCO = {"algo": "aql", "metric": "normalized_mean", "offline_steps": 20000, "online_steps": 20000,
-          "updates_per_step": 1.0, "eval_every": 2000, "eval_episodes": 10, "scratch": "sac",
+          "updates_per_step": 1.0, "eval_every": 2000, "control_eval_every": 1000, "eval_episodes": 10,
+          "scratch": "sac",
           "train_args": ["--set", "warmup_steps=2000"], "finetune_args": ["--round-steps", "1000"]}
 SUITES = {
     "hopper": {**MUJOCO, "env": "Hopper-v5"},
@@ -95,8 +98,9 @@ def fine_tuned_arms(recipes: list[str], specs: list[str]) -> dict[str, list[str]
     return arms
 
 
-def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: dict[str, list[str]]) -> str:
-    """Offline run, then every arm (each skipped when already done)."""
+def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: dict[str, list[str]],
+             arms_only: bool = False) -> str:
+    """Offline run, then every arm (each skipped when already done); with `arms_only`, not the controls."""
     offline, control = arm_folder(runs, suite, "offline", seed), arm_folder(runs, suite, "offline-only", seed)
     base = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed)]
     opponent = config.get("opponent")
@@ -115,18 +119,22 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
             shutil.rmtree(tuned, ignore_errors=True)
             run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--updates-per-step",
                     str(config["updates_per_step"]), *online, *config["finetune_args"], *flags))
+    if arms_only:
+        return f"{suite} seed {seed}: fine-tuned arms done"
     extra = int(config["online_steps"] * config["updates_per_step"])
     if finished_step(control) < config["offline_steps"] + extra:
         shutil.rmtree(control, ignore_errors=True)
         shutil.copytree(offline, control)
-        every = max(1, int(config["eval_every"] * config["updates_per_step"]))
+        every = control_grid(config)
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", control, "--resume", "--steps",
-                str(config["offline_steps"] + extra), "--eval-every", str(every), "--checkpoint-every", str(every),
-                *common, *config["train_args"]))
+                str(config["offline_steps"] + extra), "--eval-every", str(config.get("control_eval_every", every)),
+                "--checkpoint-every", str(every), *common, *config["train_args"]))
     scratch = arm_folder(runs, suite, "scratch", seed)
     if config["scratch"] == "sac" and not os.path.exists(os.path.join(scratch, "curve.json")):
+        import torch
         from sac_reference import run_ours
 
+        torch.set_num_threads(1)  # as the aql commands here (--threads 1): float sums, so curves, depend on it
         curve = run_ours(config["env"], seed, config["online_steps"], config["eval_every"], config["eval_episodes"],
                          learning_starts=5000)
         os.makedirs(scratch, exist_ok=True)
@@ -141,19 +149,25 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
     return f"{suite} seed {seed}: done"
 
 
+def control_grid(config: dict) -> int:
+    """Updates between the control's points on the arms' grid: the updates of eval_every env steps."""
+    return max(1, int(config["eval_every"] * config["updates_per_step"]))
+
+
 def curves(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str]) -> dict:
     """Every arm's evaluations against env steps after the offline checkpoint (the control's extra updates are
-    counted as the env steps that would have brought them: updates / updates_per_step)."""
+    counted as the env steps that would have brought them: updates / updates_per_step; its evaluations between
+    those points are left to `matched_control`)."""
     metric, offline_steps, ratio = config["metric"], config["offline_steps"], config["updates_per_step"]
 
-    def points(path: str, shift: int = 0, scale: float = 1.0) -> list:
+    def points(path: str, shift: int = 0, scale: float = 1.0, grid: int = 1) -> list:
         return [(int(round((r["step"] - shift) / scale)), r[metric], r.get(f"{metric}_low"), r.get(f"{metric}_high"))
-                for r in read(path) if r["step"] >= shift]
+                for r in read(path) if r["step"] >= shift and (r["step"] - shift) % grid == 0]
 
     arms = {f"finetuned-{name}": points(os.path.join(arm_folder(runs, suite, f"finetuned-{name}", seed), "eval.csv"))
             for name in fine_tuned}
     arms["offline-only"] = points(os.path.join(arm_folder(runs, suite, "offline-only", seed), "eval.csv"),
-                                  offline_steps, ratio)
+                                  offline_steps, ratio, control_grid(config))
     scratch = arm_folder(runs, suite, "scratch", seed)
     if config["scratch"] == "sac":
         with open(os.path.join(scratch, "curve.json")) as f:
@@ -161,6 +175,28 @@ def curves(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str]
     else:
         arms["scratch"] = points(os.path.join(scratch, "online", "eval.csv"))
     return arms
+
+
+def matched_control(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str]) -> dict:
+    """For each fine-tuned arm, at each of its evaluations: (env step, the control's figure after as many updates
+    as the arm had made by then, the control's updates). The issue's "offline-only with the same number of
+    updates": a warm-started arm makes no updates during its warm-up, so at its last evaluation it has made
+    fewer than the control's final point. Where the control was not evaluated at exactly that count, its latest
+    evaluation before it stands in (the updates column says which)."""
+    metric, offline_steps = config["metric"], config["offline_steps"]
+    control = read(os.path.join(arm_folder(runs, suite, "offline-only", seed), "eval.csv"))
+    matched = {}
+    for name in fine_tuned:
+        folder = arm_folder(runs, suite, f"finetuned-{name}", seed)
+        made = {int(r["step"]): int(r["updates"]) - offline_steps for r in read(os.path.join(folder, "rounds.csv"))}
+        points = []
+        for row in read(os.path.join(folder, "eval.csv")):
+            updates = made.get(int(row["step"]), 0)
+            stand_in = max((r for r in control if offline_steps <= r["step"] <= offline_steps + updates),
+                           key=lambda r: r["step"])
+            points.append((int(row["step"]), stand_in[metric], int(stand_in["step"]) - offline_steps))
+        matched[f"finetuned-{name}"] = points
+    return matched
 
 
 def wilson(wins: float, games: int) -> tuple[float, float]:
@@ -172,8 +208,8 @@ def wilson(wins: float, games: int) -> tuple[float, float]:
 def summarise(results: dict) -> str:
     """Per suite and arm: the final evaluation and the mean of the last five, mean +/- std over seeds (with
     the per-seed figures), games pooled over seeds with their Wilson interval for win rates; then whether
-    each fine-tuned arm beats its offline start, the offline-only control and scratch by more than the pooled
-    seed std."""
+    each fine-tuned arm beats its offline start, the offline-only control (at its end, and after as many
+    updates as the arm made where `matched_control` is recorded) and scratch by more than the pooled seed std."""
     lines = []
     for suite, result in results.items():
         seeds = list(result["seeds"].values())
@@ -192,6 +228,15 @@ def summarise(results: dict) -> str:
             last5 = [float(np.mean([p[1] for p in s[arm][-5:]])) for s in seeds]
             lasts[arm] = last5
             rows.append((arm, seeds[0][arm][-1][0], finals[arm], last5))
+        # the control after as many updates as each fine-tuned arm made (older outputs have no such record)
+        matched = list(result.get("matched_control", {}).values())
+        same = {}
+        for arm in (a for a in arms if a.startswith("finetuned") and matched):
+            name = f"offline-only at {arm}'s updates"
+            same[arm] = name
+            finals[name] = [m[arm][-1][1] for m in matched]
+            lasts[name] = [float(np.mean([p[1] for p in m[arm][-5:]])) for m in matched]
+            rows.append((name, f"{matched[0][arm][-1][2]} updates", finals[name], lasts[name]))
         for name, steps, final, last5 in rows:
             line = (f"| {name} | {steps} | {np.mean(final):.3f} +/- {np.std(final):.3f} | "
                     f"{', '.join(f'{v:.3f}' for v in final)} | {np.mean(last5):.3f} +/- {np.std(last5):.3f} | "
@@ -208,9 +253,11 @@ def summarise(results: dict) -> str:
             verdicts[arm] = {}
             for measure, figures in (("final", finals), ("last 5", lasts)):
                 checks = {}
-                for other in ("offline checkpoint", "offline-only", "scratch"):
-                    gap = float(np.mean(figures[arm]) - np.mean(figures[other]))
-                    pooled = float(np.sqrt((np.var(figures[arm], ddof=1) + np.var(figures[other], ddof=1)) / 2)) \
+                others = {"offline checkpoint": "offline checkpoint", "offline-only": "offline-only",
+                          **({"offline-only, same updates": same[arm]} if arm in same else {}), "scratch": "scratch"}
+                for other, row in others.items():
+                    gap = float(np.mean(figures[arm]) - np.mean(figures[row]))
+                    pooled = float(np.sqrt((np.var(figures[arm], ddof=1) + np.var(figures[row], ddof=1)) / 2)) \
                         if len(seeds) > 1 else float("nan")
                     checks[other] = {"gap": gap, "pooled_std": pooled, "beats": bool(gap > pooled)}
                 verdicts[arm][measure] = checks
@@ -271,6 +318,9 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="extra aql train flags for the offline run and the "
                         "offline-only control (one --runs folder per set: finished runs are not retrained)")
     parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the runs")
+    parser.add_argument("--arms-only", action="store_true", help="train only the offline run and the fine-tuned "
+                        "arms, not the controls (another invocation on the same --runs makes them: two at once "
+                        "must never both make one; no outputs are built)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
     arms = fine_tuned_arms(args.recipes, args.arm)
@@ -286,7 +336,7 @@ def main() -> None:
 
     def job(config: dict) -> str:
         return one_seed(config["suite"], SUITES[config["suite"]], data[config["suite"]], args.runs, config["seed"],
-                        arms)
+                        arms, args.arms_only)
 
     if not args.summary_only:
         if args.jobs == 1 and args.address is None:
@@ -297,6 +347,8 @@ def main() -> None:
             messages = run_trials(jobs, job, concurrent=args.jobs, storage=os.path.join(args.runs, "tune"),
                                   name="finetune", address=args.address)
         print("\n".join(messages), flush=True)
+        if args.arms_only:
+            return
     results = {}
     for suite in args.suite:
         config = SUITES[suite]
@@ -306,7 +358,9 @@ def main() -> None:
                           "train_args": config["train_args"], "finetune_args": config["finetune_args"],
                           "budget": {k: config[k] for k in ("offline_steps", "online_steps", "updates_per_step",
                                                             "eval_every", "eval_episodes")},
-                          "seeds": {seed: curves(suite, config, args.runs, seed, list(arms)) for seed in args.seeds}}
+                          "seeds": {seed: curves(suite, config, args.runs, seed, list(arms)) for seed in args.seeds},
+                          "matched_control": {seed: matched_control(suite, config, args.runs, seed, list(arms))
+                                              for seed in args.seeds}}
     table = summarise(results)
     print(table)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

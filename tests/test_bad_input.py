@@ -123,7 +123,8 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
 }
 
 NO_BAD_VALUE = {"--overwrite", "--json", "--no-progress", "--no-tensorboard", "--resume", "--normalize-observations",
-                "--public", "--quick", "--through-bridge", "--version", "--no-protect-actions"}
+                "--public", "--quick", "--through-bridge", "--version", "--no-protect-actions",
+                "--act-with-targets"}  # its bad use (a checkpoint that cannot) has its own test below
 
 
 def _actions(command: str) -> list[argparse.Action]:
@@ -251,3 +252,11 @@ def test_bad_input_is_one_error_line(command, flag, value, files, tmp_path, stop
     shown = value.format(**names)
     named = flag.lstrip("-") in lines[0] or (shown and shown in lines[0]) or os.path.basename(shown) in lines[0]
     assert named, f"the error does not name {flag} or {shown!r}: {lines[0]}"
+
+
+def test_acting_on_target_networks_a_checkpoint_has_none_of_is_one_error_line(files, capsys):
+    """`aql eval --act-with-targets` on a SAC checkpoint (no target policy to act with): one error line."""
+    argv = _argv("eval", None, None, {**files, "out": ""})
+    assert main([*argv, "--act-with-targets"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("aql: error: --act-with-targets: sac has no option"), err

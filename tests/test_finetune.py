@@ -483,8 +483,57 @@ def test_the_benchmark_runs_ablation_arms_from_the_same_offline_checkpoint(monke
     start = ablation.index("--recipe")
     assert ablation[start:start + 4] == ["--recipe", "loosen", "--set", "improve_on=behaviour"]
     assert start > ablation.index("--round-steps")  # after the harness's own flags
+    commands.clear()  # --arms-only: a second invocation's share, the controls left to the first
+    harness.one_seed("hopper", harness.SUITES["hopper"], "data.npz", str(tmp_path), 0, arms, arms_only=True)
+    assert [c[c.index("--out") + 1] for c in commands] == [offline] + [c[c.index("--out") + 1] for c in tuned]
     for bad in (["loosen=loosen"], ["x"], ["../up=loosen"], ["ok="]):
         with pytest.raises(SystemExit, match="finetune: error: --arm"):
             harness.fine_tuned_arms(["loosen"], bad)
     with pytest.raises(SystemExit, match="no fine-tuned arm"):
         harness.fine_tuned_arms([], [])
+
+
+def test_the_benchmark_compares_a_warm_started_arm_with_the_control_after_as_many_updates(monkeypatch, tmp_path):
+    """benchmarks/finetune.py: a warm-started arm makes no updates in its first 5000 env steps, so at 20k env
+    steps it has made 15k; the control is read after 15k updates too (not only at its 20k end), and its
+    latest earlier evaluation stands in where it has none at exactly that count."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "benchmarks"))
+    import finetune as harness
+
+    def write(folder: str, name: str, rows: list[dict]) -> None:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, name), "w", newline="") as f:
+            writer = csv.DictWriter(f, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    config, runs, offline = harness.SUITES["hopper"], str(tmp_path), harness.SUITES["hopper"]["offline_steps"]
+    for seed in (0, 1):
+        control = harness.arm_folder(runs, "hopper", "offline-only", seed)
+        # the control's figure is its extra updates / 1000 (+ seed), evaluated every 1000 updates (seed 1: 2000)
+        write(control, "eval.csv", [{"step": offline + extra, "normalized_mean": extra / 1000 + seed}
+                                    for extra in range(0, 20001, 1000 * (seed + 1))])
+        scratch = harness.arm_folder(runs, "hopper", "scratch", seed)
+        os.makedirs(scratch)
+        with open(os.path.join(scratch, "curve.json"), "w") as f:
+            json.dump([[step, 5.0] for step in range(0, 20001, 2000)], f)
+        for name, warmup in (("warm", 5000), ("cold", 0)):
+            tuned = harness.arm_folder(runs, "hopper", f"finetuned-{name}", seed)
+            write(tuned, "eval.csv", [{"step": step, "normalized_mean": 50.0} for step in range(0, 20001, 2000)])
+            write(tuned, "rounds.csv", [{"step": step, "updates": offline + max(0, step - warmup)}
+                                        for step in range(1000, 20001, 1000)])
+    matched = {seed: harness.matched_control("hopper", config, runs, seed, ["warm", "cold"]) for seed in (0, 1)}
+    assert matched[0]["finetuned-warm"][-1] == (20000, 15.0, 15000)
+    assert matched[0]["finetuned-warm"][0] == (0, 0.0, 0) and matched[0]["finetuned-cold"][-1] == (20000, 20.0, 20000)
+    assert matched[1]["finetuned-warm"][-1] == (20000, 15.0, 14000)  # 14k: its latest evaluation before 15k
+    curves = harness.curves("hopper", config, runs, 0, ["warm", "cold"])
+    assert [p[0] for p in curves["offline-only"]] == list(range(0, 20001, 2000))  # the arms' grid only
+    results = {"hopper": {"algo": "aql", "env": "Hopper-v5", "metric": "normalized_mean",
+                          "seeds": {seed: harness.curves("hopper", config, runs, seed, ["warm", "cold"])
+                                    for seed in (0, 1)}, "matched_control": matched}}
+    table = harness.summarise(results)
+    assert "| offline-only at finetuned-warm's updates | 15000 updates | 15.000 +/- 0.000 |" in table
+    verdicts = results["hopper"]["summary"]["verdicts"]["finetuned-warm"]["final"]
+    assert verdicts["offline-only, same updates"]["gap"] == pytest.approx(50.0 - 15.0)
+    assert verdicts["offline-only"]["gap"] == pytest.approx(50.0 - 20.5)

@@ -229,7 +229,7 @@ def test_aql_cql_variant_adds_the_penalty():
 
 
 #: fields whose effect shows only in act(), and the values to change each field to where doubling is not enough
-ACT_ONLY = {"act_samples"}
+ACT_ONLY = {"act_samples", "act_with_targets"}
 CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 16), "bf16": True, "warmup_steps": 1,
            "lagrange_threshold": 1.0, "mmd_kernel": "gaussian", "gen_window": 1, "conservative_weight": 1.0,
            "lam": 0.1, "initial_temperature": 0.5, "gamma": 0.9,

@@ -60,6 +60,8 @@ def test_train_writes_logs_checkpoints_and_evaluates(pendulum_data, tmp_path, ca
     assert same["returns"] == result["returns"] and same["act_samples"] == 10
     assert main(["eval", "--checkpoint", out, "--env", "Pendulum-v1", "--episodes", "2", "--act-samples", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["act_samples"] == 1
+    assert main(["eval", "--checkpoint", out, "--env", "Pendulum-v1", "--episodes", "2", "--act-with-targets"]) == 0
+    assert json.loads(capsys.readouterr().out)["act_with_targets"] is True
 
 
 def test_train_from_a_replay_log(tmp_path):
@@ -111,6 +113,36 @@ def test_resume_refuses_another_algorithm(pendulum_data, tmp_path):
         train(TrainSettings(algo="bc", resume=True, normalize_observations=True, **settings))
     with pytest.raises(AqlError, match="already at step 10"):
         train(TrainSettings(algo="bc", resume=True, **settings))
+
+
+def test_a_resumed_run_may_change_how_it_acts_but_not_how_it_trains(pendulum_data, tmp_path):
+    """`act_with_targets` and `act_samples` shape acting only: a resumed run takes them (its checkpoints from
+    then on act the new way, on the targets' weights) and trains exactly as without them; any other change is
+    refused."""
+    common = dict(algo="aql", data=pendulum_data, seed=1, checkpoint_every=20, progress=False, tensorboard=False)
+    tiny = {"hidden": [16, 16], "vae_hidden": [16], "residual_hidden": [16], "batch_size": 16, "warmup_steps": 10}
+    straight, switched = str(tmp_path / "straight"), str(tmp_path / "switched")
+    train(TrainSettings(out=straight, steps=40, learner=tiny, **common))
+    train(TrainSettings(out=switched, steps=20, learner=tiny, **common))
+    with pytest.raises(AqlError, match="only act_samples, act_with_targets may change"):
+        train(TrainSettings(out=switched, steps=40, resume=True, learner={**tiny, "critic_learning_rate": 1e-4},
+                            **common))
+    train(TrainSettings(out=switched, steps=40, resume=True, learner={**tiny, "act_with_targets": True}, **common))
+    a, _, _ = load_learner(straight)
+    b, info, _ = load_learner(switched)
+    assert info["learner_config"]["act_with_targets"] and b.config.act_with_targets
+    for key, value in a.state_dict()["nets"].items():
+        assert torch.equal(value, b.state_dict()["nets"][key]), key
+    observations = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    torch.manual_seed(0)
+    acted = b.act(observations)
+    b.nets["generator"].load_state_dict(b.nets["generator_target"].state_dict())
+    b.nets["critic"].load_state_dict(b.nets["critic_target"].state_dict())
+    b.config = a.config  # the trained nets, now holding the targets' weights
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(acted, b.act(observations))
+    torch.manual_seed(0)
+    assert not np.array_equal(acted, a.act(observations))  # 40 updates apart: the averages are not the weights
 
 
 def bad_data(tmp_path, **changes) -> str:
