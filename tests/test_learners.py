@@ -12,6 +12,7 @@ from aql_agent.errors import AqlError
 from aql_agent.learners import ALGORITHMS, Batch, is_discrete, make_learner
 from aql_agent.learners.aql import ResidualGenerator
 from aql_agent.nn import ConditionalVAE, vae_loss
+from aql_agent.training import ACTING_FIELDS
 
 OBS_DIM, ACT_DIM = 4, 2
 CONTINUOUS = [algo for algo in ALGORITHMS if not is_discrete(algo)]  # discrete ones: tests/test_discrete.py
@@ -229,7 +230,7 @@ def test_aql_cql_variant_adds_the_penalty():
 
 
 #: fields whose effect shows only in act(), and the values to change each field to where doubling is not enough
-ACT_ONLY = {"act_samples", "act_with_targets"}
+ACT_ONLY = set(ACTING_FIELDS)  # the fields a resumed run may change: each must still change the actions
 CHANGES = {"hidden": (16, 16), "vae_hidden": (16, 16), "residual_hidden": (16, 16), "bf16": True, "warmup_steps": 1,
            "lagrange_threshold": 1.0, "mmd_kernel": "gaussian", "gen_window": 1, "conservative_weight": 1.0,
            "lam": 0.1, "initial_temperature": 0.5, "gamma": 0.9,
