@@ -256,8 +256,9 @@ def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
 
 def acting_as(policy: Policy, samples: int | None = None, targets: bool = False) -> Policy:
     """`policy` acting another way, nothing retrained: on the best of `samples` proposals (BCQ, BEAR, AQL) and/or,
-    with `targets`, with its target generator and critic, the Polyak averages training keeps (AQL). Both are
-    choices of acting only, so they can change after training. Returns the same policy, changed."""
+    with `targets`, with its target networks, the Polyak averages training keeps (AQL; DQN, discrete BCQ and
+    AQL: the target Q). Both are choices of acting only, so they can change after training. Returns the same
+    policy, changed."""
     learner, changes = policy.learner, {}
     if samples is not None:
         require_number("--act-samples", samples, 1, whole=True)
@@ -268,7 +269,7 @@ def acting_as(policy: Policy, samples: int | None = None, targets: bool = False)
     if targets:
         if not hasattr(learner.config, "act_with_targets"):
             raise AqlError(f"--act-with-targets: {learner.algo} has no option to act on its target networks; only "
-                           "aql checkpoints do")
+                           "aql, dqn, bcq-discrete and aql-discrete checkpoints do")
         changes["act_with_targets"] = True
     learner.config = dataclasses.replace(learner.config, **changes)
     return policy

@@ -404,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "checkpoint was trained with (a choice of acting only; nothing is retrained)")
     evaluate.add_argument("--act-with-targets", action="store_true",
                           help="aql: act with the target (Polyak-averaged) generator and critic instead of the last "
-                               "update's (a choice of acting only; docs/results.md#fine-tuning)")
+                               "update's; dqn, bcq-discrete, aql-discrete: with the target Q (a choice of acting only; "
+                               "docs/results.md#fine-tuning)")
     _add_ray_flags(evaluate, "play the games on this many Ray workers; the result equals the serial one (bcq, bear, "
                              "aql: to float rounding)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -104,6 +104,9 @@ class FinetuneSettings:
     """Multi-agent games: who the agent plays against, online and in evaluations (default: the game's own,
     moba-1v1's bt:medium). `self`: self-play, the online games against the run's latest checkpoint (the offline
     one until the first evaluation), the evaluations against the offline checkpoint."""
+    eval_opponent: str | None = None
+    """Multi-agent games: who the evaluations play (default: --opponent; with --opponent self, the offline
+    checkpoint). Self-play's progress against a fixed opponent, e.g. --opponent self --eval-opponent bt:hard."""
     through_bridge: bool = False
     """Play the online games through the ZeroMQ bridge and an `aql engine` process of the game (one per worker
     with --workers, all served by this process at once)."""
@@ -398,11 +401,14 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     if self_play and not kind.multi_agent:
         raise AqlError(f"{kind.name} is single-agent: there is no opponent to make the agent itself (--opponent self)")
     kind.check_opponent(None if self_play else settings.opponent)
+    if settings.eval_opponent is not None and not kind.multi_agent:
+        raise AqlError(f"{kind.name} is single-agent: it takes no --eval-opponent (got {settings.eval_opponent!r})")
+    kind.check_opponent(settings.eval_opponent)
     envs = settings.envs or (settings.workers if settings.workers and not kind.multi_agent else 1)
     kind.check_rounds(settings.through_bridge, envs)
     checkpoint_dir = offline_dir = os.path.abspath(resolve_checkpoint(settings.checkpoint))
     # self-play: online games against the run's latest checkpoint, evaluations against the offline one
-    eval_opponent = f"agent:{offline_dir}" if self_play else settings.opponent
+    eval_opponent = settings.eval_opponent or (f"agent:{offline_dir}" if self_play else settings.opponent)
     learner, info, _ = load_learner(checkpoint_dir, settings.device)
     if not learner.fine_tunable:
         from aql_agent.learners import ALGORITHMS

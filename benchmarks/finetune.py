@@ -23,8 +23,10 @@ For each suite and seed:
 Every arm is evaluated with the same seeded episodes (games: greedy play, `eval_episodes` per point, Wilson
 intervals in eval.csv). Suites: `hopper` (AQL on ../shared/datasets' hopper-medium, normalised score),
 `halfcheetah` (AQL on the halfcheetah-medium set `aql make-dataset` makes, see docs/datasets.md) and `moba`
-(discrete AQL on behaviour-tree games, win rate against an opponent it starts below 50% against). Outputs
-OUT.json (curves), OUT.md (table) and OUT.png (curves against env steps, or updates for the control).
+(discrete AQL on behaviour-tree games, win rate against an opponent it starts below 50% against); `--budget
+KEY=VALUE` changes their budgets (e.g. `--budget online_steps=200000 --budget eval_every=40000`; one `--runs`
+folder per budget). Outputs OUT.json (curves), OUT.md (table) and OUT.png (curves against env steps, or
+updates for the control).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from aql_agent.adapters.games import DEFAULT_GAME
 from aql_agent.scores import normalized_score
 from figure2 import DEFAULT_PAIRS, record_data
 from plot_runs import read
-from table1 import finished_step
+from table1 import finished_step, remove_stale_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "datasets")
@@ -60,6 +62,10 @@ SUITES = {
              "finetune_args": ["--round-games", "2"], "opponent": "mix:bt:medium,bt:hard"},
 }
 
+
+BUDGET_KEYS = {"offline_steps": int, "online_steps": int, "updates_per_step": float, "eval_every": int,
+               "control_eval_every": int, "eval_episodes": int}
+"""What `--budget KEY=VALUE` may change in every chosen suite (each a positive number)."""
 
 OFFLINE_COPY = "agent:offline"
 """In an opponent spec: a fixed copy of the seed's own offline checkpoint (e.g. `mix:agent:offline,bt:hard`)."""
@@ -98,6 +104,25 @@ def fine_tuned_arms(recipes: list[str], specs: list[str]) -> dict[str, list[str]
     return arms
 
 
+def budget_changes(specs: list[str]) -> dict[str, int | float]:
+    """`--budget KEY=VALUE` flags as suite config changes; a bad key or value is one error line."""
+    changes = {}
+    for spec in specs:
+        key, _, text = spec.partition("=")
+        if key not in BUDGET_KEYS:
+            raise SystemExit(f"finetune: error: --budget {spec!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(BUDGET_KEYS)}, e.g. --budget online_steps=200000")
+        try:
+            value = BUDGET_KEYS[key](text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise SystemExit(f"finetune: error: --budget {spec!r}: {key} must be a positive "
+                             f"{'whole ' if BUDGET_KEYS[key] is int else ''}number")
+        changes[key] = value
+    return changes
+
+
 def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: dict[str, list[str]],
              arms_only: bool = False) -> str:
     """Offline run, then every arm (each skipped when already done); with `arms_only`, not the controls."""
@@ -106,7 +131,7 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
     opponent = config.get("opponent")
     common = [*base, *(["--opponent", opponent.replace(OFFLINE_COPY, f"agent:{offline}")] if opponent else [])]
     if finished_step(offline) < config["offline_steps"]:
-        shutil.rmtree(offline, ignore_errors=True)
+        remove_stale_run(offline)
         # against a copy of itself the offline run is evaluated against the game's default opponent: the
         # copy exists only once it is trained (the fine-tuned run's first evaluation is the start against it)
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", offline, "--steps",
@@ -116,14 +141,14 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
     for name, flags in arms.items():
         tuned = arm_folder(runs, suite, f"finetuned-{name}", seed)
         if finished_step(tuned) < config["online_steps"]:
-            shutil.rmtree(tuned, ignore_errors=True)
+            remove_stale_run(tuned)
             run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--updates-per-step",
                     str(config["updates_per_step"]), *online, *config["finetune_args"], *flags))
     if arms_only:
         return f"{suite} seed {seed}: fine-tuned arms done"
     extra = int(config["online_steps"] * config["updates_per_step"])
     if finished_step(control) < config["offline_steps"] + extra:
-        shutil.rmtree(control, ignore_errors=True)
+        remove_stale_run(control)
         shutil.copytree(offline, control)
         every = control_grid(config)
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", control, "--resume", "--steps",
@@ -141,7 +166,7 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
         with open(os.path.join(scratch, "curve.json"), "w") as f:
             json.dump([(step, normalized_score(config["env"], value)) for step, value in curve], f)
     elif config["scratch"] == "dqn" and finished_step(os.path.join(scratch, "online")) < config["online_steps"]:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_stale_run(scratch)
         untrained = os.path.join(scratch, "untrained")
         run(aql("train", "--algo", "dqn", "--data", data, "--out", untrained, "--steps", "1", "--agent", "all"))
         run(aql("finetune", "--checkpoint", untrained, "--out", os.path.join(scratch, "online"), "--offline-ratio",
@@ -317,6 +342,9 @@ def main() -> None:
     parser.add_argument("--finetune-args", default="", help="extra aql finetune flags for every fine-tuned run")
     parser.add_argument("--train-args", default="", help="extra aql train flags for the offline run and the "
                         "offline-only control (one --runs folder per set: finished runs are not retrained)")
+    parser.add_argument("--budget", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"change a budget of every chosen suite ({', '.join(BUDGET_KEYS)}; repeatable; one "
+                        "--runs folder per budget: finished runs are not retrained)")
     parser.add_argument("--summary-only", action="store_true", help="only build the outputs from the runs")
     parser.add_argument("--arms-only", action="store_true", help="train only the offline run and the fine-tuned "
                         "arms, not the controls (another invocation on the same --runs makes them: two at once "
@@ -324,7 +352,9 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
     arms = fine_tuned_arms(args.recipes, args.arm)
+    budget = budget_changes(args.budget)
     for config in SUITES.values():
+        config.update(budget)
         config["finetune_args"] = config["finetune_args"] + args.finetune_args.split()
         config["train_args"] = config["train_args"] + args.train_args.split()
     SUITES["moba"]["opponent"] = args.moba_opponent

@@ -158,6 +158,22 @@ def finished_step(folder: str) -> int:
         return 0
 
 
+def remove_stale_run(folder: str) -> None:
+    """Delete an unfinished run's folder so it starts again, unless a process still works in it (its run lock,
+    or the lock of a run inside it, is held): a second harness invocation on the same runs must fail, not delete
+    the first one's run under it."""
+    from aql_agent.errors import AqlError
+    from aql_agent.runs import FolderLock
+
+    for root, _, files in os.walk(folder):
+        if FolderLock.FILE in files:
+            try:
+                FolderLock(root).release()
+            except AqlError as error:
+                raise SystemExit(f"{os.path.basename(sys.argv[0])}: error: {error}") from None
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: int) -> str:
     """One `aql train` run in a subprocess (resumed if it was interrupted, skipped if done)."""
     folder = run_folder(args.runs, data, algo, seed)
@@ -168,7 +184,7 @@ def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: in
         write_record(args, env, data, algo, seed, folder)
         return f"{folder}: done"
     if not done and os.path.exists(folder):  # stopped before its first checkpoint: start it again
-        shutil.rmtree(folder)
+        remove_stale_run(folder)
     command = [sys.executable, "-m", "aql_agent", "train", "--algo", algo, "--data", data, "--out", folder,
                "--steps", str(args.steps), "--seed", str(seed), "--env", env, "--eval-every", str(args.eval_every),
                "--eval-episodes", str(args.eval_episodes), "--log-every", str(args.log_every), "--threads", "1",

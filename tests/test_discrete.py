@@ -139,10 +139,12 @@ def test_learner_protocol_round_trips_and_runs_in_bf16(algo):
 
 CHANGED = {"hidden": [16, 16], "residual_hidden": [16], "bf16": True, "gen_window": 1, "threshold": 0.9,
            "exploration_epsilon": 1.0, "alpha": 0.0, "gamma": 0.9, "exploration": "boltzmann",
-           "exploration_temperature": 5.0, "exploration_exclude": [0, 1, 2, 3], "critic_layer_norm": True}
+           "exploration_temperature": 5.0, "exploration_exclude": [0, 1, 2, 3], "critic_layer_norm": True,
+           "act_with_targets": True}
 # read only when acting non-deterministically, some only in the exploration style given here
 ACTING = {"exploration_epsilon": {}, "exploration": {}, "exploration_temperature": {"exploration": "boltzmann"},
-          "exploration_exclude": {"exploration_epsilon": 1.0}}
+          "exploration_exclude": {"exploration_epsilon": 1.0},
+          "act_with_targets": {"critic_learning_rate": 0.03}}  # Q moves off its average within the 4 updates
 
 
 @pytest.mark.parametrize("algo", DISCRETE)
@@ -304,6 +306,9 @@ def test_train_from_moba_logs_and_evaluate_the_win_rate(bot_games, tmp_path, cap
     low, high = result["win_rate_ci95"]
     assert 0.0 <= low <= result["win_rate"] <= high <= 1.0
     assert result["algo"] == "aql-discrete" and result["opponent"] == "random"
+    assert main(["eval", "--checkpoint", out, "--env", "moba-1v1", "--opponent", "random", "--games", "1",
+                 "--no-progress", "--act-with-targets"]) == 0  # acting on the target Q network
+    assert json.loads(capsys.readouterr().out)["act_with_targets"] is True
     player, who = game_kind("moba-1v1").make_player(f"agent:{out}")  # the checkpoint plays as a moba-1v1 player
     env = moba.parallel_env(seed=0, max_frames=90)
     obs, _ = env.reset(seed=0)

@@ -383,6 +383,16 @@ def test_self_play_meets_the_latest_checkpoint_and_is_evaluated_against_the_offl
     assert len(set(opponents)) >= 2  # it met itself after an evaluation
     with pytest.raises(AqlError, match="single-agent"):
         finetune(FinetuneSettings(connect_four_run, "CartPole-v1", str(tmp_path / "x"), opponent="self"))
+    # --eval-opponent: self-play measured against a fixed opponent instead of the offline checkpoint
+    fixed = finetune(FinetuneSettings(connect_four_run, "connect-four", str(tmp_path / "fixed"), steps=20,
+                                      round_games=2, eval_every=20, eval_episodes=2, opponent="self",
+                                      eval_opponent="random", progress=False, tensorboard=False))
+    assert fixed["first_evaluation"]["opponent"] == fixed["evaluation"]["opponent"] == "random"
+    assert main(["finetune", "--checkpoint", connect_four_run, "--env", "connect-four", "--opponent", "self",
+                 "--eval-opponent", "bt:nobody", "--out", str(tmp_path / "bad")]) == 2
+    assert capsys.readouterr().err.startswith("aql: error:")
+    with pytest.raises(AqlError, match="single-agent: it takes no --eval-opponent"):
+        finetune(FinetuneSettings(connect_four_run, "CartPole-v1", str(tmp_path / "y"), eval_opponent="random"))
 
 
 def test_the_benchmark_s_verdicts_compare_against_the_pooled_seed_std(monkeypatch):
@@ -537,3 +547,56 @@ def test_the_benchmark_compares_a_warm_started_arm_with_the_control_after_as_man
     verdicts = results["hopper"]["summary"]["verdicts"]["finetuned-warm"]["final"]
     assert verdicts["offline-only, same updates"]["gap"] == pytest.approx(50.0 - 15.0)
     assert verdicts["offline-only"]["gap"] == pytest.approx(50.0 - 20.5)
+
+
+def test_the_benchmark_takes_its_budget_as_flags(monkeypatch, tmp_path):
+    """benchmarks/finetune.py `--budget KEY=VALUE`: the online budget reaches `aql finetune` and the control's
+    extra updates; an unknown key or a value that is not a positive number is one error line."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "benchmarks"))
+    import finetune as harness
+
+    changes = harness.budget_changes(["online_steps=200000", "updates_per_step=0.25", "eval_every=40000"])
+    assert changes == {"online_steps": 200000, "updates_per_step": 0.25, "eval_every": 40000}
+    commands = []
+    monkeypatch.setattr(harness, "run", commands.append)
+    monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    config = {**harness.SUITES["moba"], **changes}
+    harness.one_seed("moba", config, "logs", str(tmp_path), 0, harness.fine_tuned_arms(["warmstart"], []))
+    tuned = next(c for c in commands if "finetune" in c and "--recipe" in c)
+    assert tuned[tuned.index("--steps") + 1] == "200000" and tuned[tuned.index("--updates-per-step") + 1] == "0.25"
+    assert tuned[tuned.index("--eval-every") + 1] == "40000"
+    control = next(c for c in commands if "--resume" in c)
+    assert control[control.index("--steps") + 1] == str(config["offline_steps"] + 50000)
+    assert control[control.index("--eval-every") + 1] == "10000"  # the arms' grid: 40000 steps * 0.25
+    for bad in (["online_step=1"], ["online_steps=0"], ["online_steps=-5"], ["online_steps=1e5"],
+                ["updates_per_step=nan"], ["eval_every"]):
+        with pytest.raises(SystemExit, match="finetune: error: --budget"):
+            harness.budget_changes(bad)
+
+
+def test_the_benchmark_never_deletes_a_run_another_process_is_working_in(monkeypatch, tmp_path):
+    """benchmarks/finetune.py restarts an unfinished run by deleting its folder; while another invocation's
+    `aql finetune` holds that run's lock (two harnesses on the same seed) it stops with one error line instead,
+    and deletes the folder once the lock is free."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "benchmarks"))
+    import finetune as harness
+    from aql_agent.runs import FolderLock
+
+    commands = []
+    monkeypatch.setattr(harness, "run", commands.append)
+    monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
+    tuned = harness.arm_folder(str(tmp_path), "moba", "finetuned-warmstart", 0)
+    os.makedirs(os.path.join(tuned, "checkpoints"))
+    lock = FolderLock(tuned)  # the other invocation's run, still going
+    with pytest.raises(SystemExit, match="error: .*in use by another process"):
+        harness.one_seed("moba", harness.SUITES["moba"], "logs", str(tmp_path), 0,
+                         harness.fine_tuned_arms(["warmstart"], []), arms_only=True)
+    assert os.path.isdir(os.path.join(tuned, "checkpoints")) and len(commands) == 1  # only the offline run
+    lock.release()
+    commands.clear()
+    harness.one_seed("moba", harness.SUITES["moba"], "logs", str(tmp_path), 0,
+                     harness.fine_tuned_arms(["warmstart"], []), arms_only=True)
+    assert not os.path.exists(os.path.join(tuned, "checkpoints")) and len(commands) == 2

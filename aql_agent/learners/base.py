@@ -171,6 +171,9 @@ class DiscreteCriticConfig(CriticConfig):
     exploration_exclude: tuple[int, ...] = ()
     """Actions exploration never draws at random (the greedy choice may still be one). Fine-tuning fills it from
     the game kind: moba-1v1's heal and recall, which cost a fight or a minute of lane when pressed at random."""
+    act_with_targets: bool = False
+    """Act with the target Q network (the Polyak average, over ~1/tau updates, the targets already keep) instead
+    of the one just updated. A choice of acting only: training is the same either way (as AQL's option)."""
 
     def __post_init__(self) -> None:
         if self.exploration not in EXPLORATION_STYLES:

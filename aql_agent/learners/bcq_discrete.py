@@ -74,6 +74,6 @@ class DiscreteBCQLearner(DQNLearner):
                 **imitation_metrics(logits, behaviour.actions, behaviour_legal)}
 
     def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
-        q, allowed = self.nets["q"](obs).float(), self.allowed(obs, mask)
+        q, allowed = self.acting_q(obs), self.allowed(obs, mask)
         greedy = masked_argmax(q, allowed)
         return greedy if deterministic else self.explore(q, greedy, allowed, mask)

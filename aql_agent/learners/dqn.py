@@ -60,7 +60,11 @@ class DQNLearner(DiscreteLearner):
         q_values = metrics.pop("q_values")
         return {**metrics, **imitation_metrics(q_values, batch.actions, legal)}
 
+    def acting_q(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q at `obs` as the policy acts on it: the online network's, or with act_with_targets its average."""
+        return self.nets["q_target" if self.config.act_with_targets else "q"](obs).float()
+
     def forward_policy(self, obs: torch.Tensor, deterministic: bool, mask: torch.Tensor) -> torch.Tensor:
-        q = self.nets["q"](obs).float()
+        q = self.acting_q(obs)
         greedy = masked_argmax(q, mask)
         return greedy if deterministic else self.explore(q, greedy, mask, mask)
