@@ -79,6 +79,7 @@ BAD_VALUES: dict[tuple[str, str], list[str]] = {
     ("finetune", "--data"): [MISSING, "{garbage}", "{moba}"],
     ("finetune", "--agent"): ["nobody"],
     ("finetune", "--opponent"): ["bt:bogus"],
+    ("finetune", "--eval-opponent"): ["bt:bogus"],
     ("finetune", "--device"): ["bogus", "cuda:99"],
     ("finetune", "--set"): ["novalue", "hidden=[8]", "critics=3", "no_such_setting=1", "tau=2",
                             "actor_learning_rate=-1", "target_subset=3", "target_subset=0", "target_subset=1.5"],
