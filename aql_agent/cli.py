@@ -398,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--games", type=int, help="games to play (same as --episodes)")
     evaluate.add_argument("--opponent", help="games: who to play (default: the game's own; moba-1v1: "
                           "bt:easy|medium|hard or random; connect-four: greedy or random)")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seeds the episodes (games: the first game's seed); `aql train` and `aql finetune` "
+                               "evaluate a run of --seed S on 10000 * (S + 1), so --seed 10000 replays seed 0's")
     evaluate.add_argument("--act-samples", type=int,
                           help="bcq, bear, aql: act on the best of this many proposals instead of the number the "
                                "checkpoint was trained with (a choice of acting only; nothing is retrained)")
