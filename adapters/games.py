@@ -224,12 +224,13 @@ class GameKind:
         --workers N`) plays the same games."""
         raise NotImplementedError
 
-    def check_opponent(self, opponent: str | None) -> None:
-        """Refuse an opponent this game cannot field before any work starts (it is made once to check it)."""
+    def check_opponent(self, opponent: str | None, flag: str = "--opponent") -> None:
+        """Refuse an opponent this game cannot field before any work starts (it is made once to check it);
+        `flag` names it in the error."""
         if opponent is None:
             return
         if not self.multi_agent:
-            raise AqlError(f"{self.name} is single-agent: it takes no --opponent (got {opponent!r})")
+            raise AqlError(f"{self.name} is single-agent: it takes no {flag} (got {opponent!r})")
         self.make_player(opponent, 0)
 
     def check_side(self, side: str | None) -> None:

@@ -401,9 +401,7 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     if self_play and not kind.multi_agent:
         raise AqlError(f"{kind.name} is single-agent: there is no opponent to make the agent itself (--opponent self)")
     kind.check_opponent(None if self_play else settings.opponent)
-    if settings.eval_opponent is not None and not kind.multi_agent:
-        raise AqlError(f"{kind.name} is single-agent: it takes no --eval-opponent (got {settings.eval_opponent!r})")
-    kind.check_opponent(settings.eval_opponent)
+    kind.check_opponent(settings.eval_opponent, "--eval-opponent")
     envs = settings.envs or (settings.workers if settings.workers and not kind.multi_agent else 1)
     kind.check_rounds(settings.through_bridge, envs)
     checkpoint_dir = offline_dir = os.path.abspath(resolve_checkpoint(settings.checkpoint))

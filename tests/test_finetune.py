@@ -395,14 +395,20 @@ def test_self_play_meets_the_latest_checkpoint_and_is_evaluated_against_the_offl
         finetune(FinetuneSettings(connect_four_run, "CartPole-v1", str(tmp_path / "y"), eval_opponent="random"))
 
 
-def test_the_benchmark_s_verdicts_compare_against_the_pooled_seed_std(monkeypatch):
+@pytest.fixture
+def harness(monkeypatch):
+    """benchmarks/finetune.py as a module (the benchmarks folder is not a package)."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "benchmarks"))
+    import finetune
+
+    return finetune
+
+
+def test_the_benchmark_s_verdicts_compare_against_the_pooled_seed_std(harness):
     """benchmarks/finetune.py's summary: a fine-tuned arm 'beats' another only when the gap of the means is above
     the pooled std of the two (per measure: final evaluation and mean of the last five); the heading names the
     opponent of a game suite."""
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                             "benchmarks"))
-    from finetune import summarise
-
     def curve(*values: float) -> list:
         return [(1000 * step, value, None, None) for step, value in enumerate(values)]
 
@@ -412,7 +418,7 @@ def test_the_benchmark_s_verdicts_compare_against_the_pooled_seed_std(monkeypatc
              for seed, shift in ((0, -0.02), (1, 0.0), (2, 0.02))}
     results = {"moba": {"algo": "aql-discrete", "env": "moba-1v1", "metric": "win_rate", "opponent": "bt:hard",
                         "budget": {"eval_episodes": 40}, "seeds": seeds}}
-    table = summarise(results)
+    table = harness.summarise(results)
     assert "win_rate vs bt:hard, 3 seeds" in table
     verdicts = results["moba"]["summary"]["verdicts"]["finetuned-conservative"]
     final, last5 = verdicts["final"], verdicts["last 5"]
@@ -442,13 +448,9 @@ def test_calibrated_cql_trains_and_fine_tunes_on_batches_with_returns_to_go(pend
     assert "calibrated_fraction" in read_csv(out / "metrics.csv")[0]
 
 
-def test_the_benchmark_plays_a_copy_of_the_offline_checkpoint_only_once_it_exists(monkeypatch, tmp_path):
+def test_the_benchmark_plays_a_copy_of_the_offline_checkpoint_only_once_it_exists(harness, monkeypatch, tmp_path):
     """benchmarks/finetune.py with `--moba-opponent agent:offline`: the offline run is evaluated against the
     game's default opponent (its copy does not exist yet); every later run plays the seed's own checkpoint."""
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                             "benchmarks"))
-    import finetune as harness
-
     commands = []
     monkeypatch.setattr(harness, "run", commands.append)
     monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
@@ -465,14 +467,10 @@ def test_the_benchmark_plays_a_copy_of_the_offline_checkpoint_only_once_it_exist
     assert sum("--opponent" in command for command in later) == 3
 
 
-def test_the_benchmark_runs_ablation_arms_from_the_same_offline_checkpoint(monkeypatch, tmp_path):
+def test_the_benchmark_runs_ablation_arms_from_the_same_offline_checkpoint(harness, monkeypatch, tmp_path):
     """benchmarks/finetune.py `--arm NAME=RECIPE FLAGS`: an arm of its own folder, its recipe and flags after
     the harness's (so they win), from the seed's one offline checkpoint; a bad or repeated name is one error
     line."""
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                             "benchmarks"))
-    import finetune as harness
-
     arms = harness.fine_tuned_arms(["loosen"], ["loosen-behaviour=loosen --set improve_on=behaviour"])
     assert arms == {"loosen": ["--recipe", "loosen"],
                     "loosen-behaviour": ["--recipe", "loosen", "--set", "improve_on=behaviour"]}
@@ -503,14 +501,10 @@ def test_the_benchmark_runs_ablation_arms_from_the_same_offline_checkpoint(monke
         harness.fine_tuned_arms([], [])
 
 
-def test_the_benchmark_compares_a_warm_started_arm_with_the_control_after_as_many_updates(monkeypatch, tmp_path):
+def test_the_benchmark_compares_a_warm_started_arm_with_the_control_after_as_many_updates(harness, tmp_path):
     """benchmarks/finetune.py: a warm-started arm makes no updates in its first 5000 env steps, so at 20k env
     steps it has made 15k; the control is read after 15k updates too (not only at its 20k end), and its
     latest earlier evaluation stands in where it has none at exactly that count."""
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                             "benchmarks"))
-    import finetune as harness
-
     def write(folder: str, name: str, rows: list[dict]) -> None:
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, name), "w", newline="") as f:
@@ -549,13 +543,9 @@ def test_the_benchmark_compares_a_warm_started_arm_with_the_control_after_as_man
     assert verdicts["offline-only"]["gap"] == pytest.approx(50.0 - 20.5)
 
 
-def test_the_benchmark_takes_its_budget_as_flags(monkeypatch, tmp_path):
+def test_the_benchmark_takes_its_budget_as_flags(harness, monkeypatch, tmp_path):
     """benchmarks/finetune.py `--budget KEY=VALUE`: the online budget reaches `aql finetune` and the control's
     extra updates; an unknown key or a value that is not a positive number is one error line."""
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                             "benchmarks"))
-    import finetune as harness
-
     changes = harness.budget_changes(["online_steps=200000", "updates_per_step=0.25", "eval_every=40000"])
     assert changes == {"online_steps": 200000, "updates_per_step": 0.25, "eval_every": 40000}
     commands = []
@@ -576,13 +566,10 @@ def test_the_benchmark_takes_its_budget_as_flags(monkeypatch, tmp_path):
             harness.budget_changes(bad)
 
 
-def test_the_benchmark_never_deletes_a_run_another_process_is_working_in(monkeypatch, tmp_path):
+def test_the_benchmark_never_deletes_a_run_another_process_is_working_in(harness, monkeypatch, tmp_path):
     """benchmarks/finetune.py restarts an unfinished run by deleting its folder; while another invocation's
     `aql finetune` holds that run's lock (two harnesses on the same seed) it stops with one error line instead,
     and deletes the folder once the lock is free."""
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                             "benchmarks"))
-    import finetune as harness
     from aql_agent.runs import FolderLock
 
     commands = []
