@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 import sys
 import time
@@ -391,6 +392,41 @@ def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
                    "--workers")
 
 
+RESUMABLE_CHANGES = ("steps", "progress", "tensorboard", "resume", "device", "workers", "address", "out",
+                     "checkpoint", "data")
+"""FinetuneSettings fields a resumed run may be given anew: how far and where it runs, not what it does
+(`checkpoint` and `data` are compared as what they name: the offline checkpoint's folder, the transitions)."""
+
+
+def resumed_settings(settings: FinetuneSettings, offline_dir: str, offline_transitions: int) -> FinetuneSettings:
+    """The settings a resumed run goes on with: refused where they differ from those it started with (the run
+    would change course silently while its finetune.json said otherwise; the learner comes from the run's
+    checkpoint, so a new --set or recipe would not even take effect). An unset --anneal-steps is the run's own,
+    not half the new --steps."""
+    record = read_settings(settings.out, "finetune.json")
+    started = record.get("settings")
+    if not isinstance(started, dict):
+        raise AqlError(f"{os.path.join(settings.out, 'finetune.json')} holds no settings: restore it or start a "
+                       "new run")
+    own = started.get("anneal_steps")
+    if own is None and isinstance(started.get("steps"), int):
+        own = max(1, started["steps"] // 2)
+    started = {**started, "anneal_steps": own}
+    if settings.anneal_steps is None:
+        settings = dataclasses.replace(settings, anneal_steps=own)
+    now = json.loads(json.dumps(dataclasses.asdict(settings)))
+    changed = [f"{key} {started.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(started) | set(now))
+               if key not in RESUMABLE_CHANGES and started.get(key) != now.get(key)]
+    if record.get("offline_checkpoint") != offline_dir:
+        changed.append(f"offline checkpoint {record.get('offline_checkpoint')} -> {offline_dir}")
+    if record.get("offline_transitions") != offline_transitions:
+        changed.append(f"offline transitions {record.get('offline_transitions')} -> {offline_transitions}")
+    if changed:
+        raise AqlError(f"cannot resume {settings.out}: it started with other settings ({'; '.join(changed)}); "
+                       f"resume with the flags it started with (only {', '.join(RESUMABLE_CHANGES[:7])} may change)")
+    return settings
+
+
 def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     """Fine-tune an offline checkpoint online; returns a summary with the first and last evaluations."""
     from aql_agent.adapters.games import game_kind
@@ -431,6 +467,12 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
     learner = rebuilt_with(learner, changes.pop("config"), settings.device)
     run = RunFolder(settings.out, settings.resume)
     resume = run.resumed_from
+    if resume is not None:
+        try:
+            settings = resumed_settings(settings, offline_dir, len(dataset))
+        except BaseException:
+            run.close()
+            raise
     torch.manual_seed(settings.seed)
     sampler = MixedSampler(TensorSampler(dataset, preprocessing, settings.seed, settings.device, learner.discrete,
                                          learner.returns_discount()),

@@ -336,6 +336,9 @@ def main() -> None:
     parser.add_argument("--hopper-data", default=os.path.join(SHARED, "hopper-medium.npz"))
     parser.add_argument("--halfcheetah-data", default="datasets/halfcheetah/halfcheetah-medium.npz")
     parser.add_argument("--moba-games", type=int, default=8, help="games per behaviour-tree pairing (data)")
+    parser.add_argument("--moba-pairs", nargs="+", default=DEFAULT_PAIRS, metavar="PLAYER,OPPONENT",
+                        help="the behaviour-tree pairings the moba data is recorded from (bt:LEVEL or random each; "
+                        "one --runs folder per set of pairings; default: %(default)s)")
     parser.add_argument("--moba-opponent", default=SUITES["moba"]["opponent"],
                         help="who the moba agent plays online and in evaluations (one --runs folder per opponent); "
                         f"{OFFLINE_COPY}: a fixed copy of the seed's offline checkpoint")
@@ -361,7 +364,8 @@ def main() -> None:
 
     data = {"hopper": args.hopper_data, "halfcheetah": args.halfcheetah_data}
     if "moba" in args.suite:
-        data["moba"] = record_data(os.path.join(args.runs, "data", "moba-bt-games"), DEFAULT_PAIRS, args.moba_games, 0)
+        data["moba"] = record_data(os.path.join(args.runs, "data", "moba-bt-games"), args.moba_pairs, args.moba_games,
+                                   0)
     jobs = [{"suite": suite, "seed": seed} for seed in args.seeds for suite in args.suite]
 
     def job(config: dict) -> str:
@@ -384,6 +388,7 @@ def main() -> None:
         config = SUITES[suite]
         results[suite] = {"algo": config["algo"], "env": config["env"], "metric": config["metric"],
                           "opponent": config.get("opponent"),
+                          **({"data_pairs": args.moba_pairs} if suite == "moba" else {}),
                           "data": data[suite], "recipes": args.recipes, "arms": arms,
                           "train_args": config["train_args"], "finetune_args": config["finetune_args"],
                           "budget": {k: config[k] for k in ("offline_steps", "online_steps", "updates_per_step",

@@ -132,6 +132,22 @@ def test_discrete_finetune_from_the_cli_and_resume(cartpole_data, tmp_path, caps
     learner, _, _ = load_learner(out)
     assert learner.config.exploration_epsilon == 0.2 and learner.config.threshold < 0.3
     assert len(np.load(os.path.join(out, "online-buffer.npz"))["rows"]) == 200
+    # resumed with other flags, the run would change course silently (a --set would not even take effect)
+    before = open(os.path.join(out, "finetune.json")).read()
+    for changed, named in ((["--offline-ratio", "0.25"], "offline_ratio 0.5 -> 0.25"),
+                           (["--set", "gamma=0.9"], "learner {} -> {'gamma': 0.9}"),
+                           (["--recipe", "warmstart"], "recipe 'conservative' -> 'warmstart'")):
+        assert main([*common, "--steps", "300", "--resume", *changed]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"aql: error: cannot resume {out}: it started with other settings (")
+        assert named in error and "\n" not in error
+    assert open(os.path.join(out, "finetune.json")).read() == before
+    assert main([*common, "--steps", "300", "--resume", "--anneal-steps", "50"]) == 0  # the run's own: 100 / 2
+    assert json.loads(open(os.path.join(out, "finetune.json")).read())["constraint"]["steps"] == 50
+    capsys.readouterr()
+    os.remove(os.path.join(out, "finetune.json"))
+    assert main([*common, "--steps", "300", "--resume"]) == 2
+    assert "finetune.json is missing" in capsys.readouterr().err
 
 
 def test_finetuning_updates_the_policy(cartpole_data, tmp_path):
@@ -587,3 +603,34 @@ def test_the_benchmark_never_deletes_a_run_another_process_is_working_in(harness
     harness.one_seed("moba", harness.SUITES["moba"], "logs", str(tmp_path), 0,
                      harness.fine_tuned_arms(["warmstart"], []), arms_only=True)
     assert not os.path.exists(os.path.join(tuned, "checkpoints")) and len(commands) == 2
+
+
+def test_the_benchmark_s_moba_data_folder_holds_only_the_named_pairings(harness, monkeypatch, tmp_path):
+    """benchmarks/finetune.py `--moba-pairs`: the data is one log per pairing, recorded once; a folder holding
+    logs of other pairings is refused (training reads the whole folder, so they would join the data unseen),
+    while an interrupted recording of a named pairing is made again."""
+    import figure2
+
+    recorded = []
+
+    class Kind:
+        def record(self, folder, player, opponent, episodes, seed, progress):
+            recorded.append((player, opponent, seed))
+            path = os.path.join(folder, f"moba-1v1-{player.replace(':', '-')}-vs-{opponent.replace(':', '-')}"
+                                        f"-seed{seed}.aqlog")
+            open(path, "w").close()
+            return path
+
+    monkeypatch.setattr(figure2, "game_kind", lambda name: Kind())
+    folder = str(tmp_path / "data")
+    figure2.record_data(folder, ["bt:easy,bt:easy", "bt:medium,random"], 2, 0)
+    assert recorded == [("bt:easy", "bt:easy", 0), ("bt:medium", "random", 1000)]
+    figure2.record_data(folder, ["bt:easy,bt:easy", "bt:medium,random"], 2, 0)  # made once
+    assert len(recorded) == 2
+    os.remove(os.path.join(folder, "moba-1v1-bt-medium-vs-random-seed1000.aqlog"))
+    open(os.path.join(folder, "moba-1v1-bt-medium-vs-random-seed1000.aqlog.partial"), "w").close()
+    figure2.record_data(folder, ["bt:easy,bt:easy", "bt:medium,random"], 2, 0)
+    assert recorded[-1] == ("bt:medium", "random", 1000)
+    with pytest.raises(SystemExit, match="holds logs of other pairings or seeds .*moba-1v1-bt-medium-vs-random"):
+        figure2.record_data(folder, ["bt:easy,bt:easy"], 2, 0)
+    assert harness.record_data is figure2.record_data
