@@ -185,6 +185,11 @@ class GameKind:
             return BridgeRounds(self, opponent, logs, seed, rounds)
         return RecordedRounds(self, opponent, logs, seed, rounds)
 
+    def round_opponent(self, opponent: str | None, round_number: int) -> str | None:
+        """Who fine-tuning round `round_number` plays: `opponent` itself, unless the kind mixes several
+        (moba-1v1's `mix:`), where each round plays one of them in turn."""
+        return opponent
+
     def check_rounds(self, through_bridge: bool, envs: int) -> None:
         """Refuse a way of playing fine-tuning rounds this game does not have, before any work starts."""
         if envs > 1:
@@ -272,8 +277,8 @@ class RecordedRounds:
         folder = os.path.join(self.logs, f"round-{self.rounds:04d}")
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".games-", dir=folder) as scratch:
-            parts = self.record_games(self.kind, policy, who, self.opponent, range(games),
-                                      self.seed + 1000 * self.rounds, side, scratch)
+            parts = self.record_games(self.kind, policy, who, self.kind.round_opponent(self.opponent, self.rounds),
+                                      range(games), self.seed + 1000 * self.rounds, side, scratch)
             path = join_logs(parts, os.path.join(folder, os.path.basename(parts[0])), overwrite=True)
         self.rounds += 1
         outcomes = log_outcomes(path, side)
@@ -326,8 +331,9 @@ class BridgeRounds(RecordedRounds):
         with tempfile.TemporaryDirectory(prefix=".sessions-", dir=folder) as sessions:
             server = AgentServer(served, "tcp://127.0.0.1:*", record_dir=sessions, log=None,
                                  max_sessions=max(64, self.engines))
-            engines = self.launch([self._engine_command(server.endpoint, part.stop - part.start, seed + part.start)
-                                   for part in consecutive_parts(games, self.engines)])
+            opponent = self.kind.round_opponent(self.opponent, self.rounds)
+            engines = self.launch([self._engine_command(server.endpoint, part.stop - part.start, seed + part.start,
+                                                        opponent) for part in consecutive_parts(games, self.engines)])
             try:
                 server.serve(until=engines.finished, poll_ms=20)  # returns closed: every log finalised
             except BaseException:
@@ -345,10 +351,10 @@ class BridgeRounds(RecordedRounds):
         data = self.kind.learner_view(load_dataset(folder, agent="all"))
         return Round(data, {"games": games, "win_rate": sum(report["wins"] for report in reports) / games})
 
-    def _engine_command(self, endpoint: str, games: int, seed: int) -> list[str]:
+    def _engine_command(self, endpoint: str, games: int, seed: int, opponent: str | None) -> list[str]:
         return [sys.executable, "-m", "aql_agent", "engine", "--env", self.kind.name, "--connect", endpoint,
                 "--games", str(games), "--seed", str(seed), "--side", self.side, "--no-progress"] + (
-                    ["--opponent", self.opponent] if self.opponent else [])
+                    ["--opponent", opponent] if opponent else [])
 
 
 def consecutive_parts(count: int, workers: int) -> list[range]:

@@ -326,3 +326,37 @@ def test_the_wilson_interval_always_holds_the_win_rate():
     assert wilson_interval(6, 6)[1] == 1.0 and wilson_interval(0, 6)[0] == 0.0
     low, high = wilson_interval(5, 10)
     assert 0.2 < low < 0.3 and 0.7 < high < 0.8
+
+
+def test_a_mixed_opponent_plays_each_player_on_both_sides_whatever_the_seed(tmp_path):
+    """`mix:A,B` evaluations take one player per game by pairs of game seeds (each meets both sides); fine-tuning
+    rounds share a side per round, so they take one player per pair of rounds. Choosing rounds' players by the
+    games' seeds left it to the seed's parity (with seed 1 every round played A: a mix that never mixed)."""
+    from types import SimpleNamespace
+
+    from aql_agent.adapters.moba.kind import moba_player
+
+    kind, policy = game_kind("moba-1v1"), SimpleNamespace(learner=SimpleNamespace(name="aql-discrete"))
+    evaluation = [(moba_player("mix:bt:easy,random", seed + 100_000)[1].get("level", "random"), seed % 2)
+                  for seed in range(10_000, 10_040)]
+    assert sorted(set(evaluation)) == [("easy", 0), ("easy", 1), ("random", 0), ("random", 1)]
+    assert [who for who, _ in evaluation].count("easy") == 20
+    for seed in (0, 1, 2, 3):
+        collector = kind.collector(str(tmp_path / f"logs{seed}"), seed, "mix:bt:easy,random", None)
+        played = []
+
+        def record_games(kind, policy, who, opponent, numbers, first_seed, side, out_dir):
+            played.append((opponent, side))
+            raise StopIteration
+
+        collector.record_games = record_games
+        for collector.rounds in range(8):
+            with pytest.raises(StopIteration):
+                collector.play(policy, 2)
+        assert played == [("bt:easy", "blue"), ("bt:easy", "red"), ("random", "blue"), ("random", "red")] * 2
+    bridge = kind.collector(str(tmp_path / "bridge"), 1, "mix:bt:easy,random", None, through_bridge=True, rounds=2)
+    assert bridge.kind.round_opponent(bridge.opponent, bridge.rounds) == "random"
+    assert bridge._engine_command("tcp://127.0.0.1:1", 2, 7, "random")[-2:] == ["--opponent", "random"]
+    assert kind.round_opponent("bt:hard", 5) == "bt:hard" and kind.round_opponent(None, 1) is None
+    with pytest.raises(AqlError, match="a mixed opponent is mix:SPEC,SPEC"):
+        kind.round_opponent("mix:bt:easy", 0)

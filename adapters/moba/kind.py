@@ -3,8 +3,9 @@
 Learners see the flat view (`FlatActions`: 130 features, one of 53 actions with its mask); logs keep the
 game's own MultiDiscrete actions and concatenated per-head masks (`ConcatenatedMasks`). Players: `bt:LEVEL`
 (the behaviour tree: easy, medium, hard), `random` (uniform legal values per head), `agent:CHECKPOINT`,
-`mix:SPEC,SPEC,...` (one of them per game, in turn by pairs of game seeds so each meets both sides: a mix of
-levels to fine-tune against) and `human` at the keyboard when recording.
+`mix:SPEC,SPEC,...` (a mix of levels to fine-tune against: in evaluations and recordings one of them per game,
+in turn by pairs of game seeds so each meets both sides; in fine-tuning one per round, in turn by pairs of rounds,
+since a round's games share a side) and `human` at the keyboard when recording.
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ def moba_player(spec: str, seed: int | None = None) -> tuple[Player, dict[str, A
 
     name, _, argument = spec.partition(":")
     if name == "mix":
-        options = [part.strip() for part in argument.split(",")]
-        if len(options) < 2 or not all(options) or any(part.startswith("mix:") for part in options):
-            raise AqlError(f"a mixed opponent is mix:SPEC,SPEC[,...] (e.g. mix:bt:medium,bt:hard), got {spec!r}")
+        options = mix_options(spec)
         for part in options:  # refuse a bad part whichever game it would first be drawn for
             moba_player(part, seed)
         # games come in seed pairs (s, s+1: both sides) per option, so each option meets both sides
@@ -48,6 +47,14 @@ def moba_player(spec: str, seed: int | None = None) -> tuple[Player, dict[str, A
         return moba.flat_player(policy), who
     raise AqlError(f"unknown player {spec!r}; use human, random, bt:LEVEL (levels {list(LEVELS)}), agent:CHECKPOINT "
                    "or mix:SPEC,SPEC")
+
+
+def mix_options(spec: str) -> list[str]:
+    """The players of a `mix:SPEC,SPEC,...` opponent, in order (one error line for a malformed mix)."""
+    options = [part.strip() for part in spec.partition(":")[2].split(",")]
+    if len(options) < 2 or not all(options) or any(part.startswith("mix:") for part in options):
+        raise AqlError(f"a mixed opponent is mix:SPEC,SPEC[,...] (e.g. mix:bt:medium,bt:hard), got {spec!r}")
+    return options
 
 
 class MobaKind(GameKind):
@@ -85,6 +92,15 @@ class MobaKind(GameKind):
 
     def make_player(self, spec: str, seed: int | None = None) -> tuple[Player, dict[str, Any]]:
         return moba_player(spec, seed)
+
+    def round_opponent(self, opponent: str | None, round_number: int) -> str | None:
+        """A mix's players in turn, each for two rounds: a round's games share a side and sides alternate by
+        round, so each player meets both sides (choosing by the games' seeds instead left the choice to the
+        seed's parity: with `--seed 1` every round played the first player)."""
+        if opponent is None or not opponent.startswith("mix:"):
+            return opponent
+        options = mix_options(opponent)
+        return options[(round_number // len(self.agents)) % len(options)]
 
     def view_player(self, spec: str, seed: int | None = None) -> Player:
         from aql_agent.adapters.moba.bt import BehaviourTreeBot
