@@ -229,15 +229,29 @@ class MixedSampler:
 
     def __init__(self, offline: TensorSampler, offline_ratio: float, seed: int, mark_offline: bool = True):
         self.offline, self.offline_ratio, self.mark_offline = offline, offline_ratio, mark_offline
-        self.online = offline.table.new_empty((0, offline.table.shape[1]))
+        self._storage = offline.table.new_empty((0, offline.table.shape[1]))
+        self._rows = 0
         self.generator = torch.Generator(device=offline.table.device).manual_seed(seed + 1)
         self.drawn = {"offline": 0, "online": 0}
 
+    @property
+    def online(self) -> torch.Tensor:
+        """The online rows so far, in play order (a view of the storage, which grows by doubling so that a
+        long run copies each row a few times rather than once per round)."""
+        return self._storage[:self._rows]
+
     def add(self, rows: np.ndarray) -> None:
-        if rows.shape[1] != self.online.shape[1]:
-            raise AqlError(f"online transitions have {rows.shape[1]} columns, the offline data {self.online.shape[1]}"
-                           ": the env's observations or action masks do not match the offline data's")
-        self.online = torch.cat([self.online, torch.as_tensor(rows, device=self.online.device)])
+        if rows.shape[1] != self._storage.shape[1]:
+            raise AqlError(f"online transitions have {rows.shape[1]} columns, the offline data "
+                           f"{self._storage.shape[1]}: the env's observations or action masks do not match the "
+                           "offline data's")
+        end = self._rows + len(rows)
+        if end > len(self._storage):
+            grown = self._storage.new_empty((max(end, 2 * len(self._storage)), self._storage.shape[1]))
+            grown[:self._rows] = self.online
+            self._storage = grown
+        self._storage[self._rows:end] = torch.as_tensor(rows, device=self._storage.device)
+        self._rows = end
 
     def sample(self, batch_size: int) -> Batch:
         offline_rows = batch_size if len(self.online) == 0 else round(batch_size * self.offline_ratio)

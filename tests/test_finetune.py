@@ -64,6 +64,21 @@ def test_every_batch_mixes_offline_and_online_rows_in_the_asked_proportion(ratio
         sampler.add(np.zeros((3, 5), np.float32))
 
 
+def test_the_online_buffer_keeps_every_round_in_order_and_grows_by_doubling():
+    """Rounds of online rows land in play order, nothing lost or reordered, and the storage grows by doubling
+    (a 2M-decision run copied its whole buffer once per round when it grew by concatenation)."""
+    preprocessing = Preprocessing.identity(3, 1)
+    sampler = MixedSampler(TensorSampler(marked(50, 0.0), preprocessing, seed=0, device="cpu"), 0.5, seed=0)
+    rounds = [transition_rows(marked(n, float(i + 1)), preprocessing)[0] for i, n in enumerate((7, 1, 30, 2, 100))]
+    capacities = []
+    for rows in rounds:
+        sampler.add(rows)
+        capacities.append(len(sampler._storage))
+    assert torch.equal(sampler.online, torch.as_tensor(np.concatenate(rounds)))
+    assert capacities == [7, 14, 38, 76, 152]
+    assert set(sampler.sample(64).rewards.unique().tolist()) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+
+
 def test_behaviour_models_learn_from_the_offline_rows_only():
     preprocessing = Preprocessing.identity(3, 1)
     sampler = MixedSampler(TensorSampler(marked(100, 0.0), preprocessing, seed=0, device="cpu"), 0.25, seed=0)
