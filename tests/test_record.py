@@ -56,6 +56,24 @@ def test_bot_games_are_recorded_with_both_sides_and_who_played_them(tmp_path):
     assert data.actions.shape == (600, 4) and data.timeouts.sum() == 2
 
 
+def test_a_mixed_opponent_s_games_each_name_who_played_them(tmp_path):
+    """The header names one player per side; against `mix:A,B` the opponent changes from game to game, so each
+    episode's start record names the player it had (nothing about who played is left to guess)."""
+    from aql_agent.adapters.moba.kind import moba_player
+
+    path = game_kind("moba-1v1", {"max_frames": 90}).record(str(tmp_path), "random", "mix:bt:easy,random",
+                                                            episodes=4, seed=0, progress=False)
+    episodes = list(ReplayReader(path).episodes())
+    named = [e.metadata["players"]["red"] for e in episodes]
+    expected = [moba_player("mix:bt:easy,random", seed)[1] for seed in range(7919, 7923)]
+    assert [who.get("level", who["kind"]) for who in named] == [who.get("level", who["kind"]) for who in expected]
+    assert {who.get("level", who["kind"]) for who in named} == {"easy", "random"}
+    assert all(who["mix"] == "mix:bt:easy,random" and who["hero"] == "ranger" for who in named)
+    plain = game_kind("moba-1v1", {"max_frames": 90}).record(str(tmp_path / "plain"), "random", "bt:easy",
+                                                             episodes=1, seed=0, progress=False)
+    assert "players" not in next(ReplayReader(plain).episodes()).metadata
+
+
 def test_human_play_from_injected_key_events_through_the_dummy_video_driver(tmp_path):
     right, attack = pygame.K_d, pygame.K_SPACE
     events = scripted([[key(pygame.KEYDOWN, right)], *[[]] * 20,

@@ -80,13 +80,16 @@ def record_moba(out_dir: str, player: str | tuple[Callable[[Any], Any], dict[str
         with KeepWhatWasPlayed(writer, end_stopped_episode):
             for episode in tqdm(range(episodes), desc=f"recording {moba.ENV_NAME} ({player} vs {opponent})",
                                 unit="game", disable=not progress or human):
+                mixed = {}  # a mix's player changes from game to game: each episode names its own
                 for agent, (spec, offset) in fresh.items():
-                    policies[agent] = moba_player(spec, seed=seed + episode + offset)[0]
+                    policies[agent], who = moba_player(spec, seed=seed + episode + offset)
+                    if "mix" in who:
+                        mixed[agent] = {**who, "hero": players[agent]["hero"]}
                 for policy in policies.values():
                     if hasattr(policy, "reset"):
                         policy.reset()
                 observations, _ = env.reset(seed=seed + episode)
-                writer.begin_episode(seed=seed + episode)
+                writer.begin_episode(seed=seed + episode, metadata={"players": mixed} if mixed else None)
                 infos: dict = {}
                 while env.agents:
                     started = time.perf_counter()
