@@ -406,10 +406,11 @@ def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
                    "--workers")
 
 
-RESUMABLE_CHANGES = ("steps", "progress", "tensorboard", "resume", "device", "workers", "address", "out",
-                     "checkpoint", "data")
-"""FinetuneSettings fields a resumed run may be given anew: how far and where it runs, not what it does
-(`checkpoint` and `data` are compared as what they name: the offline checkpoint's folder, the transitions)."""
+RESUMABLE_CHANGES = ("steps", "progress", "tensorboard", "resume", "device", "workers", "address")
+"""FinetuneSettings fields a resumed run may be given anew: how far and where it runs, not what it does."""
+COMPARED_AS_NAMED = ("out", "checkpoint", "data")
+"""Paths a resumed run may spell another way: compared as what they name (the run folder itself, the offline
+checkpoint's folder, the offline transitions)."""
 
 
 def resumed_settings(settings: FinetuneSettings, offline_dir: str, offline_transitions: int) -> FinetuneSettings:
@@ -430,14 +431,14 @@ def resumed_settings(settings: FinetuneSettings, offline_dir: str, offline_trans
         settings = dataclasses.replace(settings, anneal_steps=own)
     now = json.loads(json.dumps(dataclasses.asdict(settings)))
     changed = [f"{key} {started.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(started) | set(now))
-               if key not in RESUMABLE_CHANGES and started.get(key) != now.get(key)]
+               if key not in RESUMABLE_CHANGES + COMPARED_AS_NAMED and started.get(key) != now.get(key)]
     if record.get("offline_checkpoint") != offline_dir:
         changed.append(f"offline checkpoint {record.get('offline_checkpoint')} -> {offline_dir}")
     if record.get("offline_transitions") != offline_transitions:
         changed.append(f"offline transitions {record.get('offline_transitions')} -> {offline_transitions}")
     if changed:
         raise AqlError(f"cannot resume {settings.out}: it started with other settings ({'; '.join(changed)}); "
-                       f"resume with the flags it started with (only {', '.join(RESUMABLE_CHANGES[:7])} may change)")
+                       f"resume with the flags it started with (only {', '.join(RESUMABLE_CHANGES)} may change)")
     return settings
 
 

@@ -37,24 +37,24 @@ def record_data(folder: str, pairs: list[str], games: int, seed: int) -> str:
     """One log per pairing (`PLAYER,OPPONENT`, each bt:LEVEL or random), made once. A folder holding logs of
     other pairings is refused: training reads the whole folder, so they would join the data unseen."""
     os.makedirs(folder, exist_ok=True)
-    names = []
+    logs = []  # (player, opponent, first seed, log name) per pairing
     for index, pair in enumerate(pairs):
         player, comma, opponent = pair.partition(",")
         if not comma:
             raise SystemExit(f"figure2: a pairing is PLAYER,OPPONENT (bt:LEVEL or random each), e.g. "
                              f"bt:hard,bt:medium; got {pair!r}")
-        names.append(f"{DEFAULT_GAME}-{player.replace(':', '-')}-vs-{opponent.replace(':', '-')}"
-                     f"-seed{seed + 1000 * index}.aqlog")
-    others = sorted(set(os.listdir(folder)) - set(names) - {name + ".partial" for name in names})
+        first_seed = seed + 1000 * index
+        logs.append((player, opponent, first_seed, f"{DEFAULT_GAME}-{player.replace(':', '-')}-vs-"
+                                                   f"{opponent.replace(':', '-')}-seed{first_seed}.aqlog"))
+    names = {name for *_, name in logs}
+    others = sorted(set(os.listdir(folder)) - names - {name + ".partial" for name in names})
     if others:
         raise SystemExit(f"figure2: error: {folder} holds logs of other pairings or seeds ({', '.join(others)}); "
                          "use another --runs folder for these pairings")
-    for index, (pair, name) in enumerate(zip(pairs, names)):
+    for player, opponent, first_seed, name in logs:
         if os.path.exists(os.path.join(folder, name)):
             continue
-        player, _, opponent = pair.partition(",")
-        path = game_kind(DEFAULT_GAME).record(folder, player, opponent, episodes=games, seed=seed + 1000 * index,
-                                              progress=True)
+        path = game_kind(DEFAULT_GAME).record(folder, player, opponent, episodes=games, seed=first_seed, progress=True)
         print(f"recorded {path}", flush=True)
     return folder
 
