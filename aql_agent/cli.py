@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"{DEFAULT_GAME} (default), connect-four, pettingzoo:MODULE or a gymnasium id (Hopper-v5)")
     record.add_argument("--player", required=True,
                         help="human, random, agent:CHECKPOINT or a bot of the game (moba-1v1: bt:LEVEL with "
-                             "LEVEL easy, medium, hard; connect-four: greedy)")
+                             "LEVEL easy, medium, medium-hard, hard; connect-four: greedy)")
     record.add_argument("--opponent", help="games: the other side's player (default: the game's own bot)")
     record.add_argument("--side", help="games: the side --player takes (default: the first, moba-1v1's blue)")
     record.add_argument("--hero", help="moba-1v1: --player's hero (ranger, bruiser; default ranger)")

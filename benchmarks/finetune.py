@@ -18,7 +18,8 @@ For each suite and seed:
    many updates as the arm made (a warm-started arm makes none during its warm-up: 15k, not 20k);
 4. **scratch**: online learning from nothing for the same env steps: our SAC (the `aql make-dataset` loop that
    benchmarks/sac_reference.py checks against Stable-Baselines3) on MuJoCo, online DQN on a game (`aql finetune
-   --offline-ratio 0` from an untrained DQN, so it plays and learns exactly as the fine-tuned arms do).
+   --offline-ratio 0` from an untrained DQN, so it plays and learns exactly as the fine-tuned arms do);
+   `--no-scratch` leaves it out (e.g. when an earlier run at the same env steps measured it).
 
 Every arm is evaluated with the same seeded episodes (games: greedy play, `eval_episodes` per point, Wilson
 intervals in eval.csv). Suites: `hopper` (AQL on ../shared/datasets' hopper-medium, normalised score),
@@ -124,8 +125,9 @@ def budget_changes(specs: list[str]) -> dict[str, int | float]:
 
 
 def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: dict[str, list[str]],
-             arms_only: bool = False) -> str:
-    """Offline run, then every arm (each skipped when already done); with `arms_only`, not the controls."""
+             arms_only: bool = False, scratch_arm: bool = True) -> str:
+    """Offline run, then every arm (each skipped when already done); with `arms_only`, not the controls; without
+    `scratch_arm`, no learning from scratch."""
     offline, control = arm_folder(runs, suite, "offline", seed), arm_folder(runs, suite, "offline-only", seed)
     base = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed)]
     opponent = config.get("opponent")
@@ -155,6 +157,8 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
                 str(config["offline_steps"] + extra), "--eval-every", str(config.get("control_eval_every", every)),
                 "--checkpoint-every", str(every), *common, *config["train_args"]))
     scratch = arm_folder(runs, suite, "scratch", seed)
+    if not scratch_arm:
+        return f"{suite} seed {seed}: done (no scratch arm)"
     if config["scratch"] == "sac" and not os.path.exists(os.path.join(scratch, "curve.json")):
         import torch
         from sac_reference import run_ours
@@ -179,10 +183,10 @@ def control_grid(config: dict) -> int:
     return max(1, int(config["eval_every"] * config["updates_per_step"]))
 
 
-def curves(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str]) -> dict:
+def curves(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str], scratch_arm: bool = True) -> dict:
     """Every arm's evaluations against env steps after the offline checkpoint (the control's extra updates are
     counted as the env steps that would have brought them: updates / updates_per_step; its evaluations between
-    those points are left to `matched_control`)."""
+    those points are left to `matched_control`); scratch only with `scratch_arm`."""
     metric, offline_steps, ratio = config["metric"], config["offline_steps"], config["updates_per_step"]
 
     def points(path: str, shift: int = 0, scale: float = 1.0, grid: int = 1) -> list:
@@ -194,6 +198,8 @@ def curves(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str]
     arms["offline-only"] = points(os.path.join(arm_folder(runs, suite, "offline-only", seed), "eval.csv"),
                                   offline_steps, ratio, control_grid(config))
     scratch = arm_folder(runs, suite, "scratch", seed)
+    if not scratch_arm:
+        return arms
     if config["scratch"] == "sac":
         with open(os.path.join(scratch, "curve.json")) as f:
             arms["scratch"] = [(step, value, None, None) for step, value in json.load(f)]
@@ -279,7 +285,8 @@ def summarise(results: dict) -> str:
             for measure, figures in (("final", finals), ("last 5", lasts)):
                 checks = {}
                 others = {"offline checkpoint": "offline checkpoint", "offline-only": "offline-only",
-                          **({"offline-only, same updates": same[arm]} if arm in same else {}), "scratch": "scratch"}
+                          **({"offline-only, same updates": same[arm]} if arm in same else {}),
+                          **({"scratch": "scratch"} if "scratch" in arms else {})}
                 for other, row in others.items():
                     gap = float(np.mean(figures[arm]) - np.mean(figures[row]))
                     pooled = float(np.sqrt((np.var(figures[arm], ddof=1) + np.var(figures[row], ddof=1)) / 2)) \
@@ -352,6 +359,8 @@ def main() -> None:
     parser.add_argument("--arms-only", action="store_true", help="train only the offline run and the fine-tuned "
                         "arms, not the controls (another invocation on the same --runs makes them: two at once "
                         "must never both make one; no outputs are built)")
+    parser.add_argument("--no-scratch", action="store_true", help="no learning from scratch (when another run "
+                        "with the same env steps already measured it); the outputs leave its row out")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
     arms = fine_tuned_arms(args.recipes, args.arm)
@@ -370,7 +379,7 @@ def main() -> None:
 
     def job(config: dict) -> str:
         return one_seed(config["suite"], SUITES[config["suite"]], data[config["suite"]], args.runs, config["seed"],
-                        arms, args.arms_only)
+                        arms, args.arms_only, not args.no_scratch)
 
     if not args.summary_only:
         if args.jobs == 1 and args.address is None:
@@ -393,7 +402,8 @@ def main() -> None:
                           "train_args": config["train_args"], "finetune_args": config["finetune_args"],
                           "budget": {k: config[k] for k in ("offline_steps", "online_steps", "updates_per_step",
                                                             "eval_every", "eval_episodes")},
-                          "seeds": {seed: curves(suite, config, args.runs, seed, list(arms)) for seed in args.seeds},
+                          "seeds": {seed: curves(suite, config, args.runs, seed, list(arms), not args.no_scratch)
+                                    for seed in args.seeds},
                           "matched_control": {seed: matched_control(suite, config, args.runs, seed, list(arms))
                                               for seed in args.seeds}}
     table = summarise(results)

@@ -3,8 +3,8 @@
     python benchmarks/moba_bots.py --games 100     # writes benchmarks/results/moba_bots.{json,png}
 
 Each pair plays `--games` seeded games (seeds 0..N-1), swapping sides every game; a game that reaches the
-20000-frame cap is a draw. The issue's bar: hard beats medium and medium beats easy in >= 70% of games,
-every level beats random in >= 95%.
+20000-frame cap is a draw. The bar: each level beats the next one down (hard, medium-hard, medium, easy) in >= 70% of
+games, every level beats random in >= 95%.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import json
 import os
 import time
 
-PLAYERS = ("hard", "medium", "easy", "random")
+PLAYERS = ("hard", "medium-hard", "medium", "easy", "random")
+LADDER = ("hard", "medium-hard", "medium", "easy")
 
 
 def make(player: str):
@@ -55,9 +56,9 @@ def play_pairs(games: int) -> dict:
         results[f"{first} vs {second}"] = head_to_head(make(first), make(second), games, progress=True)
         print(first, "vs", second, results[f"{first} vs {second}"], flush=True)
     return {"games_per_pair": games, "pairs": results, "seconds": time.perf_counter() - start,
-            "levels_ordered": all(results[p]["win_rate"] >= 0.7 for p in ("hard vs medium", "medium vs easy")),
-            "every_level_beats_random": all(results[f"{lv} vs random"]["win_rate"] >= 0.95
-                                            for lv in ("hard", "medium", "easy"))}
+            "levels_ordered": all(results[f"{stronger} vs {weaker}"]["win_rate"] >= 0.7
+                                  for stronger, weaker in zip(LADDER, LADDER[1:])),
+            "every_level_beats_random": all(results[f"{level} vs random"]["win_rate"] >= 0.95 for level in LADDER)}
 
 
 def plot(summary: dict, path: str) -> None:

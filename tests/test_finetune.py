@@ -525,6 +525,9 @@ def test_the_benchmark_runs_ablation_arms_from_the_same_offline_checkpoint(harne
     commands.clear()  # --arms-only: a second invocation's share, the controls left to the first
     harness.one_seed("hopper", harness.SUITES["hopper"], "data.npz", str(tmp_path), 0, arms, arms_only=True)
     assert [c[c.index("--out") + 1] for c in commands] == [offline] + [c[c.index("--out") + 1] for c in tuned]
+    commands.clear()  # --no-scratch: the controls, and no online learning from nothing
+    harness.one_seed("moba", harness.SUITES["moba"], "logs", str(tmp_path), 0, arms, scratch_arm=False)
+    assert commands and not any("scratch" in part for command in commands for part in command)
     for bad in (["loosen=loosen"], ["x"], ["../up=loosen"], ["ok="]):
         with pytest.raises(SystemExit, match="finetune: error: --arm"):
             harness.fine_tuned_arms(["loosen"], bad)
@@ -572,6 +575,12 @@ def test_the_benchmark_compares_a_warm_started_arm_with_the_control_after_as_man
     verdicts = results["hopper"]["summary"]["verdicts"]["finetuned-warm"]["final"]
     assert verdicts["offline-only, same updates"]["gap"] == pytest.approx(50.0 - 15.0)
     assert verdicts["offline-only"]["gap"] == pytest.approx(50.0 - 20.5)
+    # --no-scratch: scratch is neither read nor a row nor a verdict
+    results["hopper"]["seeds"] = {seed: harness.curves("hopper", config, runs, seed, ["warm"], scratch_arm=False)
+                                  for seed in (0, 1)}
+    table = harness.summarise(results)
+    assert "| scratch |" not in table and "vs scratch" not in table
+    assert "scratch" not in results["hopper"]["summary"]["verdicts"]["finetuned-warm"]["final"]
 
 
 def test_the_benchmark_takes_its_budget_as_flags(harness, monkeypatch, tmp_path):

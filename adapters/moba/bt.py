@@ -58,6 +58,10 @@ LEVELS: dict[str, BotLevel] = {
                      last_hits=False, uses_ultimate=False, respects_towers=False, trades_when_ahead=False),
     "medium": BotLevel("medium", reaction_steps=2, aim_noise=0.1, heal_below=0.3, retreat_below=0.2,
                        last_hits=True, uses_ultimate=False, respects_towers=True, trades_when_ahead=False),
+    # hard's tree (reflexes, ultimate, hp thresholds, trading) with medium's aim: between the two, so an agent
+    # that beats medium and never hard has a level it can climb (docs/results.md, moba-1v1 fine-tuning)
+    "medium-hard": BotLevel("medium-hard", reaction_steps=1, aim_noise=0.1, heal_below=0.4, retreat_below=0.3,
+                            last_hits=True, uses_ultimate=True, respects_towers=True, trades_when_ahead=True),
     "hard": BotLevel("hard", reaction_steps=1, aim_noise=0.0, heal_below=0.4, retreat_below=0.3,
                      last_hits=True, uses_ultimate=True, respects_towers=True, trades_when_ahead=True),
 }

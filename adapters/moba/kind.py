@@ -2,7 +2,7 @@
 
 Learners see the flat view (`FlatActions`: 130 features, one of 53 actions with its mask); logs keep the
 game's own MultiDiscrete actions and concatenated per-head masks (`ConcatenatedMasks`). Players: `bt:LEVEL`
-(the behaviour tree: easy, medium, hard), `random` (uniform legal values per head), `agent:CHECKPOINT`,
+(the behaviour tree: easy, medium, medium-hard, hard), `random` (uniform legal values per head), `agent:CHECKPOINT`,
 `mix:SPEC,SPEC,...` (a mix of levels to fine-tune against: in evaluations and recordings one of them per game,
 in turn by pairs of game seeds so each meets both sides; in fine-tuning one per round, in turn by pairs of rounds,
 since a round's games share a side) and `human` at the keyboard when recording.
