@@ -68,15 +68,17 @@ def plot(summary: dict, path: str) -> None:
     import numpy as np
 
     results, games = summary["pairs"], summary["games_per_pair"]
-    matrix = np.full((len(PLAYERS), len(PLAYERS)), np.nan)
-    for (i, a), (j, b) in itertools.permutations(enumerate(PLAYERS), 2):
+    # a run from before a level was added has no games of it: plot the players it has
+    players = [p for p in PLAYERS if any(p in pair.split(" vs ") for pair in results)]
+    matrix = np.full((len(players), len(players)), np.nan)
+    for (i, a), (j, b) in itertools.permutations(enumerate(players), 2):
         pair = results.get(f"{a} vs {b}")
         matrix[i, j] = pair["win_rate"] if pair else results[f"{b} vs {a}"]["losses"] / games
     fig, ax = plt.subplots(figsize=(5.4, 4.4))
     image = ax.imshow(matrix, vmin=0, vmax=1, cmap="RdYlGn")
-    ax.set_xticks(range(len(PLAYERS)), PLAYERS)
-    ax.set_yticks(range(len(PLAYERS)), PLAYERS)
-    for i, j in itertools.product(range(len(PLAYERS)), repeat=2):
+    ax.set_xticks(range(len(players)), players)
+    ax.set_yticks(range(len(players)), players)
+    for i, j in itertools.product(range(len(players)), repeat=2):
         if i != j:
             ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center")
     ax.set(xlabel="opponent", ylabel="player")
