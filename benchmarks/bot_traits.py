@@ -35,14 +35,19 @@ def opponents(stronger: str, weaker: str) -> dict[str, object]:
     return out
 
 
-def play(checkpoint: str, level: object, games: int) -> list[str]:
+def agent(checkpoint: str):
+    """The checkpoint as a moba-1v1 player (loaded once, for every opponent)."""
     from aql_agent.adapters.games import agent_player
     from aql_agent.adapters.moba import flat_player
+
+    return flat_player(agent_player(f"agent:{checkpoint}")[0])
+
+
+def play(player, level: object, games: int) -> list[str]:
+    """`games` seeded games of `player` against a bot of `level` (the seeds `aql eval --seed 10000` plays)."""
     from aql_agent.adapters.moba.bt import BehaviourTreeBot
     from aql_agent.adapters.moba.play import head_to_head_games
 
-    policy, _ = agent_player(f"agent:{checkpoint}")
-    player = flat_player(policy)
     results = head_to_head_games(lambda seed: player, lambda seed: BehaviourTreeBot(level, seed=seed),
                                  [10_000 + game for game in range(games)])
     return [result["outcome"] for result in results]
@@ -88,10 +93,12 @@ def main() -> None:
         if level not in LEVELS:
             raise SystemExit(f"bot_traits: error: unknown level {level!r}; choose from {list(LEVELS)}")
     summary = {"stronger": args.stronger, "weaker": args.weaker, "games": args.games, "outcomes": {}}
+    levels = opponents(args.stronger, args.weaker)
     for checkpoint in args.checkpoints:
+        player = agent(checkpoint)
         summary["outcomes"][checkpoint] = {}
-        for label, level in opponents(args.stronger, args.weaker).items():
-            outcomes = play(checkpoint, level, args.games)
+        for label, level in levels.items():
+            outcomes = play(player, level, args.games)
             summary["outcomes"][checkpoint][label] = outcomes
             counts = " / ".join(f"{outcomes.count(outcome)} {outcome}" for outcome in ("win", "draw", "loss"))
             print(f"{checkpoint} vs {label}: {counts}", flush=True)

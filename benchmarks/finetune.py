@@ -156,9 +156,9 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", control, "--resume", "--steps",
                 str(config["offline_steps"] + extra), "--eval-every", str(config.get("control_eval_every", every)),
                 "--checkpoint-every", str(every), *common, *config["train_args"]))
-    scratch = arm_folder(runs, suite, "scratch", seed)
     if not scratch_arm:
         return f"{suite} seed {seed}: done (no scratch arm)"
+    scratch = arm_folder(runs, suite, "scratch", seed)
     if config["scratch"] == "sac" and not os.path.exists(os.path.join(scratch, "curve.json")):
         import torch
         from sac_reference import run_ours
@@ -197,9 +197,9 @@ def curves(suite: str, config: dict, runs: str, seed: int, fine_tuned: list[str]
             for name in fine_tuned}
     arms["offline-only"] = points(os.path.join(arm_folder(runs, suite, "offline-only", seed), "eval.csv"),
                                   offline_steps, ratio, control_grid(config))
-    scratch = arm_folder(runs, suite, "scratch", seed)
     if not scratch_arm:
         return arms
+    scratch = arm_folder(runs, suite, "scratch", seed)
     if config["scratch"] == "sac":
         with open(os.path.join(scratch, "curve.json")) as f:
             arms["scratch"] = [(step, value, None, None) for step, value in json.load(f)]

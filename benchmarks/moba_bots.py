@@ -15,8 +15,8 @@ import json
 import os
 import time
 
-PLAYERS = ("hard", "medium-hard", "medium", "easy", "random")
 LADDER = ("hard", "medium-hard", "medium", "easy")
+PLAYERS = (*LADDER, "random")
 
 
 def make(player: str):
