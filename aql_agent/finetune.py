@@ -188,15 +188,18 @@ class Recipe:
     settings: Mapping[str, Any]
     learner: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     """Learner config changes by learner name (`aql`: AQL's fields), made before the user's `--set`, which wins."""
+    only: tuple[str, ...] = ()
+    """The learners it is made for (empty: any); others are refused rather than given half a recipe."""
 
 
 #: Fields of a learner config that build networks: fixed by the offline checkpoint.
 ARCHITECTURE_FIELDS = ("critics", "critic_layer_norm")
 
-# Each recipe's settings are the one before it with what it changes: warmstart adds the warm-up, loosen the relaxing.
+# Each recipe builds on an earlier one: warmstart adds the warm-up to conservative, loosen and keep-behaviour relax it.
 _CONSERVATIVE = {"offline_ratio": 0.5, "updates_per_step": 1.0, "constrain_on": "offline", "relax": 1.0,
                  "online_warmup": 0, "ramp_steps": 0}
 _WARMSTART = {**_CONSERVATIVE, "online_warmup": 5000}
+_KEEPS_BEHAVIOUR = ("bcq-discrete", "aql-discrete")
 
 RECIPES: dict[str, Recipe] = {
     "conservative": Recipe(
@@ -216,6 +219,13 @@ RECIPES: dict[str, Recipe] = {
         "#fine-tuning: on halfcheetah-medium the constraint kept as trained leaves G where offline training put it)",
         {**_WARMSTART, "relax": 4.0},
         learner={"aql": {"improve_on": "all", "residual_fit_under_alpha": True}}),
+    "keep-behaviour": Recipe(
+        "discrete BCQ and AQL: warmstart with the imitation network G frozen (imitation_learning_rate=0) and the "
+        "threshold loosening 3x over the first half of the run: the allowed actions are the offline G's, widened, "
+        "never narrowed (docs/results.md#fine-tuning: on moba-1v1 a G that keeps learning sharpens on the data and "
+        "shuts out a rare decisive action, and the agents lose every game)",
+        {**_WARMSTART, "relax": 3.0},
+        learner={name: {"imitation_learning_rate": 0.0} for name in _KEEPS_BEHAVIOUR}, only=_KEEPS_BEHAVIOUR),
 }
 
 
@@ -339,7 +349,11 @@ def learner_changes(learner: Learner, settings: FinetuneSettings, protected: tup
     """The learner config changes fine-tuning makes, in order: the recipe's for this learner, --set (which wins
     over the recipe), the game's protected actions (discrete, unless --no-protect-actions or set by hand), and
     --exploration. Returns them (`applied`) and the new config (`config`)."""
-    asked = {**RECIPES[settings.recipe].learner.get(learner.name, {}), **settings.learner}
+    recipe = RECIPES[settings.recipe]
+    if recipe.only and learner.name not in recipe.only:
+        raise AqlError(f"--recipe {settings.recipe} is made for {', '.join(recipe.only)}, not {learner.name}: "
+                       f"choose another recipe ({', '.join(n for n, r in RECIPES.items() if not r.only)})")
+    asked = {**recipe.learner.get(learner.name, {}), **settings.learner}
     names = {f.name for f in dataclasses.fields(learner.config)}
     unknown = sorted(set(asked) - names)
     if unknown:

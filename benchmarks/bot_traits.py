@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import os
+from typing import Any
 
 TRAITS = {"reflexes": ("reaction_steps",), "aim": ("aim_noise",), "hp thresholds": ("heal_below", "retreat_below"),
           "ultimate": ("uses_ultimate",), "trading": ("trades_when_ahead",)}
@@ -53,17 +54,10 @@ def play(player, level: object, games: int) -> list[str]:
     return [result["outcome"] for result in results]
 
 
-def plot(summary: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def outcome_bars(ax: Any, rows: list[tuple[str, list[str]]]) -> None:
+    """One horizontal bar per (label, game outcomes) row, stacked wins / draws / losses, top to bottom."""
     import numpy as np
 
-    labels = list(next(iter(summary["outcomes"].values())))
-    checkpoints = list(summary["outcomes"])
-    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(labels) * len(checkpoints)))
-    rows = [(f"{label}  [{os.path.basename(c)}]", summary["outcomes"][c][label]) for label in labels
-            for c in checkpoints]
     left = np.zeros(len(rows))
     for outcome, color in (("win", "tab:green"), ("draw", "tab:gray"), ("loss", "tab:red")):
         counts = np.array([outcomes.count(outcome) for _, outcomes in rows])
@@ -71,8 +65,21 @@ def plot(summary: dict, path: str) -> None:
         left += counts
     ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=7)
     ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def plot(summary: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(next(iter(summary["outcomes"].values())))
+    checkpoints = list(summary["outcomes"])
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(labels) * len(checkpoints)))
+    rows = [(f"{label}  [{os.path.basename(c)}]", summary["outcomes"][c][label]) for label in labels
+            for c in checkpoints]
+    outcome_bars(ax, rows)
     ax.set(xlabel=f"games of {summary['games']}", title="moba-1v1: which trait of the stronger bot beats the agent")
-    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

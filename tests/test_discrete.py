@@ -46,7 +46,8 @@ def _random_batch(rng: np.random.Generator, obs_dim: int, actions: int, n: int) 
     masks[np.arange(n), rng.integers(0, actions, n)] = True
     chosen = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
     return Batch(torch.randn(n, obs_dim), torch.as_tensor(chosen), torch.randn(n), torch.randn(n, obs_dim),
-                 torch.zeros(n), torch.as_tensor(masks), torch.as_tensor(np.roll(masks, 1, axis=0)))
+                 torch.zeros(n), torch.as_tensor(masks), torch.as_tensor(np.roll(masks, 1, axis=0)),
+                 returns_to_go=torch.as_tensor(rng.normal(size=n), dtype=torch.float32))
 
 
 @settings(max_examples=40, deadline=None)
@@ -140,7 +141,9 @@ def test_learner_protocol_round_trips_and_runs_in_bf16(algo):
 CHANGED = {"hidden": [16, 16], "residual_hidden": [16], "bf16": True, "gen_window": 1, "threshold": 0.9,
            "exploration_epsilon": 1.0, "alpha": 0.0, "gamma": 0.9, "exploration": "boltzmann",
            "exploration_temperature": 5.0, "exploration_exclude": [0, 1, 2, 3], "critic_layer_norm": True,
-           "act_with_targets": True}
+           "act_with_targets": True, "conservative_weight": 1.0, "calibrated": True}
+# fields that only act together with another one
+NEEDS = {"calibrated": {"conservative_weight": 1.0}}
 # read only when acting non-deterministically, some only in the exploration style given here
 ACTING = {"exploration_epsilon": {}, "exploration": {}, "exploration_temperature": {"exploration": "boltzmann"},
           "exploration_exclude": {"exploration_epsilon": 1.0},
@@ -167,7 +170,7 @@ def test_every_config_field_is_read(algo):
     for field in dataclasses.fields(ALGORITHMS[algo][0].config_class):
         default = base.get(field.name, field.default)
         value = CHANGED.get(field.name, default * 2 if isinstance(default, (int, float)) else default)
-        context = {**base, **ACTING.get(field.name, {})}
+        context = {**base, **ACTING.get(field.name, {}), **NEEDS.get(field.name, {})}
         before, after = run(context), run({**context, field.name: value})
         index = 1 if field.name in ACTING else 0
         assert before[index] != after[index], f"{algo}: {field.name}={value!r} has no effect"
@@ -227,6 +230,47 @@ def test_q_values_order_the_chain_actions():
     assert (q[:, 1] > q[:, 0]).all()
 
 
+def _bandit_q(config: dict, updates: int = 600) -> tuple[torch.Tensor, dict]:
+    """Q at a one-state bandit after offline updates on data that only ever plays action 0 (reward 1, terminal,
+    return-to-go 1), its other actions' output biases started optimistic at +3: the extrapolation a critic
+    never corrects on its own, since no data reaches those outputs."""
+    torch.manual_seed(0)
+    learner = make_learner("dqn", 4, 5, {**SMALL, **config})
+    with torch.no_grad():
+        learner.nets["q"][-1].bias[1:] += 3.0
+    n = 32
+    batch = Batch(torch.ones(n, 4), torch.zeros(n, dtype=torch.long), torch.ones(n), torch.ones(n, 4), torch.ones(n),
+                  torch.ones(n, 5, dtype=torch.bool), torch.ones(n, 5, dtype=torch.bool), returns_to_go=torch.ones(n))
+    metrics = [learner.update(batch) for _ in range(updates)][-1]
+    with torch.no_grad():
+        return learner.nets["q"](torch.ones(1, 4))[0], metrics
+
+
+def test_the_conservative_penalty_pulls_down_actions_the_data_never_shows():
+    plain, plain_metrics = _bandit_q({})
+    conservative, metrics = _bandit_q({"conservative_weight": 1.0})
+    assert plain[1:].min() > plain[0] + 1.0  # the optimism stays where no data is
+    assert conservative[1:].max() < conservative[0] - 0.5 and abs(conservative[0] - 1.0) < 0.3
+    assert "cql_gap" not in plain_metrics and metrics["cql_gap"] > 0
+
+
+def test_calibrated_penalty_stops_at_the_logged_return():
+    """Cal-QL's floor: plain CQL keeps pushing the unseen actions down; calibrated, they settle near the logged
+    return-to-go (1) instead of below it, and the share of floored values is reported."""
+    plain, _ = _bandit_q({"conservative_weight": 1.0})
+    calibrated, metrics = _bandit_q({"conservative_weight": 1.0, "calibrated": True})
+    assert calibrated[1:].min() > plain[1:].max() + 0.3 and calibrated[1:].min() > 0.5
+    assert 0 < metrics["calibrated_fraction"] <= 1
+    assert make_learner("dqn", 4, 5, {"conservative_weight": 1.0, "calibrated": True}).returns_discount() == 0.99
+
+
+@pytest.mark.parametrize("config, message", [({"conservative_weight": -1.0}, "conservative_weight must be 0 or more"),
+                                             ({"calibrated": True}, "set conservative_weight above 0")])
+def test_bad_conservative_settings_are_refused(config, message):
+    with pytest.raises(AqlError, match=message):
+        make_learner("bcq-discrete", 4, 5, config)
+
+
 # -- residual imitation --------------------------------------------------------------------------------------------
 
 
@@ -279,6 +323,46 @@ def bot_games(tmp_path_factory) -> str:
     """Two short recorded bot games (tools/record's log format)."""
     return game_kind("moba-1v1", {"max_frames": 600}).record(str(tmp_path_factory.mktemp("logs")), "bt:hard",
                                                              "bt:easy", episodes=2, seed=3, progress=False)
+
+
+def test_moba_actions_reads_each_button_and_intervenes_on_the_allowed_set_only(bot_games):
+    """benchmarks/moba_actions.py: per-button shares agree with the data, and its interventions put a button's
+    legal actions into the allowed set (always) or keep them out while anything else is allowed (never)."""
+    import importlib.util
+    import os
+
+    from aql_agent.adapters.moba.wrappers import FLAT_ACTIONS
+    from aql_agent.checkpoint import Policy, Preprocessing
+    from aql_agent.training import learner_view
+
+    spec = importlib.util.spec_from_file_location(
+        "moba_actions", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "moba_actions.py"))
+    moba_actions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(moba_actions)
+    data = learner_view(TransitionDataset.from_log(bot_games, agent="all"))
+    torch.manual_seed(0)
+    learner = make_learner("aql-discrete", data.observations.shape[1], 53, SMALL)
+    policy = Policy(learner, Preprocessing((0.0,) * learner.obs_dim, (1.0,) * learner.obs_dim, (), ()))
+    stats = moba_actions.button_statistics(policy, data, sample=len(data))
+    buttons = FLAT_ACTIONS[data.actions, 0]
+    for name in ("move", "attack"):
+        index = moba_actions.BUTTONS.index(name)
+        legal = (data.action_masks[:, FLAT_ACTIONS[:, 0] == index] != 0).any(-1)
+        assert stats[name]["legal_share"] == pytest.approx(legal.mean(), abs=1e-6)
+        assert stats[name]["data_use"] == pytest.approx((buttons[legal] == index).mean(), abs=1e-6)
+    obs = torch.as_tensor(data.observations)
+    mask = torch.as_tensor(data.action_masks != 0)
+    # skill1, not the ultimate: these short games never reach the level the ultimate needs
+    skill1 = torch.as_tensor(FLAT_ACTIONS[:, 0] == moba_actions.BUTTONS.index("skill1"))
+    trained = learner.allowed(obs, mask)
+    always = moba_actions.with_button(policy, "skill1", "always allowed").learner.allowed(obs, mask)
+    assert torch.equal(always, trained | (mask & skill1)) and (mask & skill1).any()
+    learner = make_learner("aql-discrete", learner.obs_dim, 53, SMALL)
+    learner.load_state_dict(policy.learner.state_dict())
+    never = moba_actions.with_button(Policy(learner, policy.preprocessing), "skill1", "never allowed"
+                                     ).learner.allowed(obs, mask)
+    others = (trained & ~skill1).any(-1)
+    assert not (never[others] & skill1).any() and torch.equal(never[~others], trained[~others])
 
 
 def test_moba_logs_flatten_to_the_learner_view(bot_games):

@@ -293,6 +293,33 @@ def test_a_recipe_changes_its_learner_s_fields_and_set_wins_over_it():
     assert learner_changes(make_learner("bear", 3, 2, TINY), settings, ())["applied"] == {}
 
 
+def test_keep_behaviour_freezes_discrete_imitation_loosens_the_threshold_and_refuses_other_learners():
+    """`keep-behaviour`: discrete BCQ's / AQL's G stops learning (the allowed set only widens as the threshold
+    loosens) while Q still learns; a learner without G is refused, not given half a recipe."""
+    from aql_agent.finetune import learner_changes, rebuilt_with
+    from aql_agent.learners.base import Batch
+
+    settings = FinetuneSettings("u", "moba-1v1", "u", recipe="keep-behaviour").resolved()
+    warm = FinetuneSettings("u", "moba-1v1", "u", recipe="warmstart").resolved()
+    assert dataclasses.replace(settings, recipe="warmstart", relax=1.0) == warm and settings.relax == 3.0
+    for algo in ("aql", "dqn"):
+        with pytest.raises(AqlError, match="keep-behaviour is made for bcq-discrete, aql-discrete"):
+            learner_changes(make_learner(algo, 3, 2, TINY), settings, ())
+    for algo in ("bcq-discrete", "aql-discrete"):
+        offline = make_learner(algo, 4, 3, TINY)
+        changes = learner_changes(offline, settings, ())
+        assert changes["applied"] == {"imitation_learning_rate": 0.0}
+        tuned = rebuilt_with(offline, changes["config"], "cpu")
+        before = {k: v.clone() for k, v in tuned.state_dict()["nets"].items()}
+        n = 32
+        batch = Batch(torch.randn(n, 4), torch.randint(0, 3, (n,)), torch.randn(n), torch.randn(n, 4), torch.zeros(n))
+        for _ in range(5):
+            tuned.update(batch)
+        after = tuned.state_dict()["nets"]
+        assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("imitation."))
+        assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("q."))
+
+
 def test_a_learning_rate_changed_for_fine_tuning_is_the_one_the_optimiser_uses():
     """`aql finetune --set alpha_learning_rate=0`: loading the offline optimiser states keeps their Adam
     moments but not their step sizes, which would otherwise silently undo the change."""

@@ -174,6 +174,15 @@ class DiscreteCriticConfig(CriticConfig):
     act_with_targets: bool = False
     """Act with the target Q network (the Polyak average, over ~1/tau updates, the targets already keep) instead
     of the one just updated. A choice of acting only: training is the same either way (as AQL's option)."""
+    conservative_weight: float = 0.0
+    """Discrete CQL(H) (Kumar et al., 2020): adds `weight * (logsumexp_a Q(s, a) - Q(s, a_data))` over the legal
+    actions to the critic loss, pulling down the values of actions the data rarely shows. Offline, a critic
+    without it over-values rare actions more with every update (moba-1v1: Q(heal) above the logged action's in
+    98% of states; see docs/results.md). 0 (the default) leaves the critic as DQN's / BCQ's."""
+    calibrated: bool = False
+    """Cal-QL (Nakamoto et al., 2023) for the penalty above: the values it pulls down are floored at the state's
+    logged return-to-go, so it never pushes Q below what the data shows the behaviour earns (the batches carry
+    the returns: `Learner.returns_discount`)."""
 
     def __post_init__(self) -> None:
         if self.exploration not in EXPLORATION_STYLES:
@@ -182,6 +191,12 @@ class DiscreteCriticConfig(CriticConfig):
         if not 0 <= self.exploration_epsilon <= 1:
             raise AqlError(f"{type(self).__name__}.exploration_epsilon must be in [0, 1], "
                            f"got {self.exploration_epsilon!r}")
+        if not self.conservative_weight >= 0:
+            raise AqlError(f"{type(self).__name__}.conservative_weight must be 0 or more, "
+                           f"got {self.conservative_weight!r}")
+        if self.calibrated and not self.conservative_weight > 0:
+            raise AqlError(f"{type(self).__name__}.calibrated floors the conservative penalty, which is off: "
+                           "set conservative_weight above 0 too")
         if not self.exploration_temperature > 0:
             raise AqlError(f"{type(self).__name__}.exploration_temperature must be above 0, "
                            f"got {self.exploration_temperature!r}")

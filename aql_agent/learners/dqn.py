@@ -13,8 +13,9 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
+from aql_agent.errors import AqlError
 from aql_agent.learners.base import Batch, DiscreteCriticConfig, DiscreteLearner, adam, imitation_metrics, step
-from aql_agent.nn import masked_argmax, mlp, soft_update
+from aql_agent.nn import masked_argmax, masked_logits, mlp, soft_update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +49,34 @@ class DQNLearner(DiscreteLearner):
             q_values = nets["q"](batch.observations).float()
         q = q_values.gather(1, batch.actions[:, None]).squeeze(1)
         loss = F.smooth_l1_loss(q, target)
+        metrics = {"critic_loss": loss, "q_mean": q.mean(), "q_values": q_values}
+        if cfg.conservative_weight > 0:
+            gap, floored = self._conservative_gap(batch, q_values, q)
+            loss = loss + cfg.conservative_weight * gap
+            metrics["cql_gap"] = gap
+            if floored is not None:
+                metrics["calibrated_fraction"] = floored
         step(self.optimizers["q"], loss, list(nets["q"].parameters()))
         soft_update(nets["q_target"], nets["q"], cfg.tau)
-        return {"critic_loss": loss, "q_mean": q.mean(), "q_values": q_values}
+        return metrics
+
+    def _conservative_gap(self, batch: Batch, q_values: torch.Tensor, q_data: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """CQL(H)'s gap, logsumexp over the legal actions at s of Q minus Q at the logged action (batch mean),
+        and with `calibrated` the share of legal values floored at the return-to-go (else None)."""
+        legal = self.masks(batch)[0]
+        floored = None
+        if self.config.calibrated:
+            if batch.returns_to_go is None:
+                raise AqlError("calibrated conservative_weight needs batches with returns_to_go: sample them from a "
+                               "TensorSampler given returns_discount=learner.returns_discount()")
+            floor = batch.returns_to_go[:, None].to(q_values.dtype)
+            floored = ((q_values.detach() < floor) & legal).sum() / legal.sum()
+            q_values = torch.maximum(q_values, floor)
+        return (torch.logsumexp(masked_logits(q_values, legal), -1) - q_data).mean(), floored
+
+    def returns_discount(self) -> float | None:
+        return self.config.gamma if self.config.calibrated else None
 
     def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
         legal, next_legal = self.masks(batch)
