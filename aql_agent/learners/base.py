@@ -312,8 +312,15 @@ class Learner:
 
     def returns_discount(self) -> float | None:
         """The discount of the return-to-go every batch must carry (`Batch.returns_to_go`; the samplers add the
-        column), or None when this learner as configured reads none."""
-        return None
+        column), or None when this learner as configured reads none: only Cal-QL's floor (`calibrated`) does."""
+        return self.config.gamma if getattr(self.config, "calibrated", False) else None
+
+    def logged_returns(self, batch: Batch) -> torch.Tensor:
+        """The batch's return-to-go, which a calibrated critic floors its penalty at; refused when it has none."""
+        if batch.returns_to_go is None:
+            raise AqlError(f"calibrated {self.name} needs batches with returns_to_go: sample them from a "
+                           "TensorSampler given returns_discount=learner.returns_discount()")
+        return batch.returns_to_go
 
     # -- helpers for subclasses -----------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:

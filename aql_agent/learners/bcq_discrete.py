@@ -68,7 +68,7 @@ class DiscreteBCQLearner(DQNLearner):
         with torch.no_grad(), self.autocast():
             allowed = self.allowed(batch.next_observations, next_legal)
             next_actions = masked_argmax(self.nets["q"](batch.next_observations).float(), allowed)
-        metrics = self._q_update(batch, next_actions)
+        metrics = self._q_update(batch, next_actions, legal)
         metrics.pop("q_values")
         return {**metrics, "imitation_loss": generative_loss,
                 **imitation_metrics(logits, behaviour.actions, behaviour_legal)}

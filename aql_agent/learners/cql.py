@@ -14,7 +14,6 @@ import dataclasses
 
 import torch
 
-from aql_agent.errors import AqlError
 from aql_agent.learners.base import Batch, adam, step
 from aql_agent.learners.sac import SACConfig, SACLearner
 from aql_agent.nn import Lagrange, conservative_penalty, uniform_log_density
@@ -60,9 +59,6 @@ class CQLLearner(SACLearner):
             return "lagrange_threshold", +1  # the weight is learned; its target gap is the constraint
         return self.constraint
 
-    def returns_discount(self) -> float | None:
-        return self.config.gamma if self.config.calibrated else None
-
     def _critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         cfg, nets = self.config, self.nets
         loss, q_data, metrics = super()._critic_loss(batch)
@@ -79,10 +75,7 @@ class CQLLearner(SACLearner):
         with self.autocast():
             q_samples = nets["critic"](obs.unsqueeze(1).expand(-1, 3 * n, -1), actions).float()  # [K, B, 3N]
         if cfg.calibrated:
-            if batch.returns_to_go is None:
-                raise AqlError("calibrated CQL needs batches with returns_to_go: sample them from a TensorSampler "
-                               "given returns_discount=learner.returns_discount()")
-            floor = batch.returns_to_go.view(1, b, 1)
+            floor = self.logged_returns(batch).view(1, b, 1)
             policy_q = q_samples[..., n:]
             metrics["calibrated_fraction"] = (policy_q.detach() < floor).float().mean()
             q_samples = torch.cat([q_samples[..., :n], torch.maximum(policy_q, floor)], dim=-1)

@@ -13,7 +13,6 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from aql_agent.errors import AqlError
 from aql_agent.learners.base import Batch, DiscreteCriticConfig, DiscreteLearner, adam, imitation_metrics, step
 from aql_agent.nn import masked_argmax, masked_logits, mlp, soft_update
 
@@ -38,9 +37,10 @@ class DQNLearner(DiscreteLearner):
         """Double DQN: the online network's best legal action at s'."""
         return masked_argmax(self.nets["q"](batch.next_observations).float(), next_legal)
 
-    def _q_update(self, batch: Batch, next_actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One Huber step of Q(s, a) towards r + gamma * (1 - done) * Q_target(s', next_actions); the metrics
-        include this batch's Q(s, .) as `q_values` (for the caller to use and drop)."""
+    def _q_update(self, batch: Batch, next_actions: torch.Tensor, legal: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Huber step of Q(s, a) towards r + gamma * (1 - done) * Q_target(s', next_actions), plus the
+        conservative penalty over the `legal` actions at s where it is on; the metrics include this batch's
+        Q(s, .) as `q_values` (for the caller to use and drop)."""
         cfg, nets = self.config, self.nets
         with torch.no_grad(), self.autocast():
             next_q = nets["q_target"](batch.next_observations).float().gather(1, next_actions[:, None]).squeeze(1)
@@ -51,7 +51,7 @@ class DQNLearner(DiscreteLearner):
         loss = F.smooth_l1_loss(q, target)
         metrics = {"critic_loss": loss, "q_mean": q.mean(), "q_values": q_values}
         if cfg.conservative_weight > 0:
-            gap, floored = self._conservative_gap(batch, q_values, q)
+            gap, floored = self._conservative_gap(batch, legal, q_values, q)
             loss = loss + cfg.conservative_weight * gap
             metrics["cql_gap"] = gap
             if floored is not None:
@@ -60,29 +60,22 @@ class DQNLearner(DiscreteLearner):
         soft_update(nets["q_target"], nets["q"], cfg.tau)
         return metrics
 
-    def _conservative_gap(self, batch: Batch, q_values: torch.Tensor, q_data: torch.Tensor
+    def _conservative_gap(self, batch: Batch, legal: torch.Tensor, q_values: torch.Tensor, q_data: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """CQL(H)'s gap, logsumexp over the legal actions at s of Q minus Q at the logged action (batch mean),
         and with `calibrated` the share of legal values floored at the return-to-go (else None)."""
-        legal = self.masks(batch)[0]
         floored = None
         if self.config.calibrated:
-            if batch.returns_to_go is None:
-                raise AqlError("calibrated conservative_weight needs batches with returns_to_go: sample them from a "
-                               "TensorSampler given returns_discount=learner.returns_discount()")
-            floor = batch.returns_to_go[:, None].to(q_values.dtype)
+            floor = self.logged_returns(batch)[:, None].to(q_values.dtype)
             floored = ((q_values.detach() < floor) & legal).sum() / legal.sum()
             q_values = torch.maximum(q_values, floor)
         return (torch.logsumexp(masked_logits(q_values, legal), -1) - q_data).mean(), floored
-
-    def returns_discount(self) -> float | None:
-        return self.config.gamma if self.config.calibrated else None
 
     def _update(self, batch: Batch) -> dict[str, torch.Tensor]:
         legal, next_legal = self.masks(batch)
         with torch.no_grad(), self.autocast():
             next_actions = self._next_actions(batch, next_legal)
-        metrics = self._q_update(batch, next_actions)
+        metrics = self._q_update(batch, next_actions, legal)
         q_values = metrics.pop("q_values")
         return {**metrics, **imitation_metrics(q_values, batch.actions, legal)}
 
