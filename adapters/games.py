@@ -179,10 +179,11 @@ class GameKind:
     def collector(self, logs: str, seed: int, opponent: str | None, exploration: float | None,
                   through_bridge: bool = False, rounds: int = 0, envs: int = 1) -> Any:
         """What plays the rounds of online fine-tuning: `play(policy, budget) -> Round`, the budget in steps
-        (single-agent) or games (multi-agent); `envs`: how many envs share a round (gymnasium envs)."""
+        (single-agent) or games (multi-agent); `envs`: how many envs share a round (gymnasium envs; through the
+        bridge, engine processes playing a round's games at once)."""
         self.check_rounds(through_bridge, envs)
         if through_bridge:
-            return BridgeRounds(self, opponent, logs, seed, rounds)
+            return BridgeRounds(self, opponent, logs, seed, rounds, engines=envs)
         return RecordedRounds(self, opponent, logs, seed, rounds)
 
     def round_opponent(self, opponent: str | None, round_number: int) -> str | None:
@@ -192,9 +193,10 @@ class GameKind:
 
     def check_rounds(self, through_bridge: bool, envs: int) -> None:
         """Refuse a way of playing fine-tuning rounds this game does not have, before any work starts."""
-        if envs > 1:
+        if envs > 1 and not through_bridge:
             raise AqlError(f"--envs splits a gymnasium env's round over several envs; {self.name}'s rounds are "
-                           "--round-games games (use --workers to spread them)")
+                           "--round-games games (use --workers to spread them, or --through-bridge --envs N for N "
+                           "engine processes on this machine)")
 
     # -- the bridge ---------------------------------------------------------------------------------------
     def bridge_spec(self) -> EnvSpec:
@@ -308,14 +310,15 @@ class BridgeRounds(RecordedRounds):
     processes of the same game: the path of a team whose game runs in its own engine.
 
     A round's games go to `engines` engine processes in consecutive parts, all playing against this process's
-    one agent server at once; `launch` starts them (`EngineProcesses`: here; `distributed.EnginesOnRay`: on Ray
-    workers, `aql finetune --through-bridge --workers N`). Each game explores with a random stream of its own
-    (`ServedPolicy(seeded_streams=True)`) and the sessions' logs are joined in game order, so any number of
-    engines records the round one engine records."""
+    one agent server at once; `launch` starts them (`EngineProcesses`: here, `aql finetune --through-bridge
+    --envs N`; `distributed.EnginesOnRay`: on Ray workers, `--workers N`). Each game explores with a random
+    stream of its own (`ServedPolicy(seeded_streams=True)`) and the sessions' logs are joined in game order, so
+    any number of engines records the round one engine records."""
 
-    def __init__(self, kind: GameKind, opponent: str | None, logs: str, seed: int, rounds: int = 0):
+    def __init__(self, kind: GameKind, opponent: str | None, logs: str, seed: int, rounds: int = 0,
+                 engines: int = 1):
         super().__init__(kind, opponent, logs, seed, rounds)
-        self.engines = 1
+        self.engines = engines
         self.launch: Callable[[list[list[str]]], Any] = EngineProcesses
 
     def play(self, policy: CheckpointPolicy, games: int) -> Round:

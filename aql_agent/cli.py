@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from aql_agent import __version__
 from aql_agent.adapters.games import DEFAULT_GAME
-from aql_agent.demo import QUICK, DemoBudget
+from aql_agent.demo import OPPONENT as DEMO_OPPONENT, QUICK, DemoBudget
 from aql_agent.errors import AqlError, Terminated
 from aql_agent.flags import add_settings_flags, settings_from_args
 
@@ -512,14 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="record bot games, train discrete AQL, deploy it over ZeroMQ, fine-tune it, compare",
-        description="The whole story on moba-1v1 in about five minutes: record behaviour-tree games, train discrete "
-                    "AQL from the logs, deploy it over ZeroMQ against the behaviour tree (tools/engine), fine-tune it "
-                    "through the bridge, and print the before/after win rates (and a plot).")
+        description="The whole story on moba-1v1 in seven to eight minutes: record behaviour-tree games, train "
+                    "discrete AQL from the logs, deploy it over ZeroMQ against the behaviour tree (tools/engine), "
+                    "fine-tune it through the bridge, and print the before/after win rates (and a plot).")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's files (default: demo-output)")
     demo.add_argument("--quick", action="store_true", help="tiny budgets, every step (what CI runs)")
-    demo.add_argument("--opponent", default="bt:medium", help="the engine's behaviour tree (default: bt:medium)")
+    demo.add_argument("--opponent", default=DEMO_OPPONENT,
+                      help=f"the engine's behaviour tree, online and in every evaluation (default: {DEMO_OPPONENT})")
     demo.add_argument("--seed", type=int, default=0)
-    bigger = demo.add_argument_group("budget (defaults: about five minutes on 2 cores; --quick shrinks them all)")
+    bigger = demo.add_argument_group("budget (defaults: seven to eight minutes on 2 cores; --quick shrinks them all)")
     for field in dataclasses.fields(DemoBudget):
         bigger.add_argument(f"--{field.name.replace('_', '-')}", type=int if field.type == "int" else float,
                             default=None, metavar="N", help=f"{field.metadata['help']} (default: {field.default})")

@@ -113,7 +113,9 @@ class FinetuneSettings:
     with --workers, all served by this process at once)."""
     envs: int | None = None
     """gymnasium envs: play each round in this many envs, each kept across rounds (seeds seed + 7919 k), the
-    round's steps split evenly between them (default: 1, or --workers)."""
+    round's steps split evenly between them (default: 1, or --workers). With --through-bridge: this many
+    `aql engine` processes play each round's games at once against the one agent server (the same games as
+    one engine records)."""
     workers: int | None = None
     """Play each round on this many Ray workers (the ray extra): a multi-agent game's games (with
     --through-bridge: its engine processes), or a gymnasium env's --envs envs; the same play as one process
@@ -405,7 +407,8 @@ def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
     if isinstance(collector, BridgeRounds):
         from aql_agent.distributed import EnginesOnRay
 
-        collector.engines, collector.launch = settings.workers, EnginesOnRay(settings.workers, settings.address)
+        collector.engines = settings.envs or settings.workers
+        collector.launch = EnginesOnRay(settings.workers, settings.address)
         return collector
     if isinstance(collector, RecordedRounds):
         from aql_agent.distributed import RoundsOnRay

@@ -314,9 +314,11 @@ def test_keep_behaviour_freezes_discrete_imitation_loosens_the_threshold_and_ref
         n = 32
         batch = Batch(torch.randn(n, 4), torch.randint(0, 3, (n,)), torch.randn(n), torch.randn(n, 4), torch.zeros(n))
         for _ in range(5):
-            tuned.update(batch)
+            metrics = tuned.update(batch)
         after = tuned.state_dict()["nets"]
         assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("imitation."))
+        # a frozen G is measured (its loss still logged), not stepped: no backward pass, no optimiser state
+        assert "imitation_loss" in metrics and not tuned.optimizers["imitation"].state
         assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("q."))
 
 

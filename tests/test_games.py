@@ -132,6 +132,29 @@ def test_fine_tuning_plays_rounds_of_connect_four_in_process_and_through_the_bri
         assert rounds and all(r.startswith("round-") for r in rounds)
 
 
+def test_fine_tuning_through_two_local_engines_records_what_one_engine_records(greedy_logs, tmp_path, capsys):
+    """`--through-bridge --envs 2`: two `aql engine` processes share each round's games against one agent
+    server, and the run is the one a single engine gives (each game has its own seeded stream)."""
+    import pandas as pd
+
+    run = str(tmp_path / "aql")
+    assert main(["train", "--algo", "aql-discrete", "--data", greedy_logs, "--agent", "all", "--out", run,
+                 "--steps", "50", "--log-every", "25", *TINY]) == 0
+    flags = ["finetune", "--checkpoint", run, "--env", "connect-four", "--opponent", "random", "--steps", "20",
+             "--round-games", "3", "--exploration", "0.3", "--eval-every", "1000", "--eval-episodes", "2",
+             "--seed", "5", "--log-every", "10", "--no-progress", "--no-tensorboard"]
+    assert main([*flags, "--out", str(tmp_path / "one"), "--through-bridge"]) == 0
+    assert main([*flags, "--out", str(tmp_path / "two"), "--through-bridge", "--envs", "2"]) == 0
+    for table in ("rounds.csv", "metrics.csv", "eval.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / table), pd.read_csv(tmp_path / "one" / table))
+    for round_ in sorted(os.listdir(tmp_path / "two" / "online")):
+        games = [json.loads(line) for line in (tmp_path / "two" / "online" / round_ / "games.jsonl").open()]
+        assert len({g["session"] for g in games}) == 2  # two engines played them
+    capsys.readouterr()
+    assert main([*flags, "--out", str(tmp_path / "three"), "--envs", "2"]) == 2  # in process: one game at a time
+    assert "--through-bridge --envs N for N engine processes" in capsys.readouterr().err
+
+
 def test_a_human_plays_connect_four_at_the_terminal_and_quitting_keeps_finished_games(tmp_path):
     answers = iter(["3", "9", "x", "3", "3", "q"])  # 9 and x are refused and asked again
     prompts = []

@@ -62,9 +62,11 @@ class DiscreteBCQLearner(DQNLearner):
         legal, next_legal = self.masks(batch)
         behaviour = behaviour_rows(batch)
         behaviour_legal = legal if behaviour is batch else self.masks(behaviour)[0]
-        with self.autocast():
+        learns = self.config.imitation_learning_rate > 0  # a frozen G (keep-behaviour fine-tuning) is only measured
+        with torch.set_grad_enabled(learns), self.autocast():
             generative_loss, logits = self._generative_loss(behaviour, behaviour_legal)
-        step(self.optimizers["imitation"], generative_loss, list(self.nets["imitation"].parameters()))
+        if learns:
+            step(self.optimizers["imitation"], generative_loss, list(self.nets["imitation"].parameters()))
         with torch.no_grad(), self.autocast():
             allowed = self.allowed(batch.next_observations, next_legal)
             next_actions = masked_argmax(self.nets["q"](batch.next_observations).float(), allowed)

@@ -752,6 +752,9 @@ class ReplayReader:
             template = None
             if len(raw) - pos > 3 and raw[pos] == 0x98 and raw[pos + 1] == fmt.STEP:
                 template = templates.get(raw[pos + 2])
+                # a step with info (a map where the template has nil) is never canonical: skip the fast attempt
+                if template is not None and raw[min(pos + template.length, len(raw)) - 1] != 0xC0:
+                    template = None
             if template is not None and order.episode is not None and not order.finalised:
                 rows_left = min(chunk.count - index, (len(raw) - pos) // template.length)
                 taken = self._fast_run(view, pos, rows_left, template, builders, order)
