@@ -135,7 +135,8 @@ def main() -> None:
     plot(runs, args.out + ".png")
     for steps, ways in summary["budgets"].items():
         for way, figures in ways.items():
-            print(f"{steps} decisions, {way}: gain {figures['gain_mean']:+.3f} (seed std {figures['gain_std']:.3f}); "
+            spread = "one seed" if figures["gain_std"] is None else f"seed std {figures['gain_std']:.3f}"
+            print(f"{steps} decisions, {way}: gain {figures['gain_mean']:+.3f} ({spread}); "
                   + ", ".join(f"{arm} {figures[arm]['wins']}/{figures[arm]['games']} "
                               f"[{figures[arm]['ci95'][0]:.2f}, {figures[arm]['ci95'][1]:.2f}]" for arm in ARMS))
     print(f"wrote {args.out}.json and {args.out}.png")
