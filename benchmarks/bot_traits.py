@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 TRAITS = {"reflexes": ("reaction_steps",), "aim": ("aim_noise",), "hp thresholds": ("heal_below", "retreat_below"),
@@ -52,6 +53,19 @@ def play(player, level: object, games: int) -> list[str]:
     results = head_to_head_games(lambda seed: player, lambda seed: BehaviourTreeBot(level, seed=seed),
                                  [10_000 + game for game in range(games)])
     return [result["outcome"] for result in results]
+
+
+def outcome_line(outcomes: list[str]) -> str:
+    """`W win / D draw / L loss`: a row of games as the moba benchmarks print it."""
+    return " / ".join(f"{outcomes.count(outcome)} {outcome}" for outcome in ("win", "draw", "loss"))
+
+
+def write_results(summary: dict, out: str, plot: Callable[[dict, str], None]) -> None:
+    """OUT.json (the summary) and OUT.png (`plot(summary, path)`), the folder made first."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump(summary, f, indent=2)
+    plot(summary, out + ".png")
 
 
 def outcome_bars(ax: Any, rows: list[tuple[str, list[str]]]) -> None:
@@ -107,12 +121,8 @@ def main() -> None:
         for label, level in levels.items():
             outcomes = play(player, level, args.games)
             summary["outcomes"][checkpoint][label] = outcomes
-            counts = " / ".join(f"{outcomes.count(outcome)} {outcome}" for outcome in ("win", "draw", "loss"))
-            print(f"{checkpoint} vs {label}: {counts}", flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(summary, f, indent=2)
-    plot(summary, args.out + ".png")
+            print(f"{checkpoint} vs {label}: {outcome_line(outcomes)}", flush=True)
+    write_results(summary, args.out, plot)
 
 
 if __name__ == "__main__":

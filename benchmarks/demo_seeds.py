@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from aql_agent.adapters.games import wilson_interval  # noqa: E402
 from aql_agent.demo import OPPONENT  # noqa: E402
+from bot_traits import write_results  # noqa: E402
 
 ARMS = ("offline", "finetuned")
 OUTCOME = ("wins", "losses", "draws", "games", "win_rate")
@@ -81,11 +82,12 @@ def summarise(runs: dict[int, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     return budgets
 
 
-def plot(runs: dict[int, dict[int, dict[str, Any]]], path: str) -> None:
+def plot(summary: dict[str, Any], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    runs: dict[int, dict[int, dict[str, Any]]] = summary["runs"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, way, title in zip(axes, ("bridge", "in_process"), ("the demo's games over the bridge",
                                                                "40 more games in process")):
@@ -129,10 +131,7 @@ def main() -> None:
                 way: {arm: {key: reports[arm][key] for key in OUTCOME} for arm in ARMS}
                 for way, reports in (("bridge", demo), ("in_process", extra))} | {"wall_seconds": seconds}
     summary = {"opponent": OPPONENT, "runs": runs, "budgets": summarise(runs)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(summary, f, indent=2)
-    plot(runs, args.out + ".png")
+    write_results(summary, args.out, plot)
     for steps, ways in summary["budgets"].items():
         for way, figures in ways.items():
             spread = "one seed" if figures["gain_std"] is None else f"seed std {figures['gain_std']:.3f}"

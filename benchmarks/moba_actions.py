@@ -21,7 +21,6 @@ OUT.json and OUT.png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import types
 from typing import Any
@@ -153,6 +152,7 @@ def main() -> None:
         raise SystemExit("moba_actions: error: --games must be 0 or more and --sample above 0")
     from aql_agent.adapters.moba.bt import LEVELS
     from aql_agent.checkpoint import load_policy
+    from bot_traits import outcome_line, write_results
     from aql_agent.data.dataset import TransitionDataset
     from aql_agent.training import learner_view
 
@@ -172,12 +172,8 @@ def main() -> None:
             for mode in MODES:
                 outcomes = play(checkpoint, args.button, mode, args.opponent, args.games)
                 summary["outcomes"][checkpoint][mode] = outcomes
-                print(f"{checkpoint}, {args.button} {mode}: " + " / ".join(
-                    f"{outcomes.count(o)} {o}" for o in ("win", "draw", "loss")), flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(summary, f, indent=2)
-    plot(summary, args.out + ".png")
+                print(f"{checkpoint}, {args.button} {mode}: {outcome_line(outcomes)}", flush=True)
+    write_results(summary, args.out, plot)
 
 
 if __name__ == "__main__":
