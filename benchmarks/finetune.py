@@ -21,6 +21,11 @@ For each suite and seed:
    --offline-ratio 0` from an untrained DQN, so it plays and learns exactly as the fine-tuned arms do);
    `--no-scratch` leaves it out (e.g. when an earlier run at the same env steps measured it).
 
+`--algo` picks the MuJoCo suites' learner (default aql; e.g. `--algo cql --train-args "--set calibrated=true"`
+for Cal-QL). One seed's runs split into two lanes, one per core: `--arms-only` in one process (the offline run,
+then the fine-tuned arms) and, once the offline run is finished, `--controls-only` in another (the offline-only
+control and scratch); `--summary-only` then builds the outputs.
+
 Every arm is evaluated with the same seeded episodes (games: greedy play, `eval_episodes` per point, Wilson
 intervals in eval.csv). Suites: `hopper` (AQL on ../shared/datasets' hopper-medium, normalised score),
 `halfcheetah` (AQL on the halfcheetah-medium set `aql make-dataset` makes, see docs/datasets.md) and `moba`
@@ -54,6 +59,10 @@ MUJOCO = {"algo": "aql", "metric": "normalized_mean", "offline_steps": 20000, "o
           "updates_per_step": 1.0, "eval_every": 2000, "control_eval_every": 1000, "eval_episodes": 10,
           "scratch": "sac",
           "train_args": ["--set", "warmup_steps=2000"], "finetune_args": ["--round-steps", "1000"]}
+MUJOCO_ALGOS = ("aql", "bear", "bcq", "cql", "bc", "sac")
+"""What `--algo` may train on the MuJoCo suites; the warm start (Table 1's 2000 updates) is kept for the learners
+that have one and dropped for the others."""
+WARM_STARTED = ("aql", "bear")
 SUITES = {
     "hopper": {**MUJOCO, "env": "Hopper-v5"},
     "halfcheetah": {**MUJOCO, "env": "HalfCheetah-v5"},
@@ -125,14 +134,18 @@ def budget_changes(specs: list[str]) -> dict[str, int | float]:
 
 
 def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: dict[str, list[str]],
-             arms_only: bool = False, scratch_arm: bool = True) -> str:
-    """Offline run, then every arm (each skipped when already done); with `arms_only`, not the controls; without
+             arms_only: bool = False, scratch_arm: bool = True, controls_only: bool = False) -> str:
+    """Offline run, then every arm (each skipped when already done); with `arms_only`, not the controls; with
+    `controls_only`, not the fine-tuned arms (and not the offline run: it must be finished); without
     `scratch_arm`, no learning from scratch."""
     offline, control = arm_folder(runs, suite, "offline", seed), arm_folder(runs, suite, "offline-only", seed)
     base = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed)]
     opponent = config.get("opponent")
     common = [*base, *(["--opponent", opponent.replace(OFFLINE_COPY, f"agent:{offline}")] if opponent else [])]
     if finished_step(offline) < config["offline_steps"]:
+        if controls_only:
+            raise SystemExit(f"finetune: error: --controls-only needs the finished offline run {offline}: make it "
+                             "first (a run without --controls-only, e.g. one with --arms-only)")
         remove_stale_run(offline)
         # against a copy of itself the offline run is evaluated against the game's default opponent: the
         # copy exists only once it is trained (the fine-tuned run's first evaluation is the start against it)
@@ -140,7 +153,7 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
                 str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]),
                 *(base if opponent and OFFLINE_COPY in opponent else common), *config["train_args"]))
     online = ["--steps", str(config["online_steps"]), "--eval-every", str(config["eval_every"]), *common]
-    for name, flags in arms.items():
+    for name, flags in ({} if controls_only else arms).items():
         tuned = arm_folder(runs, suite, f"finetuned-{name}", seed)
         if finished_step(tuned) < config["online_steps"]:
             remove_stale_run(tuned)
@@ -176,6 +189,13 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
         run(aql("finetune", "--checkpoint", untrained, "--out", os.path.join(scratch, "online"), "--offline-ratio",
                 "0", "--updates-per-step", str(config["updates_per_step"]), *online, *config["finetune_args"]))
     return f"{suite} seed {seed}: done"
+
+
+def choose_learner(algo: str) -> None:
+    """The MuJoCo suites train `algo` (the warm-start flag only where the learner has a warm start)."""
+    for suite in ("hopper", "halfcheetah"):
+        SUITES[suite]["algo"] = algo
+        SUITES[suite]["train_args"] = list(MUJOCO["train_args"]) if algo in WARM_STARTED else []
 
 
 def control_grid(config: dict) -> int:
@@ -359,12 +379,20 @@ def main() -> None:
     parser.add_argument("--arms-only", action="store_true", help="train only the offline run and the fine-tuned "
                         "arms, not the controls (another invocation on the same --runs makes them: two at once "
                         "must never both make one; no outputs are built)")
+    parser.add_argument("--controls-only", action="store_true", help="train only the controls (offline-only, "
+                        "scratch) from finished offline runs, while another invocation with --arms-only on the same "
+                        "--runs makes the fine-tuned arms: one lane per core; no outputs are built")
+    parser.add_argument("--algo", choices=MUJOCO_ALGOS, default="aql", help="the learner of the MuJoCo suites "
+                        "(one --runs folder per learner; moba always trains aql-discrete)")
     parser.add_argument("--no-scratch", action="store_true", help="no learning from scratch (when another run "
                         "with the same env steps already measured it); the outputs leave its row out")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "finetune"))
     args = parser.parse_args()
     arms = fine_tuned_arms(args.recipes, args.arm)
+    if args.arms_only and args.controls_only:
+        raise SystemExit("finetune: error: --arms-only and --controls-only split one run into two lanes: give one")
     budget = budget_changes(args.budget)
+    choose_learner(args.algo)
     for config in SUITES.values():
         config.update(budget)
         config["finetune_args"] = config["finetune_args"] + args.finetune_args.split()
@@ -379,7 +407,7 @@ def main() -> None:
 
     def job(config: dict) -> str:
         return one_seed(config["suite"], SUITES[config["suite"]], data[config["suite"]], args.runs, config["seed"],
-                        arms, args.arms_only, not args.no_scratch)
+                        arms, args.arms_only, not args.no_scratch, args.controls_only)
 
     if not args.summary_only:
         if args.jobs == 1 and args.address is None:
@@ -390,7 +418,7 @@ def main() -> None:
             messages = run_trials(jobs, job, concurrent=args.jobs, storage=os.path.join(args.runs, "tune"),
                                   name="finetune", address=args.address)
         print("\n".join(messages), flush=True)
-        if args.arms_only:
+        if args.arms_only or args.controls_only:
             return
     results = {}
     for suite in args.suite:

@@ -15,6 +15,8 @@ import json
 import os
 import time
 
+from bot_traits import write_results
+
 LADDER = ("hard", "medium-hard", "medium", "easy")
 PLAYERS = (*LADDER, "random")
 
@@ -38,12 +40,10 @@ def main() -> None:
     if args.plot_only:
         with open(args.out + ".json") as f:
             summary = json.load(f)
+        plot(summary, args.out + ".png")
     else:
         summary = play_pairs(args.games)
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out + ".json", "w") as f:
-            json.dump(summary, f, indent=2)
-    plot(summary, args.out + ".png")
+        write_results(summary, args.out, plot)
     print(json.dumps({k: v for k, v in summary.items() if k != "pairs"}, indent=2))
 
 

@@ -23,6 +23,7 @@ import statistics
 import time
 
 import numpy as np
+from bot_traits import write_results
 
 
 def pettingzoo_turns_per_second(make_env) -> float:
@@ -68,6 +69,29 @@ def bot_game(strong: str, weak: str, seed: int) -> dict[str, float]:
     return {"frames": result.frames, "seconds": seconds, "frames_per_s": result.frames / seconds}
 
 
+def plot(summary: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    turns, raw = summary["pettingzoo_performance_benchmark_turns_per_s"], summary["raw_parallel_env_agent_steps_per_s"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    bars = {"moba\nPZ bench": turns["moba-1v1 (FlatActions, AEC)"],
+            "KAZ v11\nPZ bench": turns["knights_archers_zombies_v11"],
+            "moba raw\nskip 3": raw["frame_skip=3"], "moba raw\nskip 1": raw["frame_skip=1"]}
+    left.bar(list(bars), list(bars.values()), color=["tab:blue", "tab:grey", "tab:blue", "tab:blue"])
+    left.axhline(20000, color="tab:red", lw=1, ls="--", label="target 20k")
+    left.set(ylabel="agent steps per second (random legal)", title="env steps, one core")
+    left.legend()
+    games = summary["bt_games"]
+    right.bar(["hard vs hard", "medium vs easy"], [g["seconds_per_20k_frames"] for g in games.values()])
+    right.axhline(2.0, color="tab:red", lw=1, ls="--", label="target 2 s")
+    right.set(ylabel="seconds per 20k frames", title="behaviour-tree games")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=3)
@@ -110,29 +134,7 @@ def main() -> None:
                      for name in ("bt_hard_vs_hard", "bt_medium_vs_easy")},
         "trials": trials, "threads": 1, "numpy": np.__version__,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(summary, f, indent=2)
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    bars = {"moba\nPZ bench": median(trials["pz_moba"]), "KAZ v11\nPZ bench": median(trials["pz_kaz"]),
-            "moba raw\nskip 3": summary["raw_parallel_env_agent_steps_per_s"]["frame_skip=3"],
-            "moba raw\nskip 1": summary["raw_parallel_env_agent_steps_per_s"]["frame_skip=1"]}
-    left.bar(list(bars), list(bars.values()), color=["tab:blue", "tab:grey", "tab:blue", "tab:blue"])
-    left.axhline(20000, color="tab:red", lw=1, ls="--", label="target 20k")
-    left.set(ylabel="agent steps per second (random legal)", title="env steps, one core")
-    left.legend()
-    games = summary["bt_games"]
-    right.bar(["hard vs hard", "medium vs easy"], [g["seconds_per_20k_frames"] for g in games.values()])
-    right.axhline(2.0, color="tab:red", lw=1, ls="--", label="target 2 s")
-    right.set(ylabel="seconds per 20k frames", title="behaviour-tree games")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(args.out + ".png", dpi=120)
+    write_results(summary, args.out, plot)
     print(json.dumps({k: v for k, v in summary.items() if k != "trials"}, indent=2))
 
 

@@ -612,6 +612,30 @@ def test_the_benchmark_compares_a_warm_started_arm_with_the_control_after_as_man
     assert "scratch" not in results["hopper"]["summary"]["verdicts"]["finetuned-warm"]["final"]
 
 
+def test_the_benchmark_splits_a_seed_into_an_arms_lane_and_a_controls_lane(harness, monkeypatch, tmp_path):
+    """benchmarks/finetune.py `--controls-only`: only the offline-only control (and scratch) from the finished
+    offline run, so a second process can make them while `--arms-only` makes the arms; an unfinished offline
+    run is one error line, never retrained from this lane."""
+    commands = []
+    monkeypatch.setattr(harness, "run", commands.append)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    offline = harness.arm_folder(str(tmp_path), "hopper", "offline", 0)
+    config = harness.SUITES["hopper"]
+    monkeypatch.setattr(harness, "finished_step", lambda folder: config["offline_steps"] if folder == offline else 0)
+    arms = harness.fine_tuned_arms(["warmstart"], [])
+    harness.one_seed("hopper", config, "data.npz", str(tmp_path), 0, arms, scratch_arm=False, controls_only=True)
+    control = harness.arm_folder(str(tmp_path), "hopper", "offline-only", 0)
+    assert [c[c.index("--out") + 1] for c in commands] == [control]
+    monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
+    with pytest.raises(SystemExit, match="finetune: error: --controls-only needs the finished offline run"):
+        harness.one_seed("hopper", config, "data.npz", str(tmp_path), 0, arms, controls_only=True)
+    assert len(commands) == 1
+    harness.choose_learner("cql")  # --algo cql: CQL has no warm start to set
+    assert harness.SUITES["hopper"]["algo"] == "cql" and harness.SUITES["hopper"]["train_args"] == []
+    harness.choose_learner("aql")
+    assert harness.SUITES["hopper"]["train_args"] == ["--set", "warmup_steps=2000"]
+
+
 def test_the_benchmark_takes_its_budget_as_flags(harness, monkeypatch, tmp_path):
     """benchmarks/finetune.py `--budget KEY=VALUE`: the online budget reaches `aql finetune` and the control's
     extra updates; an unknown key or a value that is not a positive number is one error line."""
