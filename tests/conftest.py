@@ -8,6 +8,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame windows in tests are headless
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
+import signal  # noqa: E402
+
+# A suite started with SIGINT ignored (nohup, a background job of a non-interactive shell) passes that on to every
+# process it starts, so Ctrl-C tests and the agents they stop with SIGINT would see nothing: handle it as Python
+# does by default (a caught signal is reset to the default on exec, so the children's Python handles it too).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
