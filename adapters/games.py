@@ -422,10 +422,15 @@ def wilson_interval(wins: int, games: int, z: float = 1.96) -> tuple[float, floa
 
 def outcome_counts(outcomes: list[str | None]) -> dict[str, Any]:
     """Wins, losses, draws and the win rate with its 95% interval, from per-game outcomes."""
-    games = len(outcomes)
     wins, losses = outcomes.count("win"), outcomes.count("loss")
+    return win_record(wins, losses, len(outcomes) - wins - losses)
+
+
+def win_record(wins: int, losses: int, draws: int) -> dict[str, Any]:
+    """Wins, losses, draws and the win rate with its 95% interval, from the counts (e.g. several engines' added)."""
+    games = wins + losses + draws
     low, high = wilson_interval(wins, games)
-    return {"games": games, "wins": wins, "losses": losses, "draws": games - wins - losses,
+    return {"games": games, "wins": wins, "losses": losses, "draws": draws,
             "win_rate": wins / games if games else 0.0, "win_rate_ci95": [low, high]}
 
 

@@ -71,7 +71,7 @@ def deploy_and_play(checkpoint: str, games: int, opponent: str, seed: int, engin
     """`aql deploy` the checkpoint in one process, `engines` `tools/engine` processes play `games` against
     `opponent` at once (consecutive parts, each starting on an even game so the sides alternate as one engine's
     do); returns their outcomes added up, with each engine's report."""
-    from aql_agent.adapters.games import outcome_counts
+    from aql_agent.adapters.games import win_record
 
     agent = subprocess.Popen([sys.executable, "-m", "aql_agent", "deploy", "--checkpoint", checkpoint, "--bind",
                               "tcp://127.0.0.1:*"], stdout=subprocess.PIPE, text=True)
@@ -95,12 +95,11 @@ def deploy_and_play(checkpoint: str, games: int, opponent: str, seed: int, engin
     finally:
         agent.terminate()
         agent.wait(30)
-    outcomes = [outcome for report in reports
-                for outcome in ["win"] * report["wins"] + ["loss"] * report["losses"] + ["draw"] * report["draws"]]
     bridges = [report["bridge"] for report in reports]
     bridge = {key: sum(b[key] for b in bridges) for key, value in bridges[0].items() if isinstance(value, int)}
     bridge.update({key: [b[key] for b in bridges] for key in ("latency_ms_p50", "latency_ms_p99")})  # per engine
-    return {"opponent": opponent, **outcome_counts(outcomes), "bridge": bridge, "engines": reports}
+    record = win_record(*(sum(report[key] for report in reports) for key in ("wins", "losses", "draws")))
+    return {"opponent": opponent, **record, "bridge": bridge, "engines": reports}
 
 
 def plot(before: dict, after: dict, evaluations: str, path: str) -> None:

@@ -34,10 +34,10 @@ ARMS = ("offline", "finetuned")
 OUTCOME = ("wins", "losses", "draws", "games", "win_rate")
 
 
-def run_demo(folder: str, seed: int, steps: int) -> float | None:
-    """`aql demo` into `folder` unless it finished there before; the wall seconds it took, or None if reused."""
+def run_demo(folder: str, seed: int, steps: int) -> None:
+    """`aql demo` into `folder` unless it finished there before, its wall seconds into FOLDER-timing.json."""
     if os.path.exists(os.path.join(folder, "before-after.json")):
-        return None
+        return
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "aql_agent", "demo", "--out", folder, "--seed", str(seed),
                     "--finetune-steps", str(steps)], check=True,
@@ -45,7 +45,6 @@ def run_demo(folder: str, seed: int, steps: int) -> float | None:
     seconds = time.perf_counter() - started
     with open(f"{folder}-timing.json", "w") as f:
         json.dump({"wall_seconds": seconds}, f)
-    return seconds
 
 
 def evaluate(folder: str, arm: str, games: int) -> dict[str, Any]:

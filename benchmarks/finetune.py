@@ -38,6 +38,7 @@ updates for the control).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -48,6 +49,7 @@ import sys
 import numpy as np
 
 from aql_agent.adapters.games import DEFAULT_GAME
+from aql_agent.learners import ALGORITHMS, is_discrete
 from aql_agent.scores import normalized_score
 from figure2 import DEFAULT_PAIRS, record_data
 from plot_runs import read
@@ -59,10 +61,11 @@ MUJOCO = {"algo": "aql", "metric": "normalized_mean", "offline_steps": 20000, "o
           "updates_per_step": 1.0, "eval_every": 2000, "control_eval_every": 1000, "eval_episodes": 10,
           "scratch": "sac",
           "train_args": ["--set", "warmup_steps=2000"], "finetune_args": ["--round-steps", "1000"]}
-MUJOCO_ALGOS = ("aql", "bear", "bcq", "cql", "bc", "sac")
-"""What `--algo` may train on the MuJoCo suites; the warm start (Table 1's 2000 updates) is kept for the learners
-that have one and dropped for the others."""
-WARM_STARTED = ("aql", "bear")
+MUJOCO_ALGOS = tuple(algo for algo in ALGORITHMS if not is_discrete(algo))
+"""What `--algo` may train on the MuJoCo suites: the continuous learners."""
+WARM_STARTED = tuple(algo for algo in MUJOCO_ALGOS if "warmup_steps" in
+                     {field.name for field in dataclasses.fields(ALGORITHMS[algo][0].config_class)})
+"""The learners with a warm start, which keep the suites' `warmup_steps` flag (Table 1's 2000 updates)."""
 SUITES = {
     "hopper": {**MUJOCO, "env": "Hopper-v5"},
     "halfcheetah": {**MUJOCO, "env": "HalfCheetah-v5"},
