@@ -204,7 +204,8 @@ class GymKind(GameKind):
 
 class StepCollector:
     """Rounds of online play in one gymnasium env kept across rounds (an episode may span two rounds);
-    Gaussian exploration noise on continuous actions, the learner's epsilon-greedy on discrete ones."""
+    Gaussian exploration noise on continuous actions, the learner's epsilon-greedy on discrete ones. `state`
+    and `restore` carry it into a resumed run mid-episode."""
 
     def __init__(self, env_id: str, seed: int, exploration: float | None):
         import torch
@@ -213,8 +214,41 @@ class StepCollector:
         self.rng = np.random.default_rng(seed)
         self.policy_random = torch.Generator().manual_seed(seed).get_state()  # the policy's own draws
         self.exploration = 0.1 if exploration is None else exploration
+        self.episode_start: dict[str, Any] = {"seed": seed}  # how the current episode was reset
+        self.episode_actions: list[Any] = []  # and what was played in it since
         self.observation, _ = self.env.reset(seed=seed)
         self.episode_return, self.episodes = 0.0, 0
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to play on as this collector would (JSON-able): its random streams,
+        and the current episode as its reset and its actions so far, for `restore` to replay (an env's inner
+        state cannot be copied in general, but the same reset stepped through the same actions reaches it)."""
+        return {"episode_start": self.episode_start, "episode_actions": [np.asarray(a).tolist()
+                                                                         for a in self.episode_actions],
+                "observation": np.asarray(self.observation).tolist(), "noise_random": self.rng.bit_generator.state,
+                "policy_random": self.policy_random.tolist(), "episode_return": self.episode_return,
+                "episodes": self.episodes}
+
+    def restore(self, state: Mapping[str, Any]) -> bool:
+        """Take over `state` (from `state()`), replaying its episode so far in this env; False when the replay
+        ends elsewhere than the saved observation (another machine's float sums: the run goes on, not exactly)."""
+        import torch
+
+        start = state["episode_start"]
+        if "seed" in start:
+            observation, _ = self.env.reset(seed=start["seed"])
+        else:
+            self.env.unwrapped.np_random.bit_generator.state = start["random"]
+            observation, _ = self.env.reset()
+        continuous = isinstance(self.env.action_space, gym.spaces.Box)
+        self.episode_actions = [np.asarray(a, np.float32) if continuous else int(a) for a in state["episode_actions"]]
+        for action in self.episode_actions:
+            observation, *_ = self.env.step(action)
+        self.episode_start, self.observation = dict(start), observation
+        self.rng.bit_generator.state = state["noise_random"]
+        self.policy_random = torch.tensor(state["policy_random"], dtype=torch.uint8)
+        self.episode_return, self.episodes = float(state["episode_return"]), int(state["episodes"])
+        return bool(np.array_equal(np.asarray(observation, np.float64), np.asarray(state["observation"], np.float64)))
 
     def _action(self, policy: Any) -> Any:
         if policy.discrete:
@@ -248,9 +282,12 @@ class StepCollector:
                 rows[key].append(value)
             self.episode_return += float(reward)
             self.observation = next_observation
+            self.episode_actions.append(action)
             if terminated or truncated:
                 returns.append(self.episode_return)
                 self.episode_return, self.episodes = 0.0, self.episodes + 1
+                self.episode_start = {"random": self.env.unwrapped.np_random.bit_generator.state}
+                self.episode_actions = []
                 self.observation, _ = self.env.reset()
         rows["timeouts"][-1] = rows["timeouts"][-1] or not rows["terminals"][-1]  # the round may end mid-episode
         data = TransitionDataset(np.asarray(rows["observations"], np.float32), np.asarray(rows["actions"]),
@@ -282,6 +319,17 @@ class StepCollectors:
     def play(self, policy: Any, steps: int) -> Round:
         return merge_rounds([collector.play(policy, part) for collector, part in
                              zip(self.collectors, split_steps(steps, len(self.collectors))) if part])
+
+    def state(self) -> list[dict[str, Any]]:
+        """Each env's `StepCollector.state`, in env order."""
+        return [collector.state() for collector in self.collectors]
+
+    def restore(self, states: Sequence[Mapping[str, Any]]) -> bool:
+        """Each env takes over its state; False when any replay ended elsewhere (see `StepCollector.restore`)."""
+        if len(states) != len(self.collectors):
+            raise AqlError(f"the checkpoint's online play ran {len(states)} envs, this run {len(self.collectors)}: "
+                           "resume with the --envs it started with")
+        return all([collector.restore(state) for collector, state in zip(self.collectors, states)])
 
     def close(self) -> None:
         for collector in self.collectors:

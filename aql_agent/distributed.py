@@ -390,6 +390,12 @@ class _EnvWorker:
         policy = policy_from_weights(weights)
         return [collector.play(policy, part) if part else None for collector, part in zip(self.collectors, steps)]
 
+    def state(self) -> list[dict[str, Any]]:
+        return [collector.state() for collector in self.collectors]
+
+    def restore(self, states: list[dict[str, Any]]) -> list[bool]:
+        return [collector.restore(state) for collector, state in zip(self.collectors, states)]
+
 
 class StepsOnRay:
     """A gymnasium env's fine-tuning rounds (`aql finetune --workers N`) with the envs of `collectors` on Ray
@@ -421,6 +427,23 @@ class StepsOnRay:
             for k, played in zip(group, _result(self.ray, future, "online play")):
                 rounds[k] = played
         return merge_rounds([played for played in rounds if played is not None])
+
+    def state(self) -> list[dict[str, Any]]:
+        """Each env's `StepCollector.state`, in env order, gathered from the workers."""
+        states: list[Any] = [None] * self.envs
+        for group, future in zip(self.groups, [actor.state.remote() for actor in self.actors]):
+            for k, state in zip(group, _result(self.ray, future, "online play's state")):
+                states[k] = state
+        return states
+
+    def restore(self, states: list[dict[str, Any]]) -> bool:
+        """Each worker's envs take over their states (`StepCollectors.restore`)."""
+        if len(states) != self.envs:
+            raise AqlError(f"the checkpoint's online play ran {len(states)} envs, this run {self.envs}: resume with "
+                           "the --envs it started with")
+        futures = [actor.restore.remote([states[k] for k in group]) for actor, group in zip(self.actors, self.groups)]
+        replayed = [_result(self.ray, future, "online play's state") for future in futures]
+        return all(all(exact) for exact in replayed)
 
     def close(self) -> None:
         for actor in self.actors:  # an actor holds a CPU until it is killed

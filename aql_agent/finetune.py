@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -552,7 +553,9 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
             # streams of exploration and batches, the update owed for a fraction, the metrics window so far
             "torch_rng": torch.get_rng_state(), "offline_rng": sampler.offline.generator.get_state(),
             "online_rng": sampler.generator.get_state(), "owed": owed, "window_count": count,
-            "window_sums": dict(sums)})
+            "window_sums": dict(sums),
+            # a gymnasium env's episode may span the checkpoint: its collector's streams and the episode so far
+            **({"collector": json.dumps(collector.state())} if hasattr(collector, "state") else {})})
         if self_play:  # the next rounds play the agent as it is now
             collector.opponent = f"agent:{os.path.abspath(saved)}"
 
@@ -567,6 +570,11 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         owed, count, sums = float(trainer_state["owed"]), int(trainer_state["window_count"]), dict(
             trainer_state["window_sums"])
     try:
+        if resume is not None and "collector" in trainer_state and not collector.restore(
+                json.loads(trainer_state["collector"])):
+            warnings.warn(f"resuming {settings.out}: replaying the episode its checkpoint cut ended elsewhere than "
+                          "it did when played (another machine's float sums?); the run goes on from there, no longer "
+                          "exactly the run that was not stopped")
         if resume is None:
             evaluate()
         next_eval = (env_step // settings.eval_every + 1) * settings.eval_every

@@ -24,7 +24,9 @@ For each suite and seed:
 `--algo` picks the MuJoCo suites' learner (default aql; e.g. `--algo cql --train-args "--set calibrated=true"`
 for Cal-QL). One seed's runs split into two lanes, one per core: `--arms-only` in one process (the offline run,
 then the fine-tuned arms) and, once the offline run is finished, `--controls-only` in another (the offline-only
-control and scratch); `--summary-only` then builds the outputs.
+control and scratch); `--summary-only` then builds the outputs. Run again after an interruption, the harness
+skips finished runs and continues each unfinished one from its latest checkpoint (`--resume`: bit for bit the
+run it would have been), so one seed's runs can span sittings; only the scratch SAC starts again.
 
 Every arm is evaluated with the same seeded episodes (games: greedy play, `eval_episodes` per point, Wilson
 intervals in eval.csv). Suites: `hopper` (AQL on ../shared/datasets' hopper-medium, normalised score),
@@ -53,7 +55,7 @@ from aql_agent.learners import ALGORITHMS, is_discrete
 from aql_agent.scores import normalized_score
 from figure2 import DEFAULT_PAIRS, record_data
 from plot_runs import read
-from table1 import finished_step, remove_stale_run
+from table1 import finished_step, refuse_if_in_use, remove_stale_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "datasets")
@@ -149,25 +151,30 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
         if controls_only:
             raise SystemExit(f"finetune: error: --controls-only needs the finished offline run {offline}: make it "
                              "first (a run without --controls-only, e.g. one with --arms-only)")
-        remove_stale_run(offline)
         # against a copy of itself the offline run is evaluated against the game's default opponent: the
         # copy exists only once it is trained (the fine-tuned run's first evaluation is the start against it)
+        evaluated_as = base if opponent and OFFLINE_COPY in opponent else common
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", offline, "--steps",
-                str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]),
-                *(base if opponent and OFFLINE_COPY in opponent else common), *config["train_args"]))
+                str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]), "--checkpoint-every",
+                str(max(1, config["offline_steps"] // 10)), *evaluated_as, *config["train_args"],
+                *resume_flags(offline)))
     online = ["--steps", str(config["online_steps"]), "--eval-every", str(config["eval_every"]), *common]
     for name, flags in ({} if controls_only else arms).items():
         tuned = arm_folder(runs, suite, f"finetuned-{name}", seed)
         if finished_step(tuned) < config["online_steps"]:
-            remove_stale_run(tuned)
             run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--updates-per-step",
-                    str(config["updates_per_step"]), *online, *config["finetune_args"], *flags))
+                    str(config["updates_per_step"]), *online, *config["finetune_args"], *flags, *resume_flags(tuned)))
     if arms_only:
         return f"{suite} seed {seed}: fine-tuned arms done"
     extra = int(config["online_steps"] * config["updates_per_step"])
     if finished_step(control) < config["offline_steps"] + extra:
-        remove_stale_run(control)
-        shutil.copytree(offline, control)
+        if finished_step(control) < config["offline_steps"]:  # not copied yet (a cut copy has no latest.json)
+            remove_stale_run(control)
+            shutil.rmtree(control + ".copying", ignore_errors=True)
+            shutil.copytree(offline, control + ".copying")
+            os.replace(control + ".copying", control)
+        else:  # an interrupted control goes on from its latest checkpoint
+            refuse_if_in_use(control)
         every = control_grid(config)
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", control, "--resume", "--steps",
                 str(config["offline_steps"] + extra), "--eval-every", str(config.get("control_eval_every", every)),
@@ -186,12 +193,25 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
         with open(os.path.join(scratch, "curve.json"), "w") as f:
             json.dump([(step, normalized_score(config["env"], value)) for step, value in curve], f)
     elif config["scratch"] == "dqn" and finished_step(os.path.join(scratch, "online")) < config["online_steps"]:
-        remove_stale_run(scratch)
-        untrained = os.path.join(scratch, "untrained")
-        run(aql("train", "--algo", "dqn", "--data", data, "--out", untrained, "--steps", "1", "--agent", "all"))
-        run(aql("finetune", "--checkpoint", untrained, "--out", os.path.join(scratch, "online"), "--offline-ratio",
-                "0", "--updates-per-step", str(config["updates_per_step"]), *online, *config["finetune_args"]))
+        untrained, online_run = os.path.join(scratch, "untrained"), os.path.join(scratch, "online")
+        if not finished_step(untrained):
+            remove_stale_run(scratch)
+            run(aql("train", "--algo", "dqn", "--data", data, "--out", untrained, "--steps", "1", "--agent", "all"))
+        run(aql("finetune", "--checkpoint", untrained, "--out", online_run, "--offline-ratio", "0",
+                "--updates-per-step", str(config["updates_per_step"]), *online, *config["finetune_args"],
+                *resume_flags(online_run)))
     return f"{suite} seed {seed}: done"
+
+
+def resume_flags(folder: str) -> list[str]:
+    """`--resume` where `folder` holds an unfinished run with a checkpoint, which then goes on from it bit for bit
+    (so a seed's runs can be spread over several sittings); a folder with none yet is removed and its run started
+    again. A folder another process is working in stops the harness with one error line either way."""
+    if finished_step(folder):
+        refuse_if_in_use(folder)
+        return ["--resume"]
+    remove_stale_run(folder)
+    return []
 
 
 def choose_learner(algo: str) -> None:
@@ -312,14 +332,18 @@ def summarise(results: dict) -> str:
                           **({"scratch": "scratch"} if "scratch" in arms else {})}
                 for other, row in others.items():
                     gap = float(np.mean(figures[arm]) - np.mean(figures[row]))
-                    pooled = float(np.sqrt((np.var(figures[arm], ddof=1) + np.var(figures[row], ddof=1)) / 2)) \
-                        if len(seeds) > 1 else float("nan")
+                    if len(seeds) == 1:  # no seed-std to weigh the gap against
+                        checks[other] = {"gap": gap, "pooled_std": None, "beats": None}
+                        continue
+                    pooled = float(np.sqrt((np.var(figures[arm], ddof=1) + np.var(figures[row], ddof=1)) / 2))
                     checks[other] = {"gap": gap, "pooled_std": pooled, "beats": bool(gap > pooled)}
                 verdicts[arm][measure] = checks
                 lines.append("")
                 lines.append(f"{arm}, {measure}: " + "; ".join(
-                    f"vs {other} {c['gap']:+.3f} (pooled std {c['pooled_std']:.3f}: "
-                    f"{'beats' if c['beats'] else 'does not beat'})" for other, c in checks.items()))
+                    f"vs {other} {c['gap']:+.3f} (" + ("one seed: no verdict)" if c["beats"] is None else
+                                                       f"pooled std {c['pooled_std']:.3f}: "
+                                                       f"{'beats' if c['beats'] else 'does not beat'})")
+                    for other, c in checks.items()))
         result["summary"] = {"finals": finals, "last5": lasts, "verdicts": verdicts}
         lines.append("")
     return "\n".join(lines)

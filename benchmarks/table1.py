@@ -158,10 +158,10 @@ def finished_step(folder: str) -> int:
         return 0
 
 
-def remove_stale_run(folder: str) -> None:
-    """Delete an unfinished run's folder so it starts again, unless a process still works in it (its run lock,
-    or the lock of a run inside it, is held): a second harness invocation on the same runs must fail, not delete
-    the first one's run under it."""
+def refuse_if_in_use(folder: str) -> None:
+    """Stop with one error line while a process still works in `folder` (its run lock, or the lock of a run
+    inside it, is held): a second harness invocation on the same runs must fail, not delete or resume the first
+    one's run under it."""
     from aql_agent.errors import AqlError
     from aql_agent.runs import FolderLock
 
@@ -171,6 +171,11 @@ def remove_stale_run(folder: str) -> None:
                 FolderLock(root).release()
             except AqlError as error:
                 raise SystemExit(f"{os.path.basename(sys.argv[0])}: error: {error}") from None
+
+
+def remove_stale_run(folder: str) -> None:
+    """Delete an unfinished run's folder so it starts again, unless a process still works in it."""
+    refuse_if_in_use(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 

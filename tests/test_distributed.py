@@ -307,12 +307,23 @@ def test_a_gymnasium_envs_rounds_on_workers_play_what_the_same_envs_play_in_one_
     import pandas as pd
 
     run = _train(tmp_path, pendulum_data, "sac")
-    flags = ["--checkpoint", run, "--env", "Pendulum-v1", "--steps", "30", "--round-steps", "15", "--envs", "3",
+    flags = ["--checkpoint", run, "--env", "Pendulum-v1", "--round-steps", "15", "--envs", "3",
              "--updates-per-step", "0.5", "--eval-every", "1000", "--eval-episodes", "1", "--seed", "4",
              "--log-every", "5", "--no-progress", "--no-tensorboard"]
-    assert main(["finetune", *flags, "--out", str(tmp_path / "one")]) == 0
-    assert main(["finetune", *flags, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    one, two, straight = (str(tmp_path / name) for name in ("one", "two", "straight"))
+    assert main(["finetune", *flags, "--steps", "30", "--out", one]) == 0
+    assert main(["finetune", *flags, "--steps", "30", "--out", two, "--workers", "2"]) == 0
     capsys.readouterr()
     for table in ("rounds.csv", "metrics.csv", "eval.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / table), pd.read_csv(tmp_path / "one" / table))
     assert len(pd.read_csv(tmp_path / "one" / "rounds.csv")) == 2
+    # resumed mid-episode (10 of Pendulum's 200 steps per env), the envs' states moving from one process to the
+    # workers and back: both runs go on as one straight run
+    assert main(["finetune", *flags, "--steps", "60", "--out", one, "--resume", "--workers", "2"]) == 0
+    assert main(["finetune", *flags, "--steps", "60", "--out", two, "--resume"]) == 0
+    assert main(["finetune", *flags, "--steps", "60", "--out", straight]) == 0
+    assert "warning" not in capsys.readouterr().err
+    for resumed in (one, two):
+        for table in ("rounds.csv", "metrics.csv"):
+            pd.testing.assert_frame_equal(pd.read_csv(os.path.join(resumed, table)),
+                                          pd.read_csv(os.path.join(straight, table)))

@@ -227,6 +227,58 @@ def test_resume_continues_a_game_fine_tuning_exactly(connect_four_run, tmp_path,
         assert torch.equal(value, b.nets.state_dict()[key]), key
 
 
+def test_resume_continues_a_gymnasium_fine_tuning_exactly_mid_episode(pendulum_data, tmp_path, capsys):
+    """Pendulum's episodes are 200 steps: stopped at step 150, the run's checkpoint cuts one; resumed, the
+    episode is replayed to where it was and the run's tables, buffer and weights equal one straight run's."""
+    import pandas as pd
+
+    offline = tiny_offline_run(pendulum_data, str(tmp_path / "offline"), "aql")
+    flags = ["finetune", "--checkpoint", offline, "--env", "Pendulum-v1", "--round-steps", "50",
+             "--updates-per-step", "0.2", "--eval-every", "150", "--eval-episodes", "1", "--log-every", "3",
+             "--seed", "4", "--no-progress", "--no-tensorboard"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main([*flags, "--steps", "300", "--out", str(straight)]) == 0
+    assert main([*flags, "--steps", "150", "--out", str(split)]) == 0
+    assert main([*flags, "--steps", "300", "--out", str(split), "--resume"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    for table in ("rounds.csv", "metrics.csv", "eval.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(split / table), pd.read_csv(straight / table))
+    np.testing.assert_array_equal(np.load(split / "online-buffer.npz")["rows"],
+                                  np.load(straight / "online-buffer.npz")["rows"])
+    (a, _, _), (b, _, _) = load_learner(straight), load_learner(split)
+    for key, value in a.nets.state_dict().items():
+        assert torch.equal(value, b.nets.state_dict()[key]), key
+
+
+def test_a_mujoco_collector_goes_on_from_its_state_as_if_never_stopped():
+    """StepCollector.state / restore on Hopper-v5: after episodes that ended (resets from the env's own stream)
+    and mid-episode, a fresh collector restored from the state plays the same transitions; a state whose replay
+    ends elsewhere says so."""
+    from aql_agent.adapters.gym import StepCollector, StepCollectors
+
+    class Wobbly:  # a policy with random draws of its own, as AQL's sampled proposals
+        discrete = False
+
+        def act(self, observation, deterministic=False):
+            return np.tanh(observation[:3] + torch.randn(3).numpy()).astype(np.float32)
+
+    collector = StepCollector("Hopper-v5", 11, 0.3)
+    first = collector.play(Wobbly(), 150)
+    assert first.summary["episodes"] >= 2 and "random" in collector.state()["episode_start"]
+    state = json.loads(json.dumps(collector.state()))  # as a checkpoint carries it
+    went_on = collector.play(Wobbly(), 120)
+    restored = StepCollector("Hopper-v5", 999, 0.3)
+    assert restored.restore(state)
+    again = restored.play(Wobbly(), 120)
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        np.testing.assert_array_equal(getattr(again.data, field), getattr(went_on.data, field))
+    assert again.summary == went_on.summary and restored.episodes == collector.episodes
+    state["observation"][0] += 1e-9
+    assert not StepCollectors("Hopper-v5", 0, 0.3).collectors[0].restore(state)
+    with pytest.raises(AqlError, match="resume with the --envs it started with"):
+        StepCollectors("Hopper-v5", 0, 0.3, envs=2).restore([state])
+
+
 def test_a_recipe_fills_the_unset_fields_and_round_trips_through_finetune_json(cartpole_data, tmp_path, capsys):
     """finetune.json records the settings with the recipe's values filled in and the learner changes made; the
     recorded settings, run again, make the same run."""
@@ -489,6 +541,11 @@ def test_the_benchmark_s_verdicts_compare_against_the_pooled_seed_std(harness):
     assert final["scratch"]["pooled_std"] == pytest.approx(np.sqrt((0.02 ** 2 + 0.08 ** 2) / 2))
     assert not final["scratch"]["beats"] and "vs scratch +0.050 (pooled std 0.058: does not beat)" in table
     assert last5["scratch"]["beats"] and last5["offline-only"]["beats"]
+    results["moba"]["seeds"] = {0: seeds[0]}  # one seed: the gaps, and no verdict either way
+    table = harness.summarise(results)
+    final = results["moba"]["summary"]["verdicts"]["finetuned-conservative"]["final"]
+    assert final["offline checkpoint"] == {"gap": pytest.approx(0.5), "pooled_std": None, "beats": None}
+    assert "vs offline checkpoint +0.500 (one seed: no verdict)" in table and "nan" not in table
 
 
 def test_calibrated_cql_trains_and_fine_tunes_on_batches_with_returns_to_go(pendulum_data, tmp_path):
@@ -514,7 +571,7 @@ def test_the_benchmark_plays_a_copy_of_the_offline_checkpoint_only_once_it_exist
     commands = []
     monkeypatch.setattr(harness, "run", commands.append)
     monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
-    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: os.makedirs(target))
     config = {**harness.SUITES["moba"], "opponent": "mix:agent:offline,bt:hard"}
     harness.one_seed("moba", config, "logs", str(tmp_path), 3, harness.fine_tuned_arms(["warmstart"], []))
     offline = harness.arm_folder(str(tmp_path), "moba", "offline", 3)
@@ -537,7 +594,7 @@ def test_the_benchmark_runs_ablation_arms_from_the_same_offline_checkpoint(harne
     commands = []
     monkeypatch.setattr(harness, "run", commands.append)
     monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
-    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: os.makedirs(target))
     import sac_reference
 
     monkeypatch.setattr(sac_reference, "run_ours", lambda *args, **kwargs: [(0, 0.0)])
@@ -618,7 +675,7 @@ def test_the_benchmark_splits_a_seed_into_an_arms_lane_and_a_controls_lane(harne
     run is one error line, never retrained from this lane."""
     commands = []
     monkeypatch.setattr(harness, "run", commands.append)
-    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: os.makedirs(target))
     offline = harness.arm_folder(str(tmp_path), "hopper", "offline", 0)
     config = harness.SUITES["hopper"]
     monkeypatch.setattr(harness, "finished_step", lambda folder: config["offline_steps"] if folder == offline else 0)
@@ -644,7 +701,7 @@ def test_the_benchmark_takes_its_budget_as_flags(harness, monkeypatch, tmp_path)
     commands = []
     monkeypatch.setattr(harness, "run", commands.append)
     monkeypatch.setattr(harness, "finished_step", lambda folder: 0)
-    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: None)
+    monkeypatch.setattr(harness.shutil, "copytree", lambda source, target: os.makedirs(target))
     config = {**harness.SUITES["moba"], **changes}
     harness.one_seed("moba", config, "logs", str(tmp_path), 0, harness.fine_tuned_arms(["warmstart"], []))
     tuned = next(c for c in commands if "finetune" in c and "--recipe" in c)
@@ -660,9 +717,9 @@ def test_the_benchmark_takes_its_budget_as_flags(harness, monkeypatch, tmp_path)
 
 
 def test_the_benchmark_never_deletes_a_run_another_process_is_working_in(harness, monkeypatch, tmp_path):
-    """benchmarks/finetune.py restarts an unfinished run by deleting its folder; while another invocation's
-    `aql finetune` holds that run's lock (two harnesses on the same seed) it stops with one error line instead,
-    and deletes the folder once the lock is free."""
+    """benchmarks/finetune.py starts again a run that saved no checkpoint by deleting its folder; while another
+    invocation's `aql finetune` holds that run's lock (two harnesses on the same seed) it stops with one error line
+    instead, and deletes the folder once the lock is free."""
     from aql_agent.runs import FolderLock
 
     commands = []
@@ -680,6 +737,39 @@ def test_the_benchmark_never_deletes_a_run_another_process_is_working_in(harness
     harness.one_seed("moba", harness.SUITES["moba"], "logs", str(tmp_path), 0,
                      harness.fine_tuned_arms(["warmstart"], []), arms_only=True)
     assert not os.path.exists(os.path.join(tuned, "checkpoints")) and len(commands) == 2
+
+
+def test_the_benchmark_resumes_an_interrupted_run_instead_of_starting_it_again(harness, monkeypatch, tmp_path):
+    """benchmarks/finetune.py run again after an interruption: a fine-tuned arm or control that saved a
+    checkpoint goes on from it (`--resume`, kept on disk), so a seed can be spread over sittings; one that saved
+    none is started again; the control is copied from the offline run only once, and whole."""
+    commands = []
+    monkeypatch.setattr(harness, "run", commands.append)
+    config, runs = harness.SUITES["hopper"], str(tmp_path)
+    offline, control, tuned = (harness.arm_folder(runs, "hopper", arm, 0)
+                               for arm in ("offline", "offline-only", "finetuned-warmstart"))
+    steps = {offline: config["offline_steps"], tuned: 6000, control: config["offline_steps"] + 4000}
+    monkeypatch.setattr(harness, "finished_step", lambda folder: steps.get(folder, 0))
+    for folder in (tuned, control):
+        os.makedirs(os.path.join(folder, "checkpoints"))
+    arms = harness.fine_tuned_arms(["warmstart"], [])
+    harness.one_seed("hopper", config, "data.npz", runs, 0, arms, scratch_arm=False)
+    assert [c[c.index("--out") + 1] for c in commands] == [tuned, control]
+    assert all("--resume" in c for c in commands)
+    assert all(os.path.isdir(os.path.join(folder, "checkpoints")) for folder in (tuned, control))
+    commands.clear()  # nothing saved yet: the arm starts again, the control is copied from the offline run
+    steps.update({tuned: 0, control: 0})
+    os.makedirs(os.path.join(offline, "checkpoints"))
+    harness.one_seed("hopper", config, "data.npz", runs, 0, arms, scratch_arm=False)
+    arm_command, control_command = commands
+    assert "--resume" not in arm_command and not os.path.exists(os.path.join(tuned, "checkpoints"))
+    assert "--resume" in control_command and os.path.isdir(os.path.join(control, "checkpoints"))
+    assert not os.path.exists(control + ".copying")
+    commands.clear()  # an interrupted offline run goes on too, and keeps checkpoints to go on from
+    steps.update({offline: 4000, control: config["offline_steps"] + 20000, tuned: config["online_steps"]})
+    harness.one_seed("hopper", config, "data.npz", runs, 0, arms, scratch_arm=False)
+    (train,) = commands
+    assert "--resume" in train and int(train[train.index("--checkpoint-every") + 1]) < config["offline_steps"]
 
 
 def test_the_benchmark_s_moba_data_folder_holds_only_the_named_pairings(harness, monkeypatch, tmp_path):
