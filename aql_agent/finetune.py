@@ -138,7 +138,8 @@ class FinetuneSettings:
     tensorboard: bool = True
     """Also write metrics as TensorBoard events."""
     resume: bool = False
-    """Continue the run in `out` from its latest checkpoint (with its online buffer; play restarts a new episode)."""
+    """Continue the run in `out` from its latest checkpoint, exactly as if it had not stopped (its online buffer and
+    random streams; an env's episode cut by the checkpoint is replayed to where it was)."""
 
     def __post_init__(self) -> None:
         for flag in ("steps", "round_steps", "round_games", "eval_every", "eval_episodes", "log_every"):
