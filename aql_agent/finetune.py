@@ -425,6 +425,16 @@ def _on_ray(collector: Any, kind: Any, settings: FinetuneSettings) -> Any:
                    "--workers")
 
 
+def restore_play(collector: Any, trainer_state: Mapping[str, Any], out: str) -> bool:
+    """Give `collector` the online play's state a checkpoint saved (`StepCollector.state`); whether its episode
+    replayed exactly. A hand-edited or damaged state is one clear error."""
+    try:
+        return collector.restore(json.loads(trainer_state["collector"]))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise AqlError(f"cannot resume {out}: its checkpoint's online-play state is unreadable ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:200]}); start a new --out") from None
+
+
 RESUMABLE_CHANGES = ("steps", "progress", "tensorboard", "resume", "device", "workers", "address")
 """FinetuneSettings fields a resumed run may be given anew: how far and where it runs, not what it does."""
 COMPARED_AS_NAMED = ("out", "checkpoint", "data")
@@ -571,8 +581,8 @@ def finetune(settings: FinetuneSettings) -> dict[str, Any]:
         owed, count, sums = float(trainer_state["owed"]), int(trainer_state["window_count"]), dict(
             trainer_state["window_sums"])
     try:
-        if resume is not None and "collector" in trainer_state and not collector.restore(
-                json.loads(trainer_state["collector"])):
+        if resume is not None and "collector" in trainer_state and not restore_play(collector, trainer_state,
+                                                                                    settings.out):
             warnings.warn(f"resuming {settings.out}: replaying the episode its checkpoint cut ended elsewhere than "
                           "it did when played (another machine's float sums?); the run goes on from there, no longer "
                           "exactly the run that was not stopped")

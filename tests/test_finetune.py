@@ -248,6 +248,18 @@ def test_resume_continues_a_gymnasium_fine_tuning_exactly_mid_episode(pendulum_d
     (a, _, _), (b, _, _) = load_learner(straight), load_learner(split)
     for key, value in a.nets.state_dict().items():
         assert torch.equal(value, b.nets.state_dict()[key]), key
+    # a hand-edited checkpoint whose online-play state is damaged: one error line, not a traceback
+    model = os.path.join(json.loads(open(split / "latest.json").read())["checkpoint"], "model.pt")
+    if not os.path.isabs(model):
+        model = os.path.join(split, model)
+    saved = torch.load(model, weights_only=True)
+    for damaged in ("{not json", json.dumps([{"episode_start": {}}])):
+        saved["trainer"]["collector"] = damaged
+        torch.save(saved, model)
+        assert main([*flags, "--steps", "400", "--out", str(split), "--resume"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"aql: error: cannot resume {split}: its checkpoint's online-play state is unreadable")
+        assert "\n" not in error
 
 
 def test_a_mujoco_collector_goes_on_from_its_state_as_if_never_stopped():
