@@ -326,14 +326,19 @@ class StepCollectors:
 
     def restore(self, states: Sequence[Mapping[str, Any]]) -> bool:
         """Each env takes over its state; False when any replay ended elsewhere (see `StepCollector.restore`)."""
-        if len(states) != len(self.collectors):
-            raise AqlError(f"the checkpoint's online play ran {len(states)} envs, this run {len(self.collectors)}: "
-                           "resume with the --envs it started with")
+        require_same_envs(states, len(self.collectors))
         return all([collector.restore(state) for collector, state in zip(self.collectors, states)])
 
     def close(self) -> None:
         for collector in self.collectors:
             collector.env.close()
+
+
+def require_same_envs(states: Sequence[Any], envs: int) -> None:
+    """A checkpoint's per-env play states must be as many as the envs that take them over."""
+    if len(states) != envs:
+        raise AqlError(f"the checkpoint's online play ran {len(states)} envs, this run {envs}: resume with the "
+                       "--envs it started with")
 
 
 def split_steps(steps: int, envs: int) -> list[int]:

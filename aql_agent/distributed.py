@@ -438,9 +438,9 @@ class StepsOnRay:
 
     def restore(self, states: list[dict[str, Any]]) -> bool:
         """Each worker's envs take over their states (`StepCollectors.restore`)."""
-        if len(states) != self.envs:
-            raise AqlError(f"the checkpoint's online play ran {len(states)} envs, this run {self.envs}: resume with "
-                           "the --envs it started with")
+        from aql_agent.adapters.gym import require_same_envs
+
+        require_same_envs(states, self.envs)
         futures = [actor.restore.remote([states[k] for k in group]) for actor, group in zip(self.actors, self.groups)]
         replayed = [_result(self.ray, future, "online play's state") for future in futures]
         return all(all(exact) for exact in replayed)

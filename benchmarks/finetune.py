@@ -55,7 +55,7 @@ from aql_agent.learners import ALGORITHMS, is_discrete
 from aql_agent.scores import normalized_score
 from figure2 import DEFAULT_PAIRS, record_data
 from plot_runs import read
-from table1 import finished_step, refuse_if_in_use, remove_stale_run
+from table1 import finished_step, refuse_if_in_use, remove_stale_run, resume_flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "datasets")
@@ -147,7 +147,8 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
     base = ["--env", config["env"], "--eval-episodes", str(config["eval_episodes"]), "--seed", str(seed)]
     opponent = config.get("opponent")
     common = [*base, *(["--opponent", opponent.replace(OFFLINE_COPY, f"agent:{offline}")] if opponent else [])]
-    if finished_step(offline) < config["offline_steps"]:
+    offline_done = finished_step(offline)
+    if offline_done < config["offline_steps"]:
         if controls_only:
             raise SystemExit(f"finetune: error: --controls-only needs the finished offline run {offline}: make it "
                              "first (a run without --controls-only, e.g. one with --arms-only)")
@@ -157,18 +158,21 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
         run(aql("train", "--algo", config["algo"], "--data", data, "--out", offline, "--steps",
                 str(config["offline_steps"]), "--eval-every", str(config["offline_steps"]), "--checkpoint-every",
                 str(max(1, config["offline_steps"] // 10)), *evaluated_as, *config["train_args"],
-                *resume_flags(offline)))
+                *resume_flags(offline, offline_done)))
     online = ["--steps", str(config["online_steps"]), "--eval-every", str(config["eval_every"]), *common]
     for name, flags in ({} if controls_only else arms).items():
         tuned = arm_folder(runs, suite, f"finetuned-{name}", seed)
-        if finished_step(tuned) < config["online_steps"]:
+        tuned_done = finished_step(tuned)
+        if tuned_done < config["online_steps"]:
             run(aql("finetune", "--checkpoint", offline, "--out", tuned, "--updates-per-step",
-                    str(config["updates_per_step"]), *online, *config["finetune_args"], *flags, *resume_flags(tuned)))
+                    str(config["updates_per_step"]), *online, *config["finetune_args"], *flags,
+                    *resume_flags(tuned, tuned_done)))
     if arms_only:
         return f"{suite} seed {seed}: fine-tuned arms done"
     extra = int(config["online_steps"] * config["updates_per_step"])
-    if finished_step(control) < config["offline_steps"] + extra:
-        if finished_step(control) < config["offline_steps"]:  # not copied yet (a cut copy has no latest.json)
+    control_done = finished_step(control)
+    if control_done < config["offline_steps"] + extra:
+        if control_done < config["offline_steps"]:  # not copied yet (a cut copy has no latest.json)
             remove_stale_run(control)
             shutil.rmtree(control + ".copying", ignore_errors=True)
             shutil.copytree(offline, control + ".copying")
@@ -199,19 +203,8 @@ def one_seed(suite: str, config: dict, data: str, runs: str, seed: int, arms: di
             run(aql("train", "--algo", "dqn", "--data", data, "--out", untrained, "--steps", "1", "--agent", "all"))
         run(aql("finetune", "--checkpoint", untrained, "--out", online_run, "--offline-ratio", "0",
                 "--updates-per-step", str(config["updates_per_step"]), *online, *config["finetune_args"],
-                *resume_flags(online_run)))
+                *resume_flags(online_run, finished_step(online_run))))
     return f"{suite} seed {seed}: done"
-
-
-def resume_flags(folder: str) -> list[str]:
-    """`--resume` where `folder` holds an unfinished run with a checkpoint, which then goes on from it bit for bit
-    (so a seed's runs can be spread over several sittings); a folder with none yet is removed and its run started
-    again. A folder another process is working in stops the harness with one error line either way."""
-    if finished_step(folder):
-        refuse_if_in_use(folder)
-        return ["--resume"]
-    remove_stale_run(folder)
-    return []
 
 
 def choose_learner(algo: str) -> None:

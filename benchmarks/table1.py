@@ -179,6 +179,18 @@ def remove_stale_run(folder: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def resume_flags(folder: str, done: int) -> list[str]:
+    """`--resume` where `folder` holds an unfinished run whose latest checkpoint is at step `done` (> 0), which
+    then goes on from it bit for bit (so a grid's or a seed's runs can be spread over several sittings); a folder
+    with none yet is removed and its run started again. A folder another process is working in stops the harness
+    with one error line either way."""
+    if done:
+        refuse_if_in_use(folder)
+        return ["--resume"]
+    remove_stale_run(folder)
+    return []
+
+
 def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: int) -> str:
     """One `aql train` run in a subprocess (resumed if it was interrupted, skipped if done)."""
     folder = run_folder(args.runs, data, algo, seed)
@@ -188,8 +200,6 @@ def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: in
     if done >= args.steps:
         write_record(args, env, data, algo, seed, folder)
         return f"{folder}: done"
-    if not done and os.path.exists(folder):  # stopped before its first checkpoint: start it again
-        remove_stale_run(folder)
     command = [sys.executable, "-m", "aql_agent", "train", "--algo", algo, "--data", data, "--out", folder,
                "--steps", str(args.steps), "--seed", str(seed), "--env", env, "--eval-every", str(args.eval_every),
                "--eval-episodes", str(args.eval_episodes), "--log-every", str(args.log_every), "--threads", "1",
@@ -198,8 +208,7 @@ def train_one(args: argparse.Namespace, env: str, data: str, algo: str, seed: in
     for setting in overrides(args, algo):
         command += ["--set", setting]
     command += getattr(args, "train_args", [])  # what a harness built on this one adds (figure2: --agent ...)
-    if done:
-        command.append("--resume")
+    command += resume_flags(folder, done)
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-2000:]}")
